@@ -1,0 +1,32 @@
+"""InstallOnTarget / RollbackTarget: send the install document to one target's managed node."""
+
+from typing import Literal
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from rollout_core.logic.commands import send_target_command
+from rollout_core.observability import logger, metrics, tracer
+from rollout_core.settings import InstallSettings, load_settings
+
+SETTINGS = load_settings(InstallSettings)
+
+
+class TargetCommandInput(BaseModel):
+    action: Literal["install", "rollback"]
+    targetId: str
+    certificateArn: str
+    rolloutId: str
+    expectedSerial: str
+    secretArn: str
+    secretVersionId: str
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    r = TargetCommandInput.model_validate(event)
+    result = send_target_command(r.action, r.certificateArn, r.targetId, r.rolloutId, r.expectedSerial,
+                                 r.secretArn, r.secretVersionId, settings=SETTINGS)
+    return result.model_dump(mode="json")

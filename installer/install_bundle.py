@@ -1,0 +1,744 @@
+#!/usr/bin/env python3
+"""Install (or roll back) a certificate bundle on this managed node.
+
+Run by the SSM Run Command document ON THE MANAGED NODE. Standard library only
+(python3 >= 3.8) plus the AWS CLI on PATH (``aws``), called with the node's own
+identity to read the staged key material from Secrets Manager.
+
+Parameters (environment variables, exported by the SSM document):
+    ROLLOUT_ACTION            install | rollback
+    ROLLOUT_SECRET_ARN        Secrets Manager secret holding the bundle (install)
+    ROLLOUT_SECRET_VERSION_ID version id of that secret (install; empty = AWSCURRENT)
+    ROLLOUT_TARGET            base64 of the target config JSON (below)
+    ROLLOUT_EXPECTED_SERIAL   canonical colon hex serial of the new certificate; when
+                              set, a bundle whose leaf has another serial is refused
+    ROLLOUT_COMMAND_TIMEOUT   seconds for every subprocess (aws, test, reload); default 60
+
+Target config JSON:
+    {"targetId": "web-1", "server": "embedded|nginx|haproxy|apache|generic",
+     "files": [{"path": "/etc/ssl/web/fullchain.pem",
+                "content": "fullchain|leaf|chain|key|combined",
+                "mode": "0644", "owner": null, "group": null}],
+     "testCommand": ["argv", ...] or null, "reloadCommand": ["argv", ...] or null}
+    content: fullchain = leaf + chain; leaf; chain; key = plain private key;
+    combined = leaf + chain + key in one PEM (HAProxy). Default mode: 0600 for key and
+    combined files, 0644 otherwise.
+
+Secret string (JSON): {"certificate": PEM, "chain": PEM, "privateKey": PEM plain PKCS#8,
+"serial": "..."}.
+
+install: fetch -> build and normalize every file's PEM -> write "<path>.rollout-new"
+beside each file -> keep one backup "<path>.rollout-bak" of each current file (or a
+marker "<path>.rollout-absent" when there was none) -> os.replace new over path ->
+testCommand -> reloadCommand. A failed test restores every file (exit 10); a failed
+reload restores, reloads again best effort (exit 11).
+rollback: restore every file from its backup (remove it if it was absent before the
+install), then testCommand and reloadCommand (exit 20 on any failure).
+
+Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
+(restored), 12 files could not be built or written (nothing changed), 13 secret fetch
+failed, 20 rollback failed.
+
+stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
+{action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
+error, files, serverOutput, exitCode}. Progress goes to stderr. Key material, the
+secret string and passphrases are never printed; command output is redacted of any
+private key block before it is reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+EXIT_OK = 0
+EXIT_PARAMS = 2
+EXIT_TEST = 10
+EXIT_RELOAD = 11
+EXIT_WRITE = 12
+EXIT_FETCH = 13
+EXIT_ROLLBACK = 20
+
+NEW_SUFFIX = ".rollout-new"
+BAK_SUFFIX = ".rollout-bak"
+ABSENT_SUFFIX = ".rollout-absent"
+CONTENTS = ("fullchain", "leaf", "chain", "key", "combined")
+KEY_CONTENTS = ("key", "combined")
+SERVER_OUTPUT_CHARS = 2000
+
+# The words of a PEM private key label, built so that this file's own text (and so
+# any traceback quoting it) does not hold the phrase the redaction looks for.
+_PK = "PRIVATE" + " KEY"
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*" + _PK + r"-----.*?(?:-----END [A-Z0-9 ]*" + _PK
+                        + r"-----|\Z)", re.S)
+
+
+class RolloutFailure(Exception):
+    """A failure at one stage, with its exit code. The message never holds secrets."""
+
+    def __init__(self, stage: str, code: int, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.code = code
+
+
+# --------------------------------------------------------------------------- output
+
+
+class Redactor:
+    """Removes private key blocks, the phrase itself and any line of the known key
+    material from text that is about to be reported."""
+
+    def __init__(self) -> None:
+        self.secrets: list[str] = []
+
+    def add_secret_text(self, text: str) -> None:
+        for line in text.replace("\r", "\n").split("\n"):
+            line = line.strip()
+            if len(line) >= 16 and not line.startswith("-----"):
+                self.secrets.append(line)
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        text = _KEY_BLOCK.sub("[redacted key block]", text)
+        text = text.replace(_PK, "[redacted]")
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, "[redacted]")
+        return text
+
+
+REDACT = Redactor()
+
+
+def log(message: str) -> None:
+    """Progress line on stderr (never key material)."""
+    sys.stderr.write("install_bundle: " + str(REDACT(message)) + "\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- PEM
+
+
+def pem_blocks(text: str) -> list[tuple[str, str]]:
+    """All PEM blocks of ``text`` as (label, normalized block text without final newline).
+    Normalized: LF line ends, body re-wrapped at 64 columns, RFC 1421 headers kept."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    blocks = []
+    for m in _PEM_BLOCK.finditer(text):
+        label = m.group(1)
+        lines = [ln.strip() for ln in m.group(2).split("\n") if ln.strip()]
+        headers = [ln for ln in lines if ":" in ln]
+        body = "".join(ln for ln in lines if ":" not in ln)
+        out = [f"-----BEGIN {label}-----"]
+        if headers:
+            out.extend(headers)
+            out.append("")
+        out.extend(body[i:i + 64] for i in range(0, len(body), 64))
+        out.append(f"-----END {label}-----")
+        blocks.append((label, "\n".join(out)))
+    return blocks
+
+
+def join_pem(blocks: list[str]) -> str:
+    """Blocks -> PEM text: exactly one newline between blocks, one final newline."""
+    return "\n".join(blocks) + "\n"
+
+
+def der_serial(cert_block: str) -> int | None:
+    """Serial (RFC 5280 4.1.2.2) of a PEM certificate block, read from its DER with a
+    minimal parser: Certificate ::= SEQUENCE { tbs SEQUENCE { [0] version?, serial INTEGER ..."""
+    body = "".join(ln for ln in cert_block.split("\n") if ln and not ln.startswith("-----"))
+    try:
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+    def header(pos: int) -> tuple[int, int, int]:
+        tag = der[pos]
+        length = der[pos + 1]
+        pos += 2
+        if length & 0x80:
+            n = length & 0x7F
+            length = int.from_bytes(der[pos:pos + n], "big")
+            pos += n
+        return tag, length, pos
+
+    try:
+        tag, _, pos = header(0)  # Certificate
+        if tag != 0x30:
+            return None
+        tag, _, pos = header(pos)  # tbsCertificate
+        if tag != 0x30:
+            return None
+        tag, length, inner = header(pos)
+        if tag == 0xA0:  # [0] EXPLICIT version
+            pos = inner + length
+            tag, length, inner = header(pos)
+        if tag != 0x02:
+            return None
+        return int.from_bytes(der[inner:inner + length], "big", signed=True)
+    except IndexError:
+        return None
+
+
+def parse_expected_serial(text: str) -> int | None:
+    """Canonical colon hex ("0f:ac:01") -> int. Plain hex without colons is accepted."""
+    value = text.strip().lower().replace(":", "")
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9a-f]+", value):
+        raise RolloutFailure("write", EXIT_PARAMS, "ROLLOUT_EXPECTED_SERIAL is not colon hex")
+    return int(value, 16)
+
+
+def format_serial(serial: int) -> str:
+    length = max(1, (serial.bit_length() + 7) // 8)
+    return ":".join(f"{b:02x}" for b in serial.to_bytes(length, "big"))
+
+
+class Bundle:
+    """Normalized PEM pieces of the secret: leaf, chain (issuer order as given), key."""
+
+    def __init__(self, leaf: str, chain: list[str], key: str | None, key_encrypted: bool) -> None:
+        self.leaf = leaf
+        self.chain = chain
+        self.key = key
+        self.key_encrypted = key_encrypted
+
+    @classmethod
+    def from_secret(cls, secret: dict[str, Any]) -> Bundle:
+        cert_text = secret.get("certificate")
+        if not isinstance(cert_text, str):
+            raise RolloutFailure("fetch", EXIT_FETCH, 'secret has no "certificate" string')
+        certs = [b for label, b in pem_blocks(cert_text) if label == "CERTIFICATE"]
+        if len(certs) != 1:
+            raise RolloutFailure("write", EXIT_WRITE,
+                                 'secret "certificate" must hold exactly one PEM certificate (the leaf), '
+                                 f"found {len(certs)}")
+        chain_text = secret.get("chain") or ""
+        if not isinstance(chain_text, str):
+            raise RolloutFailure("fetch", EXIT_FETCH, 'secret "chain" is not a string')
+        chain = [b for label, b in pem_blocks(chain_text) if label == "CERTIFICATE" and b != certs[0]]
+        key_text = secret.get("privateKey")
+        key = None
+        encrypted = False
+        if isinstance(key_text, str) and key_text.strip():
+            REDACT.add_secret_text(key_text)
+            keys = [(label, b) for label, b in pem_blocks(key_text) if label.endswith(_PK)]
+            if len(keys) != 1:
+                raise RolloutFailure("write", EXIT_WRITE,
+                                     'secret "privateKey" must hold exactly one PEM key block, '
+                                     f"found {len(keys)}")
+            label, key = keys[0]
+            encrypted = label.startswith("ENCRYPTED") or "Proc-Type: 4,ENCRYPTED" in key
+            REDACT.add_secret_text(key)
+        return cls(certs[0], chain, key, encrypted)
+
+    def content(self, kind: str, path: str) -> str:
+        if kind in KEY_CONTENTS:
+            if self.key is None:
+                raise RolloutFailure("write", EXIT_WRITE, f"secret has no private key for {path}")
+            if self.key_encrypted:
+                raise RolloutFailure(
+                    "write", EXIT_WRITE,
+                    f"refusing to write an encrypted private key to {path}: the server needs a plain key "
+                    "(PKCS#8 EncryptedPrivateKeyInfo must be decrypted before staging, case K3)")
+        if kind in ("chain",) and not self.chain:
+            raise RolloutFailure("write", EXIT_WRITE, f"secret has no chain certificates for {path}")
+        if kind == "leaf":
+            return join_pem([self.leaf])
+        if kind == "chain":
+            return join_pem(self.chain)
+        if kind == "fullchain":
+            return join_pem([self.leaf] + self.chain)
+        if kind == "key":
+            return join_pem([self.key or ""])
+        if kind == "combined":
+            return join_pem([self.leaf] + self.chain + [self.key or ""])
+        raise RolloutFailure("write", EXIT_WRITE, f"unknown content {kind!r} for {path}")
+
+
+# --------------------------------------------------------------------------- params
+
+
+class FileSpec:
+    def __init__(self, raw: dict[str, Any], index: int) -> None:
+        where = f"files[{index}]"
+        path = raw.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise RolloutFailure("write", EXIT_PARAMS, f"{where}.path must be an absolute path")
+        self.path = os.path.normpath(path)
+        self.content = raw.get("content")
+        if self.content not in CONTENTS:
+            raise RolloutFailure("write", EXIT_PARAMS,
+                                 "{}.content must be one of {}".format(where, "|".join(CONTENTS)))
+        mode = raw.get("mode")
+        if mode is None or mode == "":
+            self.mode = 0o600 if self.content in KEY_CONTENTS else 0o644
+        else:
+            try:
+                self.mode = int(mode, 8) if isinstance(mode, str) else int(mode)
+            except ValueError:
+                raise RolloutFailure("write", EXIT_PARAMS,
+                                     f'{where}.mode must be octal like "0644"') from None
+            if not 0 <= self.mode <= 0o7777:
+                raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode out of range")
+        self.owner = raw.get("owner")
+        self.group = raw.get("group")
+
+
+class Target:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.target_id = str(raw.get("targetId") or "")
+        self.server = raw.get("server") or "generic"
+        files = raw.get("files")
+        if not isinstance(files, list) or not files:
+            raise RolloutFailure("write", EXIT_PARAMS, "target config has no files")
+        self.files = [FileSpec(f if isinstance(f, dict) else {}, i) for i, f in enumerate(files)]
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise RolloutFailure("write", EXIT_PARAMS, "target config names a file twice")
+        self.test_command = self._argv(raw.get("testCommand"), "testCommand")
+        self.reload_command = self._argv(raw.get("reloadCommand"), "reloadCommand")
+
+    @staticmethod
+    def _argv(value: Any, name: str) -> list[str] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+            raise RolloutFailure("write", EXIT_PARAMS, f"{name} must be a non-empty argv list or null")
+        return list(value)
+
+
+def decode_target(encoded: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(base64.b64decode(encoded.strip(), validate=False).decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise RolloutFailure("write", EXIT_PARAMS, "ROLLOUT_TARGET is not base64 of a JSON object") from None
+    if not isinstance(raw, dict):
+        raise RolloutFailure("write", EXIT_PARAMS, "ROLLOUT_TARGET is not a JSON object")
+    return raw
+
+
+def command_timeout() -> float:
+    try:
+        value = float(os.environ.get("ROLLOUT_COMMAND_TIMEOUT") or 60)
+    except ValueError:
+        value = 60.0
+    return value if value > 0 else 60.0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class CommandResult:
+    def __init__(self, label: str, argv: list[str], code: int | None, output: str, error: str | None):
+        self.label = label
+        self.argv = argv
+        self.code = code
+        self.output = output  # stdout + stderr, redacted
+        self.error = error  # None when the command ran and exited 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        last = [ln.strip() for ln in self.output.strip().splitlines() if ln.strip()]
+        detail = last[-1][:300] if last else ""
+        return "{}{}".format(self.error, (": " + detail) if detail else "")
+
+
+class Runner:
+    """Runs commands (no shell), bounded by the timeout, and keeps their output."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.transcript: list[str] = []
+
+    def run(self, label: str, argv: list[str]) -> CommandResult:
+        log("{}: {}".format(label, " ".join(argv)))
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=self.timeout, shell=False)
+        except FileNotFoundError:
+            result = CommandResult(label, argv, None, "", f"{label} command not found: {argv[0]}")
+        except PermissionError:
+            result = CommandResult(label, argv, None, "", f"{label} command not executable: {argv[0]}")
+        except subprocess.TimeoutExpired as exc:
+            out = _decode(exc.stdout) + _decode(exc.stderr)
+            result = CommandResult(label, argv, None, str(REDACT(out)),
+                                   f"{label} command timed out after {self.timeout:g} s")
+        except OSError as exc:
+            result = CommandResult(label, argv, None, "", f"{label} command could not start: {exc}")
+        else:
+            out = str(REDACT(_decode(proc.stdout) + _decode(proc.stderr)))
+            err = None if proc.returncode == 0 else f"{label} command failed with exit code {proc.returncode}"
+            result = CommandResult(label, argv, proc.returncode, out, err)
+        self.transcript.append("[{}: {}]\n{}".format(
+            label, f"exit {result.code}" if result.code is not None else result.error, result.output))
+        return result
+
+    def server_output(self) -> str:
+        text = str(REDACT("\n".join(self.transcript)))
+        return text[-SERVER_OUTPUT_CHARS:]
+
+
+def _decode(data: Any) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return str(data)
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def fetch_secret(arn: str, version_id: str, timeout: float) -> dict[str, Any]:
+    """`aws secretsmanager get-secret-value` -> parsed secret JSON. Output is captured,
+    never printed. Raises RolloutFailure(fetch, 13) with the CLI's error text."""
+    argv = ["aws", "secretsmanager", "get-secret-value", "--secret-id", arn]
+    if version_id:
+        argv += ["--version-id", version_id]
+    argv += ["--query", "SecretString", "--output", "text"]
+    parts = arn.split(":")
+    if len(parts) > 3 and parts[0] == "arn" and parts[3] and not (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        argv += ["--region", parts[3]]
+    log("fetching secret version %s" % (version_id or "AWSCURRENT"))
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout)
+    except FileNotFoundError:
+        raise RolloutFailure("fetch", EXIT_FETCH, "secret fetch failed: aws CLI not found on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise RolloutFailure("fetch", EXIT_FETCH,
+                             f"secret fetch failed: aws CLI timed out after {timeout:g} s") from None
+    if proc.returncode != 0:
+        err = str(REDACT(_decode(proc.stderr).strip()))[-500:]
+        raise RolloutFailure("fetch", EXIT_FETCH, f"secret fetch failed (exit {proc.returncode}): {err}")
+    text = _decode(proc.stdout).rstrip("\n")
+    try:
+        secret = json.loads(text)
+    except ValueError:
+        raise RolloutFailure("fetch", EXIT_FETCH,
+                             "secret fetch failed: the secret string is not JSON") from None
+    finally:
+        del text
+    if not isinstance(secret, dict):
+        raise RolloutFailure("fetch", EXIT_FETCH,
+                             "secret fetch failed: the secret string is not a JSON object")
+    return secret
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _owner_ids(owner: Any, group: Any) -> tuple[int, int]:
+    uid = gid = -1
+    if owner not in (None, ""):
+        if isinstance(owner, int) or str(owner).isdigit():
+            uid = int(owner)
+        else:
+            import pwd
+
+            try:
+                uid = pwd.getpwnam(str(owner)).pw_uid
+            except KeyError:
+                raise RolloutFailure("write", EXIT_WRITE, f"unknown owner {owner!r}") from None
+    if group not in (None, ""):
+        if isinstance(group, int) or str(group).isdigit():
+            gid = int(group)
+        else:
+            import grp
+
+            try:
+                gid = grp.getgrnam(str(group)).gr_gid
+            except KeyError:
+                raise RolloutFailure("write", EXIT_WRITE, f"unknown group {group!r}") from None
+    return uid, gid
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> None:
+    """Create/overwrite ``path`` with ``data``: created 0600, then chown, then chmod
+    ``mode``, fsync. Never follows a symlink at ``path``."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Atomically make ``dst`` a copy of ``src`` (content, mode, owner)."""
+    st = os.stat(src)
+    directory = os.path.dirname(dst) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".rollout-", dir=directory)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        try:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(dst)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def stage_files(target: Target, bundle: Bundle) -> list[tuple[FileSpec, str]]:
+    """Build every file's content and write it to "<path>.rollout-new". On any error,
+    remove what was staged and raise RolloutFailure(write, 12): nothing changed."""
+    staged: list[tuple[FileSpec, str]] = []
+    try:
+        contents = [(spec, bundle.content(spec.content, spec.path).encode("ascii")) for spec in target.files]
+        for spec, data in contents:
+            if not os.path.isdir(os.path.dirname(spec.path)):
+                raise RolloutFailure("write", EXIT_WRITE, f"directory of {spec.path} does not exist")
+            uid, gid = _owner_ids(spec.owner, spec.group)
+            new = spec.path + NEW_SUFFIX
+            write_file(new, data, spec.mode, uid, gid)
+            staged.append((spec, new))
+    except RolloutFailure:
+        for _, new in staged:
+            _unlink(new)
+        raise
+    except (OSError, UnicodeEncodeError) as exc:
+        for _, new in staged:
+            _unlink(new)
+        raise RolloutFailure("write", EXIT_WRITE, f"cannot stage files: {_os_error(exc)}") from None
+    return staged
+
+
+def _os_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return "{}: {}".format(exc.filename or "", exc.strerror or exc)
+    return type(exc).__name__
+
+
+def swap_in(staged: list[tuple[FileSpec, str]]) -> list[tuple[str, bool]]:
+    """For each staged file: keep one backup of the current file (or an absent marker),
+    then os.replace new -> path. Returns [(path, existed_before)]. On an error, what
+    was already swapped is restored and RolloutFailure(write, 12) is raised."""
+    done: list[tuple[str, bool]] = []
+    try:
+        for spec, new in staged:
+            path = spec.path
+            current = _read(path)
+            existed = current is not None
+            new_data = _read(new)
+            bak, absent = path + BAK_SUFFIX, path + ABSENT_SUFFIX
+            has_backup = os.path.exists(bak) or os.path.exists(absent)
+            if current == new_data and has_backup:
+                # Same bundle again (a retried or duplicate install): keep the backup of
+                # what was there before the first attempt, so rollback still works.
+                log(f"{path} already holds this bundle; keeping its backup")
+            elif existed:
+                copy_file(path, bak)
+                _unlink(absent)
+            else:
+                _unlink(bak)
+                write_file(absent, b"", 0o600)
+            os.replace(new, path)
+            _fsync_dir(path)
+            done.append((path, existed))
+            log(f"installed {path}")
+    except OSError as exc:
+        for _, new in staged:
+            _unlink(new)
+        errors = restore([p for p, _ in done])
+        restore_note = ("; restore failed: " + "; ".join(errors)) if errors else ""
+        raise RolloutFailure("write", EXIT_WRITE,
+                             f"cannot install files: {_os_error(exc)}{restore_note}") from None
+    return done
+
+
+def restore(paths: list[str]) -> list[str]:
+    """Restore each path from "<path>.rollout-bak", or remove it when the marker says
+    it did not exist. Returns error texts (empty = all restored)."""
+    errors = []
+    for path in paths:
+        bak, absent = path + BAK_SUFFIX, path + ABSENT_SUFFIX
+        try:
+            if os.path.exists(bak):
+                copy_file(bak, path)
+                log(f"restored {path}")
+            elif os.path.exists(absent):
+                _unlink(path)
+                _fsync_dir(path)
+                log(f"removed {path} (it did not exist before the install)")
+            else:
+                errors.append(f"no backup for {path}")
+        except OSError as exc:
+            errors.append(f"cannot restore {path}: {_os_error(exc)}")
+    return errors
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
+    arn = os.environ.get("ROLLOUT_SECRET_ARN", "").strip()
+    if not arn:
+        raise RolloutFailure("fetch", EXIT_PARAMS, "ROLLOUT_SECRET_ARN is not set")
+    version_id = os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip()
+    expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
+
+    result["stage"] = "fetch"
+    secret = fetch_secret(arn, version_id, runner.timeout)
+    try:
+        bundle = Bundle.from_secret(secret)
+    finally:
+        secret.clear()
+
+    result["stage"] = "write"
+    serial = der_serial(bundle.leaf)
+    if serial is not None:
+        result["installedSerial"] = format_serial(serial)
+    if expected is not None and serial is not None and serial != expected:
+        raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial)} is not "
+                                                  f"the expected serial {format_serial(expected)}")
+    staged = stage_files(target, bundle)
+    swap_in(staged)
+    paths = [spec.path for spec in target.files]
+
+    if target.test_command:
+        result["stage"] = "test"
+        test = runner.run("test", target.test_command)
+        if not test.ok:
+            errors = restore(paths)
+            raise RolloutFailure("test", EXIT_TEST, "{}; previous files restored{}".format(
+                test.summary(), ("; restore failed: " + "; ".join(errors)) if errors else ""))
+
+    if target.reload_command:
+        result["stage"] = "reload"
+        reload = runner.run("reload", target.reload_command)
+        if not reload.ok:
+            errors = restore(paths)
+            again = runner.run("reload-after-restore", target.reload_command)
+            raise RolloutFailure("reload", EXIT_RELOAD, "{}; previous files restored{}{}".format(
+                reload.summary(),
+                ("; restore failed: " + "; ".join(errors)) if errors else "",
+                "" if again.ok else "; reload after restore also failed"))
+    return EXIT_OK
+
+
+def do_rollback(target: Target, runner: Runner, result: dict[str, Any]) -> int:
+    result["stage"] = "rollback"
+    paths = [spec.path for spec in target.files]
+    errors = restore(paths)
+    if errors:
+        raise RolloutFailure("rollback", EXIT_ROLLBACK, "rollback incomplete: " + "; ".join(errors))
+    for label, argv in (("test", target.test_command), ("reload", target.reload_command)):
+        if argv:
+            run = runner.run(label, argv)
+            if not run.ok:
+                raise RolloutFailure("rollback", EXIT_ROLLBACK, "files restored but " + run.summary())
+    return EXIT_OK
+
+
+def main() -> int:
+    action = os.environ.get("ROLLOUT_ACTION", "").strip().lower()
+    runner = Runner(command_timeout())
+    result: dict[str, Any] = {
+        "action": action or None,
+        "targetId": None,
+        "status": "failed",
+        "stage": "rollback" if action == "rollback" else "fetch",
+        "error": None,
+        "files": [],
+        "serverOutput": "",
+    }
+    code = EXIT_PARAMS
+    try:
+        if action not in ("install", "rollback"):
+            raise RolloutFailure(str(result["stage"]), EXIT_PARAMS,
+                                 "ROLLOUT_ACTION must be install or rollback")
+        raw = decode_target(os.environ.get("ROLLOUT_TARGET", ""))
+        result["targetId"] = raw.get("targetId")
+        files = raw.get("files")
+        if isinstance(files, list):
+            result["files"] = [f.get("path") for f in files if isinstance(f, dict)]
+        target = Target(raw)
+        result["files"] = [f.path for f in target.files]
+        do_action = do_install if action == "install" else do_rollback
+        code = do_action(target, runner, result)
+        result["status"] = "ok"
+    except RolloutFailure as exc:
+        code = exc.code
+        result["stage"] = "rollback" if action == "rollback" else exc.stage
+        result["error"] = str(exc)
+    except Exception as exc:  # never a traceback with secrets on stdout
+        code = EXIT_ROLLBACK if action == "rollback" else {
+            "fetch": EXIT_FETCH, "write": EXIT_WRITE, "test": EXIT_TEST, "reload": EXIT_RELOAD,
+        }.get(str(result["stage"]), EXIT_WRITE)
+        result["error"] = f"internal error: {type(exc).__name__}"
+    result["exitCode"] = code
+    result["error"] = REDACT(result["error"])
+    result["serverOutput"] = runner.server_output()
+    line = "ROLLOUT_RESULT " + json.dumps(result, sort_keys=False)
+    line = str(REDACT(line))
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Classify SSM Run Command invocation status (D3).
+
+Source: AWS Systems Manager API Reference, "GetCommandInvocation" (response elements
+``Status``, ``StatusDetails``, ``ResponseCode``) and the Systems Manager User Guide page
+"Understanding command statuses".
+
+* ``Status`` is one of ``Pending | InProgress | Delayed | Success | Cancelled | TimedOut |
+  Failed | Cancelling``.
+* ``StatusDetails`` is finer: ``Pending``, ``In Progress``, ``Delayed``, ``Success``,
+  ``Delivery Timed Out``, ``Execution Timed Out``, ``Failed``, ``Canceled`` (one L),
+  ``Undeliverable``, ``Terminated``.
+* ``ResponseCode`` is the script's exit code; ``-1`` means "not yet executed / not
+  applicable", and it may be absent (moto, plugins without exit code).
+
+Decisions (documented, tested):
+
+* ``StatusDetails`` wins when it names a specific terminal cause, because ``Status``
+  folds several causes together (e.g. an undeliverable invocation is not a script
+  failure, and must not be reported as "command failed").
+* ``Delivery Timed Out``, ``Execution Timed Out`` and ``TimedOut`` -> TIMED_OUT.
+* ``Undeliverable`` (node missing, stopped, agent not responding) and ``Terminated``
+  (the system cancelled the invocation before it ran on this node because the parent
+  command exceeded MaxErrors) -> UNDELIVERABLE: in both cases the install never ran on
+  this target; retry or fix the node. Operator/API cancellation stays CANCELLED.
+* ``Cancelling`` -> CANCELLED: the cancellation was requested; the install result is
+  not trustworthy, so we stop polling.
+* ``Status`` is authoritative for success: ``Success`` is SUCCEEDED whatever the
+  response code (-1 or missing included); a missing response code is never a failure.
+* ``InvocationDoesNotExist`` right after SendCommand is transient (the invocation is
+  not registered yet): see :func:`is_transient_invocation_error`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import UnknownCommandStatus
+
+__all__ = [
+    "CommandState",
+    "classify_invocation",
+    "is_transient_invocation_error",
+    "TRANSIENT_INVOCATION_ERRORS",
+]
+
+
+class CommandState(StrEnum):
+    """Outcome class of one SSM command invocation on one node."""
+
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        """True for every state except PENDING (polling stops)."""
+        return self is not CommandState.PENDING
+
+
+def _norm(value: str | None) -> str:
+    return "".join(ch for ch in (value or "").casefold() if ch.isalnum())
+
+
+# Normalized (casefolded, no spaces/underscores) Status/StatusDetails -> state.
+_SPECIFIC_DETAILS: dict[str, CommandState] = {
+    "deliverytimedout": CommandState.TIMED_OUT,
+    "executiontimedout": CommandState.TIMED_OUT,
+    "undeliverable": CommandState.UNDELIVERABLE,
+    "terminated": CommandState.UNDELIVERABLE,
+}
+
+_STATUS: dict[str, CommandState] = {
+    "pending": CommandState.PENDING,
+    "inprogress": CommandState.PENDING,
+    "delayed": CommandState.PENDING,
+    "success": CommandState.SUCCEEDED,
+    "failed": CommandState.FAILED,
+    "cancelled": CommandState.CANCELLED,
+    "canceled": CommandState.CANCELLED,
+    "cancelling": CommandState.CANCELLED,
+    "canceling": CommandState.CANCELLED,
+    "timedout": CommandState.TIMED_OUT,
+    **_SPECIFIC_DETAILS,
+}
+
+#: Error codes of GetCommandInvocation that mean "not registered yet, poll again".
+TRANSIENT_INVOCATION_ERRORS = frozenset({"InvocationDoesNotExist"})
+
+
+def classify_invocation(
+    status: str, status_details: str | None = None, response_code: int | None = None
+) -> CommandState:
+    """Map GetCommandInvocation's (Status, StatusDetails, ResponseCode) to a :class:`CommandState`.
+
+    Shapes: ``("InProgress", "In Progress", -1)`` -> PENDING; ``("Success", "Success", 0)``,
+    ``("Success", None, None)`` and ``("Success", "Success", -1)`` -> SUCCEEDED;
+    ``("Failed", "Failed", 2)`` -> FAILED; ``("TimedOut", "Delivery Timed Out", -1)`` ->
+    TIMED_OUT; ``("Failed", "Undeliverable", -1)`` -> UNDELIVERABLE; ``("Cancelled",
+    "Canceled", -1)`` -> CANCELLED. Matching ignores case, spaces and underscores.
+
+    ``response_code`` is informational only (see module docstring); it never turns a
+    Success into a failure, and its absence never makes a failure.
+    Raises :class:`UnknownCommandStatus` (quoting the public status strings) when neither
+    value is a known status. Source: AWS Systems Manager API Reference,
+    GetCommandInvocation; User Guide, "Understanding command statuses".
+    """
+    del response_code  # documented as informational; kept in the signature for callers
+    detail = _norm(status_details)
+    if detail in _SPECIFIC_DETAILS:
+        return _SPECIFIC_DETAILS[detail]
+    main = _norm(status)
+    if main in _STATUS:
+        return _STATUS[main]
+    if detail in _STATUS:
+        return _STATUS[detail]
+    raise UnknownCommandStatus(
+        f"unknown SSM command invocation status {status!r} (StatusDetails {status_details!r})"
+    )
+
+
+def is_transient_invocation_error(error_code: str | None) -> bool:
+    """True for GetCommandInvocation error codes that mean "poll again" (D3).
+
+    ``InvocationDoesNotExist`` is returned for a short while right after SendCommand,
+    before the invocation is registered; it is not a failure (bounded polling still
+    ends in TIMED_OUT if it persists). Source: AWS Systems Manager API Reference,
+    GetCommandInvocation, Errors.
+    """
+    return error_code in TRANSIENT_INVOCATION_ERRORS

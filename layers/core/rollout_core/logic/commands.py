@@ -1,0 +1,127 @@
+"""InstallOnTarget / RollbackTarget and CheckInstall / CheckRollback: one SSM command per
+target, polled by the state machine (Wait + Choice), bounded by a deadline.
+
+Rules: D3 (InvocationDoesNotExist right after SendCommand is transient; Pending, InProgress,
+Delayed are not terminal; a node that never answers ends "timed out", distinct from "command
+failed"), S2 (writing files is never success: verification follows).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from rollout_core.adapters import dynamo, ssm
+from rollout_core.domain.ssm_status import CommandState, classify_invocation
+from rollout_core.observability import logger
+from rollout_core.probe import ProbeError, probe_served_certificate
+from rollout_core.settings import InstallSettings
+
+RESULT_LINE = re.compile(r"^ROLLOUT_RESULT (\{.*\})\s*$", re.MULTILINE)
+PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
+
+
+class CommandRef(BaseModel):
+    commandId: str
+    instanceId: str
+    deadline: float  # epoch seconds after which the command counts as timed out
+    pollIntervalSeconds: int
+    endpoint: str
+    servedSerialBefore: str | None = None
+
+
+class CommandStatus(BaseModel):
+    state: Literal["PENDING", "SUCCEEDED", "FAILED", "TIMED_OUT", "UNDELIVERABLE", "CANCELLED"]
+    reason: str | None = None
+    detail: str | None = None
+    restored: bool = False
+
+
+def send_target_command(action: Literal["install", "rollback"], certificate_arn: str, target_id: str,
+                        rollout_id: str, expected_serial: str, secret_arn: str, secret_version_id: str, *,
+                        settings: InstallSettings, now: float | None = None) -> CommandRef:
+    """Send the install (or rollback) document to the target's managed node.
+
+    Before an install, probes what the target serves (served_serial_before; None when it
+    cannot be reached). Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a
+    named AwsError.
+    """
+    target = dynamo.get_target(settings.inventory_table, certificate_arn, target_id)
+    before = None
+    if action == "install":
+        try:
+            before = probe_served_certificate(target.host, target.port, target.sni,
+                                              timeout=settings.probe_timeout_seconds).serial_hex
+        except ProbeError as e:
+            logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(e)})
+    config = base64.b64encode(json.dumps(target.install_settings(), separators=(",", ":")).encode()).decode()
+    command_id = ssm.send_command(
+        settings.install_document, target.instanceId,
+        {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
+         "TargetConfig": config, "ExpectedSerial": expected_serial},
+        timeout_seconds=settings.command_timeout_seconds,
+        comment=f"{action} {expected_serial[:23]} on {target_id} ({rollout_id})",
+    )
+    logger.info("command sent", extra={"action": action, "target_id": target_id, "command_id": command_id,
+                                       "instance_id": target.instanceId})
+    started = now if now is not None else time.time()
+    return CommandRef(commandId=command_id, instanceId=target.instanceId,
+                      deadline=started + settings.command_timeout_seconds,
+                      pollIntervalSeconds=settings.poll_interval_seconds, endpoint=target.endpoint,
+                      servedSerialBefore=before)
+
+
+def redact(text: str) -> str:
+    """Remove any PEM private-key block from command output before it goes anywhere."""
+    return PRIVATE_KEY_BLOCK.sub("[redacted private key]", text)
+
+
+def installer_result(stdout: str) -> dict[str, Any] | None:
+    """The installer's last ``ROLLOUT_RESULT {json}`` line, or None."""
+    found = RESULT_LINE.findall(stdout or "")
+    if not found:
+        return None
+    try:
+        return json.loads(found[-1])
+    except json.JSONDecodeError:
+        return None
+
+
+def check_command(command_id: str, instance_id: str, deadline: float, *, now: float | None = None) -> CommandStatus:
+    """Poll one invocation and classify it (D3). Past ``deadline`` a pending command is
+    cancelled and reported TIMED_OUT. Raises a named AwsError for API failures."""
+    now = now if now is not None else time.time()
+    try:
+        invocation = ssm.get_invocation(command_id, instance_id)
+        state = classify_invocation(invocation.get("Status", ""), invocation.get("StatusDetails"),
+                                    invocation.get("ResponseCode"))
+    except ssm.InvocationNotFound:
+        invocation, state = {}, CommandState.PENDING
+    if state == CommandState.PENDING:
+        if now <= deadline:
+            return CommandStatus(state="PENDING")
+        ssm.cancel_command(command_id, instance_id)
+        return CommandStatus(state="TIMED_OUT", reason="command-timed-out",
+                             detail=f"no result from {instance_id} within the deadline; command cancelled")
+    if state == CommandState.SUCCEEDED:
+        return CommandStatus(state="SUCCEEDED")
+    result = installer_result(invocation.get("StandardOutputContent", "")) or {}
+    server_text = redact(str(result.get("serverOutput") or invocation.get("StandardErrorContent") or ""))[-600:]
+    if state == CommandState.TIMED_OUT:
+        return CommandStatus(state="TIMED_OUT", reason="command-timed-out",
+                             detail=f"{invocation.get('StatusDetails', 'TimedOut')}: {server_text}".strip())
+    if state == CommandState.UNDELIVERABLE:
+        return CommandStatus(state="UNDELIVERABLE", reason="undeliverable",
+                             detail=str(invocation.get("StatusDetails", "Undeliverable")))
+    if state == CommandState.CANCELLED:
+        return CommandStatus(state="CANCELLED", reason="command-cancelled", detail=invocation.get("StatusDetails"))
+    stage = result.get("stage")
+    error = redact(str(result.get("error") or ""))
+    detail = "; ".join(p for p in (f"stage {stage}" if stage else "", error, server_text) if p)[:800]
+    return CommandStatus(state="FAILED", reason="install-failed", detail=detail or "command failed",
+                         restored=stage in ("test", "reload"))

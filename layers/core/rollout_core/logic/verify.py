@@ -1,0 +1,57 @@
+"""VerifyTarget: does the target serve the expected serial on its host:port with its SNI name?
+
+Rules: S2 (files on disk are never success), S3 (SNI sent, serial read from the DER leaf even
+with chain verification off), S4 (could-not-connect and serial-mismatch are different), and
+reload lag (nginx needs ~20 ms, sometimes longer, to serve new files: poll until a deadline,
+never assume). Unreachable past the deadline ends FAILED/unreachable (no rollback: nothing
+proves the new files are at fault); a mismatch or a failing handshake ends NOT_SERVING, and
+the state machine rolls the target back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+
+from rollout_core.adapters import dynamo
+from rollout_core.domain.serials import canonical_serial, parse_serial
+from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed, verify_served_serial
+from rollout_core.settings import VerifySettings
+
+
+class VerifyResult(BaseModel):
+    state: Literal["VERIFIED", "WAITING", "NOT_SERVING", "UNREACHABLE"]
+    since: str
+    servedSerial: str | None = None
+    pollIntervalSeconds: int
+    detail: str | None = None
+
+
+def verify_target(certificate_arn: str, target_id: str, expected_serial: str, since: str, *,
+                  settings: VerifySettings, now: datetime) -> VerifyResult:
+    """Probe the target once and say where verification stands.
+
+    ``since`` is when verification began (ISO 8601, the state's EnteredTime); until
+    ``since + VERIFY_TIMEOUT_SECONDS`` a mismatch or an unreachable target answers WAITING.
+    Raises TargetNotFound or a named AwsError (inventory read).
+    """
+    target = dynamo.get_target(settings.inventory_table, certificate_arn, target_id)
+    started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    expired = now >= started + timedelta(seconds=settings.verify_timeout_seconds)
+    expected = parse_serial(expected_serial)
+    common = {"since": since, "pollIntervalSeconds": settings.poll_interval_seconds}
+    try:
+        result = verify_served_serial(target.host, target.port, target.sni, expected,
+                                      timeout=settings.probe_timeout_seconds)
+    except TargetUnreachable as e:
+        return VerifyResult(state="UNREACHABLE" if expired else "WAITING", detail=str(e), **common)
+    except TlsHandshakeFailed as e:
+        return VerifyResult(state="NOT_SERVING" if expired else "WAITING", detail=f"TLS handshake failed: {e}",
+                            **common)
+    served = canonical_serial(result.served_serial)
+    if result.matches:
+        return VerifyResult(state="VERIFIED", servedSerial=served, **common)
+    detail = f"expected serial {canonical_serial(expected)}, served {served} (SNI {target.sni})"
+    return VerifyResult(state="NOT_SERVING" if expired else "WAITING", servedSerial=served, detail=detail, **common)

@@ -1,0 +1,296 @@
+"""The embedded local AWS: moto's threaded server in this process, template.yaml deployed into
+it, and the emulations of patches.py (Lambda runs the real handlers, EventBridge routes to
+the state machine, SSM nodes run the install document, ACM renews through a private CA).
+
+Nothing here talks to a real AWS endpoint: every client is pointed at 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+
+from cert_rollout.localcloud import patches
+from cert_rollout.localcloud.deploy import Deployer, Deployment
+from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
+from cert_rollout.localcloud.nodes import LocalNode, NodeFleet
+from cert_rollout.localcloud.pki import LocalPrivateCA
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud"}
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalCloud:
+    """One local AWS account/region with the stack deployed. Use as a context manager."""
+
+    def __init__(self, *, region: str = "eu-west-1", account_id: str = "123456789012",
+                 stack_name: str = "cert-rollout-local", parameters: dict[str, str] | None = None,
+                 template: Path | None = None, lambda_workers: int = 4) -> None:
+        self.region = region
+        self.account_id = account_id
+        self.stack_name = stack_name
+        self.parameters = parameters or {}
+        self.template = template or PROJECT_ROOT / "template.yaml"
+        self.port = 0
+        self.endpoint = ""
+        self.server: Any = None
+        self.deployment: Deployment | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.fleet = NodeFleet()
+        self.pca: LocalPrivateCA | None = None
+        self.routed: list[dict[str, str]] = []
+        self.lambda_workers = lambda_workers
+        self._clients: dict[str, Any] = {}
+        self._sns_queue_url = ""
+        self._sns_messages: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        if patches.ACTIVE["cloud"] is not None:
+            raise RuntimeError("a local cloud is already running in this process")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        os.environ["MOTO_PORT"] = str(self.port)  # the Step Functions interpreter calls Lambda here
+        default_user_config["lambda"] = {"use_docker": False}
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        default_user_config.setdefault("iam", {})["load_aws_managed_policies"] = False
+        patches.install()
+        patches.ACTIVE["cloud"] = self
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        _quiet_werkzeug()
+        self.client("sts").get_caller_identity()  # the server answers
+        self.runtime = LambdaRuntime(self.lambda_env(), self._write_logs, self.lambda_workers)
+        self.deployment = Deployer(self.client, self.region, self.account_id, self.stack_name).deploy(
+            self.template, self.parameters)
+        for spec in self.deployment.functions.values():
+            self.runtime.register(spec)
+        self._subscribe_sns_capture()
+
+    def stop(self) -> None:
+        if self.runtime:
+            self.runtime.shutdown()
+        for (_, _), proc in list(self.fleet._procs.items()):
+            proc.kill()
+        if self.server:
+            self.server.stop()
+            self.server = None
+        _reset_moto()
+        patches.ACTIVE["cloud"] = None
+
+    # ------------------------------------------------------------------ clients and environments
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service, region_name=self.region, endpoint_url=self.endpoint,
+                aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
+                config=Config(retries={"max_attempts": 2}, read_timeout=120))
+        return self._clients[service]
+
+    def aws_env(self) -> dict[str, str]:
+        """Environment that points boto3 / the AWS CLI at the local cloud."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
+                **LOCAL_CREDENTIALS}
+
+    def lambda_env(self) -> dict[str, str]:
+        # No X-Ray daemon here: tracing is disabled in the local runtime (Tracer stays in the code).
+        return {**self.aws_env(), "AWS_SESSION_TOKEN": "localcloud", "POWERTOOLS_TRACE_DISABLED": "true"}
+
+    def node_env(self, workdir: str) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)
+        return {"PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME": workdir, "LANG": "C.UTF-8", **self.aws_env()}
+
+    def add_node(self, instance_id: str, online: bool = True) -> LocalNode:
+        node = LocalNode(instance_id=instance_id, env={}, online=online)
+        node.env = self.node_env(node.workdir)
+        self.fleet.register(node)
+        return node
+
+    def private_ca(self) -> LocalPrivateCA:
+        if self.pca is None:
+            self.pca = LocalPrivateCA(self.client, self.region, self.account_id)
+        return self.pca
+
+    # ------------------------------------------------------------------ resources of the stack
+    @property
+    def outputs(self) -> dict[str, str]:
+        assert self.deployment
+        return self.deployment.outputs
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs["RolloutStateMachineArn"]
+
+    def function_name(self, logical_id: str) -> str:
+        assert self.deployment
+        return self.deployment.function_by_logical_id(logical_id).name
+
+    # ------------------------------------------------------------------ events and executions
+    def deliver_event(self, event: dict[str, Any]) -> list[str]:
+        """AWS puts ``event`` (aws.health / aws.acm) on the default bus: every rule whose own
+        pattern matches routes it to its targets. Returns the execution ARNs started."""
+        from moto.events.models import events_backends
+
+        before = len(self.routed)
+        bus = events_backends[self.account_id][self.region].describe_event_bus("default")
+        for rule in list(bus.rules.values()):
+            if rule.state == "ENABLED":
+                rule.send_to_targets(event)
+        return [r["executionArn"] for r in self.routed[before:]]
+
+    def start_execution_from_rule(self, rule: str, state_machine_arn: str, event: dict[str, Any]) -> str:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[self.account_id][self.region]
+        execution = backend.start_execution(state_machine_arn, execution_input=json.dumps(event))
+        return execution.execution_arn
+
+    def start_execution(self, payload: dict[str, Any], name: str | None = None) -> str:
+        """StartExecution by hand (a manual request)."""
+        kwargs = {"name": name} if name else {}
+        return self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn, input=json.dumps(payload), **kwargs)["executionArn"]
+
+    def wait_for_execution(self, arn: str, timeout: float = 300,
+                           on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Poll until the execution ends (bounded by ``timeout`` seconds); ``on_event`` sees each
+        new history event as it appears. Raises TimeoutError naming the execution."""
+        sfn = self.client("stepfunctions")
+        seen = 0
+        deadline = time.time() + timeout
+        while True:
+            description = sfn.describe_execution(executionArn=arn)
+            if on_event:
+                events = self.history(arn)
+                for event in events[seen:]:
+                    on_event(event)
+                seen = len(events)
+            if description["status"] in TERMINAL:
+                return description
+            if time.time() > deadline:
+                raise TimeoutError(f"execution {arn} still {description['status']} after {timeout:.0f} s")
+            time.sleep(0.25)
+
+    def history(self, arn: str) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    # ------------------------------------------------------------------ observation (audit, leak checks)
+    def _subscribe_sns_capture(self) -> None:
+        sqs = self.client("sqs")
+        self._sns_queue_url = sqs.create_queue(QueueName="local-cloud-sns-capture")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self._sns_queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("sns").subscribe(TopicArn=self.outputs["RolloutTopicArn"], Protocol="sqs", Endpoint=arn)
+
+    def sns_messages(self) -> list[dict[str, Any]]:
+        """Every message published to the rollout topic so far (as an SQS subscriber got it)."""
+        sqs = self.client("sqs")
+        while True:
+            page = sqs.receive_message(QueueUrl=self._sns_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = page.get("Messages", [])
+            if not messages:
+                break
+            for m in messages:
+                body = json.loads(m["Body"])
+                self._sns_messages.append({"MessageId": body.get("MessageId"), "Subject": body.get("Subject"),
+                                           "Message": body.get("Message"),
+                                           "MessageAttributes": body.get("MessageAttributes", {})})
+                sqs.delete_message(QueueUrl=self._sns_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return list(self._sns_messages)
+
+    def _write_logs(self, function_name: str, stream: str, lines: list[str]) -> None:
+        from moto.logs.models import logs_backends
+
+        backend = logs_backends[self.account_id][self.region]
+        group = f"/aws/lambda/{function_name}"
+        with _LOG_LOCK:
+            backend.ensure_log_group(group)
+            if stream not in backend.groups[group].streams:
+                backend.create_log_stream(group, stream)
+            now = int(time.time() * 1000)
+            backend.put_log_events(group, stream, [{"timestamp": now, "message": line} for line in lines])
+
+    def function_logs(self) -> dict[str, list[str]]:
+        """Every log line every function wrote, by log group."""
+        from moto.logs.models import logs_backends
+
+        backend = logs_backends[self.account_id][self.region]
+        out: dict[str, list[str]] = {}
+        with _LOG_LOCK:
+            for name, group in backend.groups.items():
+                if name.startswith("/aws/lambda/"):
+                    out[name] = [e.message for s in group.streams.values() for e in s.events]
+        return out
+
+    def ssm_commands(self) -> list[dict[str, Any]]:
+        """Every SSM command with its parameters and each invocation's output."""
+        from moto.ssm.models import ssm_backends
+
+        backend = ssm_backends[self.account_id][self.region]
+        return [{"CommandId": c.command_id, "DocumentName": c.document_name, "Parameters": c.parameters,
+                 "Comment": c.comment, "Invocations": [dict(i) for i in c.invocations]} for c in backend._commands]
+
+    def dynamodb_items(self) -> dict[str, list[dict[str, Any]]]:
+        ddb = self.client("dynamodb")
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name in ddb.list_tables()["TableNames"]:
+            items: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"TableName": name}
+            while True:
+                page = ddb.scan(**kwargs)
+                items.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            out[name] = items
+        return out
+
+
+_LOG_LOCK = threading.Lock()
+
+
+def _quiet_werkzeug() -> None:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def _reset_moto() -> None:
+    """Drop every moto backend's state (what POST /moto-api/reset does)."""
+    from moto.moto_api import _internal
+
+    _internal.models.moto_api_backend.reset()

@@ -1,0 +1,404 @@
+"""Deploy template.yaml into the local cloud (stands in for `sam deploy` + CloudFormation).
+
+The SAM template is translated by samtranslator (the library `sam deploy` uses) into
+CloudFormation, offline; then each resource is created through the AWS APIs of the moto
+server, in dependency order, with Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::If resolved and
+DefinitionSubstitutions applied to the state machine, as CloudFormation does. moto's own
+CloudFormation is not used: it skips or mis-files several of these resources (see
+shared notes/local-cloud-facts.md). What the template says is what gets deployed, so a
+change to the template is what the tests test.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import secrets
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+from cert_rollout.localcloud.lambda_runtime import FunctionSpec
+
+PSEUDO = ("AWS::Region", "AWS::AccountId", "AWS::StackName", "AWS::Partition", "AWS::URLSuffix", "AWS::NoValue")
+
+
+class DeployError(Exception):
+    """The template could not be deployed into the local cloud (names the resource)."""
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class Deployment:
+    """What was deployed: physical ids, attributes, outputs, function specs, rule patterns."""
+
+    stack_name: str
+    region: str
+    account_id: str
+    parameters: dict[str, str]
+    physical: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resource_types: dict[str, str] = field(default_factory=dict)
+    cfn_template: dict[str, Any] = field(default_factory=dict)
+
+    def function_by_logical_id(self, logical_id: str) -> FunctionSpec:
+        for spec in self.functions.values():
+            if spec.logical_id == logical_id:
+                return spec
+        raise KeyError(logical_id)
+
+
+def translate(template_path: Path, parameters: dict[str, str], region: str = "us-east-1") -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """SAM -> CloudFormation, offline.
+
+    Returns (cfn template, code dirs by function/layer logical id, parameter values).
+    """
+    root = template_path.parent
+    sam = yaml_parse(template_path.read_text())
+    code_dirs: dict[str, str] = {}
+    for logical_id, resource in sam.get("Resources", {}).items():
+        props = resource.setdefault("Properties", {})
+        kind = resource.get("Type")
+        if kind == "AWS::Serverless::Function":
+            code_dirs[logical_id] = str((root / props["CodeUri"]).resolve())
+            props["CodeUri"] = f"s3://local-cloud-artifacts/{logical_id}.zip"
+        elif kind == "AWS::Serverless::LayerVersion":
+            code_dirs[logical_id] = str((root / props["ContentUri"]).resolve())
+            props["ContentUri"] = f"s3://local-cloud-artifacts/{logical_id}.zip"
+        elif kind == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
+            definition_path = root / props.pop("DefinitionUri")
+            props["Definition"] = json.loads(definition_path.read_text())
+    values = {name: str(spec.get("Default", "")) for name, spec in sam.get("Parameters", {}).items()}
+    values.update(parameters)
+    unknown = set(parameters) - set(sam.get("Parameters", {}))
+    if unknown:
+        raise DeployError(f"unknown template parameters: {sorted(unknown)}")
+    session = boto3.session.Session(region_name=region, aws_access_key_id="local", aws_secret_access_key="local")
+    translator = Translator(None, Parser(), boto_session=session)
+    cfn = translator.translate(copy.deepcopy(sam), parameter_values=dict(values), get_managed_policy_map=lambda: {})
+    return cfn, code_dirs, values
+
+
+class Deployer:
+    """Creates the CloudFormation resources through boto3 clients of the local cloud."""
+
+    def __init__(self, client: Callable[[str], Any], region: str, account_id: str, stack_name: str,
+                 layer_dir_for: Callable[[str], str] | None = None) -> None:
+        self.client = client
+        self.region = region
+        self.account_id = account_id
+        self.stack_name = stack_name
+        self.layer_dir_for = layer_dir_for
+
+    # ------------------------------------------------------------------ intrinsics
+    def _resolve(self, value: Any, d: Deployment, conditions: dict[str, bool]) -> Any:
+        if isinstance(value, list):
+            return [v for v in (self._resolve(v, d, conditions) for v in value) if v is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self._ref(arg, d)
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                try:
+                    return d.attributes[logical][attr]
+                except KeyError:
+                    raise DeployError(f"Fn::GetAtt {logical}.{attr}: not available") from None
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+                variables = {k: self._resolve(v, d, conditions) for k, v in variables.items()}
+                return _substitute(text, lambda name: variables[name] if name in variables
+                                   else self._sub_name(name, d))
+            if key == "Fn::Join":
+                sep, parts = arg
+                return sep.join(str(p) for p in self._resolve(parts, d, conditions))
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self._resolve(yes if conditions[name] else no, d, conditions)
+            if key == "Fn::Select":
+                index, items = arg
+                return self._resolve(items, d, conditions)[int(self._resolve(index, d, conditions))]
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self._resolve(text, d, conditions)).split(sep)
+            if key == "Fn::Equals":
+                a, b = (self._resolve(x, d, conditions) for x in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self._resolve(arg[0], d, conditions)
+            if key == "Fn::And":
+                return all(self._resolve(x, d, conditions) for x in arg)
+            if key == "Fn::Or":
+                return any(self._resolve(x, d, conditions) for x in arg)
+            if key == "Condition":
+                return conditions[arg]
+        return {k: v for k, v in ((k, self._resolve(v, d, conditions)) for k, v in value.items()) if v is not _NO_VALUE}
+
+    def _ref(self, name: str, d: Deployment) -> Any:
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        pseudo = {"AWS::Region": self.region, "AWS::AccountId": self.account_id, "AWS::StackName": self.stack_name,
+                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+        if name in pseudo:
+            return pseudo[name]
+        if name in d.parameters:
+            return d.parameters[name]
+        if name in d.physical:
+            return d.physical[name]
+        raise DeployError(f"Ref {name}: not deployed yet or unknown")
+
+    def _sub_name(self, name: str, d: Deployment) -> str:
+        if "." in name and not name.startswith("AWS::"):
+            logical, attr = name.split(".", 1)
+            return str(d.attributes[logical][attr])
+        return str(self._ref(name, d))
+
+    # ------------------------------------------------------------------ deploy
+    def deploy(self, template_path: Path, parameters: dict[str, str] | None = None) -> Deployment:
+        cfn, code_dirs, values = translate(template_path, parameters or {}, self.region)
+        d = Deployment(stack_name=self.stack_name, region=self.region, account_id=self.account_id,
+                       parameters=values, cfn_template=cfn)
+        conditions: dict[str, bool] = {}
+        for name, expr in cfn.get("Conditions", {}).items():
+            conditions[name] = bool(self._resolve(expr, d, conditions))
+        resources = cfn["Resources"]
+        for logical_id in _dependency_order(resources):
+            resource = resources[logical_id]
+            if "Condition" in resource and not conditions[resource["Condition"]]:
+                continue
+            props = self._resolve(copy.deepcopy(resource.get("Properties", {})), d, conditions)
+            d.resource_types[logical_id] = resource["Type"]
+            handler = getattr(self, "_create_" + resource["Type"].replace("::", "_"), None)
+            if handler is None:
+                continue  # e.g. AWS::Lambda::Permission: nothing to emulate
+            try:
+                handler(logical_id, props, d, code_dirs, resource)
+            except DeployError:
+                raise
+            except Exception as e:
+                raise DeployError(f"{logical_id} ({resource['Type']}): {e}") from e
+        for name, output in cfn.get("Outputs", {}).items():
+            d.outputs[name] = str(self._resolve(output["Value"], d, conditions))
+        return d
+
+    def _name(self, logical_id: str, limit: int = 64) -> str:
+        suffix = secrets.token_hex(4).upper()
+        room = limit - len(suffix) - 2
+        stack = self.stack_name[: max(1, room // 3)]
+        return f"{stack}-{logical_id[: room - len(stack)]}-{suffix}"
+
+    def _arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+
+    def _create_AWS_KMS_Key(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        key = self.client("kms").create_key(Description=p.get("Description", ""),
+                                            Policy=json.dumps(p.get("KeyPolicy", {})))["KeyMetadata"]
+        d.physical[lid] = key["KeyId"]
+        d.attributes[lid] = {"Arn": key["Arn"], "KeyId": key["KeyId"]}
+
+    def _create_AWS_KMS_Alias(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        self.client("kms").create_alias(AliasName=p["AliasName"], TargetKeyId=p["TargetKeyId"])
+        d.physical[lid] = p["AliasName"]
+
+    def _create_AWS_DynamoDB_Table(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("TableName") or self._name(lid, 255)
+        ddb = self.client("dynamodb")
+        kwargs = {k: p[k] for k in ("KeySchema", "AttributeDefinitions", "BillingMode", "GlobalSecondaryIndexes",
+                                    "ProvisionedThroughput") if k in p}
+        answer = ddb.create_table(TableName=name, **kwargs)["TableDescription"]
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        d.physical[lid] = name
+        d.attributes[lid] = {"Arn": answer["TableArn"], "StreamArn": answer.get("LatestStreamArn", "")}
+
+    def _create_AWS_SNS_Topic(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("TopicName") or self._name(lid, 256)
+        attributes = {k: str(p[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in p}
+        arn = self.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+        d.physical[lid] = arn
+        d.attributes[lid] = {"TopicArn": arn, "TopicName": name}
+
+    def _create_AWS_SNS_Subscription(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"],
+                                           Endpoint=p["Endpoint"])["SubscriptionArn"]
+        d.physical[lid] = arn
+
+    def _create_AWS_IAM_Role(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("RoleName") or self._name(lid, 64)
+        iam = self.client("iam")
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]))["Role"]
+        for policy in p.get("Policies", []):
+            # SAM policy templates emit documents without Version; IAM then assumes 2008-10-17,
+            # which moto refuses. Same meaning here (no policy variables), so state it.
+            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+        d.physical[lid] = name
+        d.attributes[lid] = {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+    def _create_AWS_IAM_ManagedPolicy(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("ManagedPolicyName") or self._name(lid, 128)
+        arn = self.client("iam").create_policy(PolicyName=name, PolicyDocument=json.dumps(p["PolicyDocument"]),
+                                               Description=p.get("Description", ""))["Policy"]["Arn"]
+        d.physical[lid] = arn
+        d.attributes[lid] = {"PolicyArn": arn}
+
+    def _create_AWS_SSM_Document(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("Name") or self._name(lid, 128)
+        fmt = p.get("DocumentFormat", "JSON")
+        content = p["Content"] if isinstance(p["Content"], str) else json.dumps(p["Content"])
+        self.client("ssm").create_document(Name=name, Content=content, DocumentType=p.get("DocumentType", "Command"),
+                                           DocumentFormat=fmt)
+        d.physical[lid] = name
+
+    def _create_AWS_Logs_LogGroup(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("LogGroupName") or self._name(lid, 512)
+        logs = self.client("logs")
+        logs.create_log_group(logGroupName=name)
+        if p.get("RetentionInDays"):
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+        d.physical[lid] = name
+        d.attributes[lid] = {"Arn": self._arn("logs", f"log-group:{name}:*")}
+
+    def _create_AWS_Lambda_LayerVersion(self, lid: str, p: dict, d: Deployment, code_dirs: dict[str, str], *_: Any) -> None:
+        sam_lid = lid.rsplit(lid[-10:], 1)[0] if lid not in code_dirs else lid
+        source = next((code_dirs[k] for k in code_dirs if lid.startswith(k)), None)
+        if source is None:
+            raise DeployError(f"{lid}: no ContentUri folder")
+        arn = self._arn("lambda", f"layer:{sam_lid}:1")
+        d.physical[lid] = arn
+        d.attributes[lid] = {"Arn": arn}
+        d.attributes.setdefault("_layer_dirs", {})[arn] = source
+
+    def _create_AWS_Lambda_Function(self, lid: str, p: dict, d: Deployment, code_dirs: dict[str, str], *_: Any) -> None:
+        name = p.get("FunctionName") or self._name(lid, 64)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            z.writestr("README.txt", "Code runs from the project folder through the local Lambda runtime.\n")
+        env = {k: str(v) for k, v in p.get("Environment", {}).get("Variables", {}).items()}
+        answer = self.client("lambda").create_function(
+            FunctionName=name, Runtime=p["Runtime"], Role=p["Role"], Handler=p["Handler"],
+            Code={"ZipFile": buffer.getvalue()}, Timeout=int(p.get("Timeout", 3)),
+            MemorySize=int(p.get("MemorySize", 128)), Environment={"Variables": env},
+            Description=p.get("Description", "")[:256],
+            TracingConfig=p.get("TracingConfig", {"Mode": "PassThrough"}),
+        )
+        layer_dirs = [d.attributes.get("_layer_dirs", {})[arn] for arn in p.get("Layers", [])]
+        d.functions[name] = FunctionSpec(name=name, logical_id=lid, arn=answer["FunctionArn"], handler=p["Handler"],
+                                         code_dir=code_dirs[lid], layer_dirs=layer_dirs, environment=env,
+                                         timeout=int(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)))
+        d.physical[lid] = name
+        d.attributes[lid] = {"Arn": answer["FunctionArn"]}
+
+    def _create_AWS_StepFunctions_StateMachine(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("StateMachineName") or self._name(lid, 80)
+        definition = p.get("DefinitionString") or json.dumps(p["Definition"])
+        substitutions = {k: str(v) for k, v in p.get("DefinitionSubstitutions", {}).items()}
+        definition = _substitute(definition, lambda n: substitutions[n] if n in substitutions else "${" + n + "}")
+        kwargs: dict[str, Any] = {}
+        if p.get("TracingConfiguration"):
+            kwargs["tracingConfiguration"] = {"enabled": bool(p["TracingConfiguration"].get("Enabled"))}
+        arn = self.client("stepfunctions").create_state_machine(
+            name=name, definition=definition, roleArn=p["RoleArn"], type=p.get("StateMachineType", "STANDARD"),
+            **kwargs)["stateMachineArn"]
+        d.physical[lid] = arn
+        d.attributes[lid] = {"Arn": arn, "Name": name}
+
+    def _create_AWS_Events_Rule(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("Name") or self._name(lid, 64)
+        events = self.client("events")
+        arn = events.put_rule(Name=name, EventPattern=json.dumps(p["EventPattern"]), State=p.get("State", "ENABLED"),
+                              Description=p.get("Description", ""))["RuleArn"]
+        targets = [{k: t[k] for k in ("Id", "Arn", "RoleArn", "Input", "InputPath", "InputTransformer") if k in t}
+                   for t in p.get("Targets", [])]
+        events.put_targets(Rule=name, Targets=targets)
+        d.physical[lid] = name
+        d.attributes[lid] = {"Arn": arn}
+        d.rules[name] = {"pattern": p["EventPattern"], "targets": targets, "logical_id": lid}
+
+
+class _NoValue:
+    pass
+
+
+_NO_VALUE = _NoValue()
+
+
+def _substitute(text: str, lookup: Callable[[str], Any]) -> str:
+    """CloudFormation ${Name} substitution; ${!Literal} stays as ${Literal}."""
+    out, i = [], 0
+    while True:
+        start = text.find("${", i)
+        if start < 0:
+            out.append(text[i:])
+            return "".join(out)
+        end = text.find("}", start)
+        if end < 0:
+            out.append(text[i:])
+            return "".join(out)
+        out.append(text[i:start])
+        name = text[start + 2:end]
+        out.append("${" + name[1:] + "}" if name.startswith("!") else str(lookup(name)))
+        i = end + 1
+
+
+def _dependency_order(resources: dict[str, Any]) -> list[str]:
+    def deps(value: Any) -> set[str]:
+        found: set[str] = set()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == "Ref" and isinstance(v, str) and v in resources:
+                    found.add(v)
+                elif k == "Fn::GetAtt":
+                    target = v[0] if isinstance(v, list) else v.split(".", 1)[0]
+                    if target in resources:
+                        found.add(target)
+                elif k == "Fn::Sub":
+                    text = v if isinstance(v, str) else v[0]
+                    for part in text.split("${")[1:]:
+                        name = part.split("}", 1)[0].split(".", 1)[0]
+                        if name in resources:
+                            found.add(name)
+                    found |= deps(v if isinstance(v, str) else v[1])
+                else:
+                    found |= deps(v)
+        elif isinstance(value, list):
+            for v in value:
+                found |= deps(v)
+        return found
+
+    graph = {lid: deps(r.get("Properties", {})) | set(r.get("DependsOn", []) if isinstance(r.get("DependsOn"), list)
+                                                       else [r["DependsOn"]] if r.get("DependsOn") else [])
+             for lid, r in resources.items()}
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(lid: str, path: tuple[str, ...]) -> None:
+        if lid in seen:
+            return
+        if lid in path:
+            raise DeployError(f"circular dependency: {' -> '.join(path + (lid,))}")
+        for dep in sorted(graph[lid]):
+            visit(dep, path + (lid,))
+        seen.add(lid)
+        order.append(lid)
+
+    for lid in sorted(resources):
+        visit(lid, ())
+    return order

@@ -1,0 +1,160 @@
+"""Local managed nodes (stands in for SSM Agent on the target hosts).
+
+moto's SSM marks every command Success at once without running anything. Here a node
+registered with the local cloud really runs the document's aws:runShellScript steps on this
+machine, with SSM's parameter substitution ({{Name}}) and validation (allowedValues,
+allowedPattern), the step's timeoutSeconds, status transitions Pending -> InProgress ->
+Success / Failed / TimedOut, and stdout/stderr captured (SSM keeps 24,000 / 8,000 chars).
+The node's own identity (the environment it runs with) is what reads Secrets Manager.
+A node marked offline never picks a command up (Pending until cancelled); an instance id
+that is not a managed node is refused by SendCommand with InvalidInstanceId.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+STDOUT_LIMIT = 24000
+STDERR_LIMIT = 8000
+
+
+class InvalidParameters(Exception):
+    """A parameter value breaks the document's allowedValues / allowedPattern."""
+
+
+@dataclass
+class LocalNode:
+    instance_id: str
+    env: dict[str, str]
+    online: bool = True
+    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="node-"))
+    commands_run: int = 0
+
+
+class NodeFleet:
+    """The managed nodes of the local cloud, and the commands they run."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, LocalNode] = {}
+        self._lock = threading.Lock()
+        self._cancelled: set[tuple[str, str]] = set()
+        self._procs: dict[tuple[str, str], subprocess.Popen[str]] = {}
+
+    def register(self, node: LocalNode) -> None:
+        self.nodes[node.instance_id] = node
+
+    @staticmethod
+    def validate_parameters(document: dict[str, Any], parameters: dict[str, list[str]]) -> dict[str, str]:
+        """SSM's check of SendCommand parameters against the document; returns name -> value."""
+        declared = document.get("parameters", {})
+        values: dict[str, str] = {}
+        for name, spec in declared.items():
+            given = parameters.get(name)
+            if given is None:
+                if "default" not in spec:
+                    raise InvalidParameters(f"missing required parameter {name}")
+                value = str(spec["default"])
+            else:
+                value = given[0] if isinstance(given, list) else str(given)
+            if "allowedValues" in spec and value not in spec["allowedValues"]:
+                raise InvalidParameters(f"parameter {name} must be one of {spec['allowedValues']}")
+            if "allowedPattern" in spec and not re.fullmatch(spec["allowedPattern"], value):
+                raise InvalidParameters(f"parameter {name} does not match {spec['allowedPattern']}")
+            values[name] = value
+        extra = set(parameters) - set(declared)
+        if extra:
+            raise InvalidParameters(f"unknown parameters {sorted(extra)}")
+        return values
+
+    def start(self, command_id: str, instance_id: str, document: dict[str, Any], values: dict[str, str],
+              invocation: dict[str, Any]) -> None:
+        """Begin running ``document`` for one invocation (``invocation`` is moto's dict, updated in place)."""
+        node = self.nodes[instance_id]
+        with self._lock:
+            invocation.update(Status="Pending", StatusDetails="Pending", ResponseCode=-1,
+                              StandardOutputContent="", StandardErrorContent="",
+                              ExecutionStartDateTime="", ExecutionEndDateTime="", ExecutionElapsedTime="")
+        if not node.online:
+            return  # SSM Agent not running: the command waits for delivery
+        threading.Thread(target=self._run, args=(command_id, node, document, values, invocation), daemon=True).start()
+
+    def cancel(self, command_id: str, instance_id: str, invocation: dict[str, Any]) -> None:
+        with self._lock:
+            self._cancelled.add((command_id, instance_id))
+            if invocation.get("Status") in ("Pending", "InProgress", "Delayed"):
+                invocation.update(Status="Cancelled", StatusDetails="Cancelled")
+            proc = self._procs.get((command_id, instance_id))
+        if proc and proc.poll() is None:
+            proc.kill()
+
+    def _run(self, command_id: str, node: LocalNode, document: dict[str, Any], values: dict[str, str],
+             invocation: dict[str, Any]) -> None:
+        key = (command_id, node.instance_id)
+        started = time.time()
+        with self._lock:
+            if key in self._cancelled:
+                return
+            invocation.update(Status="InProgress", StatusDetails="InProgress",
+                              ExecutionStartDateTime=datetime.now(UTC).isoformat())
+        node.commands_run += 1
+        out, err, code, status = "", "", 0, "Success"
+        for step in document.get("mainSteps", []):
+            if step.get("action") != "aws:runShellScript":
+                err += f"unsupported action {step.get('action')} in the local node\n"
+                code, status = 1, "Failed"
+                break
+            inputs = step.get("inputs", {})
+            lines = inputs.get("runCommand", [])
+            script = "\n".join(_substitute(line, values) for line in lines) + "\n"
+            timeout = int(inputs.get("timeoutSeconds", 3600))
+            with tempfile.NamedTemporaryFile("w", suffix=".sh", dir=node.workdir, delete=False) as f:
+                f.write(script)
+                path = f.name
+            proc = subprocess.Popen(["/bin/sh", path], cwd=node.workdir, env=node.env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            with self._lock:
+                self._procs[key] = proc
+            try:
+                step_out, step_err = proc.communicate(timeout=timeout)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                step_out, step_err = proc.communicate()
+                code, status = 124, "TimedOut"
+            finally:
+                os.unlink(path)
+            out += step_out
+            err += step_err
+            if status == "TimedOut":
+                break
+            if code != 0:
+                status = "Failed"
+                break
+        with self._lock:
+            self._procs.pop(key, None)
+            if key in self._cancelled:
+                return
+            invocation.update(
+                Status=status, StatusDetails={"TimedOut": "ExecutionTimedOut"}.get(status, status),
+                ResponseCode=code if status != "TimedOut" else -1,
+                StandardOutputContent=out[:STDOUT_LIMIT], StandardErrorContent=err[:STDERR_LIMIT],
+                ExecutionEndDateTime=datetime.now(UTC).isoformat(),
+                ExecutionElapsedTime=f"PT{time.time() - started:.3f}S",
+            )
+
+
+def _substitute(line: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}", lambda m: values.get(m.group(1), m.group(0)), line)
+
+
+def document_content(raw: str) -> dict[str, Any]:
+    return json.loads(raw)

@@ -1,0 +1,157 @@
+"""The local cloud's emulations, hooked into moto's backends (moto runs in this process, as a
+threaded server). Each hook says which AWS behaviour it stands in for; everything else is
+moto's. Hooks dispatch to the active LocalCloud, so only one local cloud runs per process.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moto.acm.models import CertBundle
+from moto.acm.responses import AWSCertificateManagerResponse
+from moto.awslambda.models import LambdaBackend
+from moto.core.common_models import BaseModel  # noqa: F401  (moto import order)
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import EmptyResult
+from moto.events.models import Rule
+from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
+from moto.utilities.arns import parse_arn
+
+ACTIVE: dict[str, Any] = {"cloud": None}
+_INSTALLED = False
+
+
+def _cloud() -> Any:
+    return ACTIVE["cloud"]
+
+
+# -------------------------------------------------------------- Lambda: run the real handler
+_orig_lambda_invoke = LambdaBackend.invoke
+
+
+def _lambda_invoke(self: LambdaBackend, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                   response_headers: Any) -> Any:
+    cloud = _cloud()
+    fn = self.get_function(function_name, qualifier)
+    if cloud is None or not cloud.runtime.knows(fn.function_name):
+        return _orig_lambda_invoke(self, function_name, qualifier, body, headers, response_headers)
+    if headers.get("X-Amz-Invocation-Type") == "Event":
+        import threading
+
+        threading.Thread(target=cloud.runtime.invoke, args=(fn.function_name, body), daemon=True).start()
+        return b""
+    payload, error = cloud.runtime.invoke(fn.function_name, body)
+    if error:
+        response_headers["x-amz-function-error"] = error
+    response_headers["x-amz-executed-version"] = "$LATEST"
+    return payload
+
+
+# -------------------------------------------------------------- EventBridge: Step Functions targets
+_orig_send_to_targets = Rule.send_to_targets
+
+
+def _send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
+    """EventBridge delivering a matched event to a state machine target: StartExecution with
+    the event as input (moto raises NotImplementedError for this target type)."""
+    other = [t for t in self.targets if parse_arn(t["Arn"]).service != "states"]
+    mine = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
+    if other:
+        saved = self.targets
+        self.targets = other
+        try:
+            _orig_send_to_targets(self, original_event, transform_input)
+        finally:
+            self.targets = saved
+    if not mine or not self.event_pattern.matches_event(original_event):
+        return
+    cloud = _cloud()
+    for target in mine:
+        event = dict(original_event)
+        if target.get("InputPath") or target.get("InputTransformer") or target.get("Input"):
+            raise NotImplementedError("local cloud: only whole-event input to state machine targets")
+        execution = cloud.start_execution_from_rule(self.name, target["Arn"], event)
+        cloud.routed.append({"rule": self.name, "target": target["Arn"], "executionArn": execution})
+
+
+# -------------------------------------------------------------- SSM: nodes really run documents
+_orig_send_command = SimpleSystemManagerBackend.send_command
+
+
+def _send_command(self: SimpleSystemManagerBackend, **kwargs: Any) -> Any:
+    from cert_rollout.localcloud.nodes import InvalidParameters
+
+    cloud = _cloud()
+    if cloud is None:
+        return _orig_send_command(self, **kwargs)
+    instance_ids = kwargs.get("instance_ids") or []
+    for instance_id in instance_ids:
+        if instance_id not in cloud.fleet.nodes:
+            raise JsonRESTError("InvalidInstanceId", f"Instances [[{instance_id}]] not in a valid state for account {self.account_id}")
+    document = json.loads(self.get_document(kwargs["document_name"], "$DEFAULT", "", "JSON")["Content"])
+    try:
+        values = cloud.fleet.validate_parameters(document, kwargs.get("parameters") or {})
+    except InvalidParameters as e:
+        raise JsonRESTError("InvalidParameters", str(e)) from None
+    command = _orig_send_command(self, **kwargs)
+    command.status, command.status_details = "Pending", "Pending"
+    for invocation in command.invocations:
+        cloud.fleet.start(command.command_id, invocation["InstanceId"], document, values, invocation)
+    return command
+
+
+def _cancel_command_backend(self: SimpleSystemManagerBackend, command_id: str, instance_ids: list[str]) -> None:
+    command = self.get_command_by_id(command_id)
+    cloud = _cloud()
+    for invocation in command.invocations:
+        if not instance_ids or invocation["InstanceId"] in instance_ids:
+            cloud.fleet.cancel(command_id, invocation["InstanceId"], invocation)
+
+
+def _cancel_command_response(self: SimpleSystemManagerResponse) -> Any:
+    self.ssm_backend.cancel_command(self._get_param("CommandId"), self._get_param("InstanceIds", []))
+    return EmptyResult()
+
+
+# -------------------------------------------------------------- ACM: renewal summary, RenewCertificate
+_orig_describe = CertBundle.describe
+
+
+def _describe(self: CertBundle) -> dict[str, Any]:
+    result = _orig_describe(self)
+    if getattr(self, "_local_key_algorithm", None):
+        cert = result["Certificate"]
+        cert["KeyAlgorithm"] = self._local_key_algorithm
+        cert["RenewalEligibility"] = "ELIGIBLE"
+        if getattr(self, "_local_renewal", None):
+            cert["RenewalSummary"] = dict(self._local_renewal)
+    return result
+
+
+def _renew_certificate(self: AWSCertificateManagerResponse) -> Any:
+    arn = self._get_param("CertificateArn")
+    cloud = _cloud()
+    if cloud is None or cloud.pca is None:
+        raise JsonRESTError("ValidationException", "RenewCertificate needs the local private CA")
+    bundle = self.acm_backend.get_certificate(arn)
+    if bundle.type != "PRIVATE" or not getattr(bundle, "_local_key_algorithm", None):
+        raise JsonRESTError("ValidationException", f"Certificate {arn} is not a private certificate eligible for renewal")
+    cloud.pca.renew(arn)
+    return EmptyResult()
+
+
+def install() -> None:
+    """Hook the emulations into moto (idempotent)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    LambdaBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
+    Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
+    SimpleSystemManagerBackend.send_command = _send_command  # type: ignore[method-assign]
+    SimpleSystemManagerBackend.cancel_command = _cancel_command_backend  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
+    CertBundle.describe = _describe  # type: ignore[method-assign]
+    AWSCertificateManagerResponse.renew_certificate = _renew_certificate  # type: ignore[attr-defined]
+    _INSTALLED = True

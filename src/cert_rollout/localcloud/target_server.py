@@ -1,0 +1,645 @@
+"""Embedded TLS target server: a small stand-in for nginx used as local targets.
+
+One process serves many TLS listeners (asyncio, one event loop: hundreds of ports are
+fine). Each listener has one or more *sites* chosen by SNI; the first site is the
+default for an absent or unknown SNI name (like nginx's default_server). After the
+handshake the server closes the connection, or answers a tiny ``HTTP/1.1 200`` if the
+client sends data first.
+
+Command line (``python -m cert_rollout.localcloud.target_server ...``)::
+
+    serve  --config CONFIG.json --pid-file PID [--log FILE]
+        Listen on every listener, then write PID (atomically). SIGHUP reloads every
+        site's cert/key files; a site whose new files fail to load keeps its previous
+        certificate and the error is logged (like nginx keeps the old config).
+        SIGTERM/SIGINT stop the server and remove the pid file. Exits 1 if a file
+        cannot be loaded at start or a port cannot be bound.
+    check  --config CONFIG.json
+        Config test (like ``nginx -t``): loads every site's cert+key into an
+        SSLContext, which also checks that the key matches the first certificate.
+        stdout "configuration test is successful", exit 0; or stderr
+        "configuration test failed: <file>: <reason>", exit 1.
+    reload --pid-file PID [--config CONFIG.json]
+        Like ``systemctl try-reload-or-restart``: SIGHUP to the running server, exit 0;
+        "not running; nothing to reload", exit 0, when no server runs; when the config
+        marks a listener with fault "reload-fails": stderr "reload failed: ...", exit 1.
+    stop   --pid-file PID
+        SIGTERM, bounded wait, then SIGKILL; exit 0 (also when not running).
+
+Config format (JSON)::
+
+    {"listeners": [
+        {"host": "127.0.0.1", "port": 8443,
+         "fault": null,                # null | "stale" | "wrong-cert" | "reload-fails"
+         "fault_cert": null, "fault_key": null,   # only for "wrong-cert"
+         "sites": [
+            {"server_names": ["web.internal.example"],
+             "cert": "/path/fullchain.pem",   # PEM: leaf first, then the chain
+             "key": "/path/privkey.pem"}     # PEM, plain (unencrypted) private key
+         ]}
+    ]}
+
+Relative paths are resolved against the config file's directory. ``server_names``
+match the SNI name case-insensitively; ``"*.example.com"`` matches one label.
+
+Faults (per listener), to reproduce what operators see on real servers:
+    stale        ignores SIGHUP: keeps serving what it loaded at start.
+    wrong-cert   always serves fault_cert/fault_key, whatever the SNI or the files.
+    reload-fails the ``reload`` command refuses (exit 1) and sends no signal.
+
+Python API (tests, local cloud): :func:`start_server`, :func:`stop_server`,
+:func:`check_config`, :func:`reload_server`, :func:`load_config`.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "TargetServerError",
+    "check_config",
+    "load_config",
+    "main",
+    "reload_server",
+    "start_server",
+    "stop_server",
+]
+
+FAULTS = (None, "stale", "wrong-cert", "reload-fails")
+LOG = logging.getLogger("target_server")
+IDLE_SECONDS = 2.0  # how long to wait for a request after the handshake
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class ConfigError(Exception):
+    """The config file, or a cert/key file it names, is invalid. ``path`` names the file."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class TargetServerError(RuntimeError):
+    """start_server could not bring the server up (exit, timeout); message says why."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class SiteConfig:
+    server_names: list[str]
+    cert: str
+    key: str
+
+
+@dataclass
+class ListenerConfig:
+    host: str
+    port: int
+    fault: str | None
+    sites: list[SiteConfig]
+    fault_cert: str | None = None
+    fault_key: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class ServerConfig:
+    path: str
+    listeners: list[ListenerConfig] = field(default_factory=list)
+
+
+def _resolve(base: Path, value: Any, what: str, config_path: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(config_path, f"{what} must be a non-empty path string")
+    p = Path(value)
+    return str(p if p.is_absolute() else (base / p))
+
+
+def load_config(config_path: str | os.PathLike[str]) -> ServerConfig:
+    """Read and validate the JSON config (shape in the module docstring).
+    Raises ConfigError naming the config file and what is wrong."""
+    path = str(config_path)
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, f"invalid JSON: {exc}") from exc
+    base = Path(path).resolve().parent
+    if not isinstance(raw, dict) or not isinstance(raw.get("listeners"), list) or not raw["listeners"]:
+        raise ConfigError(path, '"listeners" must be a non-empty list')
+    cfg = ServerConfig(path=path)
+    seen: set[tuple[str, int]] = set()
+    for i, item in enumerate(raw["listeners"]):
+        where = f"listeners[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(path, f"{where} must be an object")
+        host = item.get("host", "127.0.0.1")
+        port = item.get("port")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(path, f"{where}.host must be a string")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ConfigError(path, f"{where}.port must be an int in 1..65535")
+        if (host, port) in seen:
+            raise ConfigError(path, f"{where}: duplicate listener {host}:{port}")
+        seen.add((host, port))
+        fault = item.get("fault")
+        if fault not in FAULTS:
+            raise ConfigError(path, f"{where}.fault must be one of {FAULTS}, got {fault!r}")
+        sites_raw = item.get("sites")
+        if not isinstance(sites_raw, list) or not sites_raw:
+            raise ConfigError(path, f"{where}.sites must be a non-empty list")
+        sites = []
+        for j, s in enumerate(sites_raw):
+            swhere = f"{where}.sites[{j}]"
+            if not isinstance(s, dict):
+                raise ConfigError(path, f"{swhere} must be an object")
+            names = s.get("server_names", [])
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ConfigError(path, f"{swhere}.server_names must be a list of strings")
+            sites.append(
+                SiteConfig(
+                    server_names=[n.lower().rstrip(".") for n in names],
+                    cert=_resolve(base, s.get("cert"), f"{swhere}.cert", path),
+                    key=_resolve(base, s.get("key"), f"{swhere}.key", path),
+                )
+            )
+        listener = ListenerConfig(host=host, port=port, fault=fault, sites=sites)
+        if fault == "wrong-cert":
+            listener.fault_cert = _resolve(base, item.get("fault_cert"), f"{where}.fault_cert", path)
+            listener.fault_key = _resolve(base, item.get("fault_key"), f"{where}.fault_key", path)
+        cfg.listeners.append(listener)
+    return cfg
+
+
+def _no_password() -> bytes:
+    raise ConfigError("", "private key is encrypted and no password is configured")
+
+
+def load_site_context(cert: str, key: str) -> ssl.SSLContext:
+    """Server SSLContext with ``cert`` (fullchain PEM, leaf first) and ``key``.
+    Raises ConfigError naming the faulty file: missing/unreadable file, no
+    certificate, no or encrypted key, key not matching the first certificate."""
+    texts = {}
+    for p, marker, what in ((cert, "-----BEGIN CERTIFICATE-----", "certificate"),
+                            (key, "PRIVATE KEY-----", "private key")):
+        try:
+            texts[what] = Path(p).read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise ConfigError(p, f"cannot read {what} file: {exc.strerror or exc}") from exc
+        if marker not in texts[what]:
+            raise ConfigError(p, f"no PEM {what} found")
+    if "ENCRYPTED" in texts["private key"]:
+        raise ConfigError(key, "private key is encrypted and no password is configured")
+    try:  # parse every certificate of the file on its own, to blame the right file
+        ssl.create_default_context(cadata=texts["certificate"])
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(cert, f"invalid certificate PEM: {exc}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key, password=_no_password)
+    except ConfigError as exc:
+        raise ConfigError(key, exc.reason) from None
+    except ssl.SSLError as exc:
+        if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+            raise ConfigError(key, "private key does not match the certificate (first in "
+                                   f"{os.path.basename(cert)}) [KEY_VALUES_MISMATCH]") from None
+        raise ConfigError(key, f"cannot load private key: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(cert, f"cannot load: {exc}") from None
+    return ctx
+
+
+def _config_errors(cfg: ServerConfig) -> list[ConfigError]:
+    errors = []
+    for listener in cfg.listeners:
+        pairs = [(s.cert, s.key) for s in listener.sites]
+        if listener.fault == "wrong-cert" and listener.fault_cert and listener.fault_key:
+            pairs.append((listener.fault_cert, listener.fault_key))
+        for cert, key in pairs:
+            try:
+                load_site_context(cert, key)
+            except ConfigError as exc:
+                errors.append(exc)
+    return errors
+
+
+def check_config(config_path: str | os.PathLike[str]) -> list[str]:
+    """Config test. Returns a list of "<file>: <reason>" errors (empty = ok)."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        return [str(exc)]
+    return [str(e) for e in _config_errors(cfg)]
+
+
+# --------------------------------------------------------------------------- serving
+
+
+@dataclass
+class _Site:
+    config: SiteConfig
+    context: ssl.SSLContext
+
+
+class _Listener:
+    """One listening port: SNI dispatch to the current SSLContext of each site."""
+
+    def __init__(self, config: ListenerConfig) -> None:
+        self.config = config
+        self.sites = [_Site(s, load_site_context(s.cert, s.key)) for s in config.sites]
+        self.fault_context: ssl.SSLContext | None = None
+        if config.fault == "wrong-cert":
+            assert config.fault_cert and config.fault_key
+            self.fault_context = load_site_context(config.fault_cert, config.fault_key)
+        # The dispatch context: its SNI callback (called also without SNI) swaps in the
+        # site's current context, so a reload takes effect for every new handshake. Its
+        # own certificate (the default site's at start) is only a fallback.
+        self.dispatch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if config.fault == "wrong-cert":
+            self.dispatch.load_cert_chain(config.fault_cert, config.fault_key)
+        else:
+            self.dispatch.load_cert_chain(config.sites[0].cert, config.sites[0].key)
+        self.dispatch.sni_callback = self._select
+        self.server: asyncio.base_events.Server | None = None
+
+    def site_for(self, server_name: str | None) -> _Site:
+        if server_name:
+            name = server_name.lower().rstrip(".")
+            for site in self.sites:
+                if name in site.config.server_names:
+                    return site
+            for site in self.sites:
+                for pattern in site.config.server_names:
+                    if pattern.startswith("*.") and name.count(".") >= 1:
+                        if name.split(".", 1)[1] == pattern[2:]:
+                            return site
+        return self.sites[0]
+
+    def _select(self, sslobj: Any, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        try:
+            sslobj.context = self.fault_context or self.site_for(server_name).context
+        except Exception:  # never let a callback error go unnoticed
+            LOG.exception("%s: SNI selection failed for %r", self.config.address, server_name)
+            return None
+        return None
+
+    def reload(self) -> None:
+        address = self.config.address
+        if self.config.fault == "stale":
+            LOG.info("%s: SIGHUP ignored (fault: stale)", address)
+            return
+        for site in self.sites:
+            names = ",".join(site.config.server_names) or "(default)"
+            try:
+                site.context = load_site_context(site.config.cert, site.config.key)
+            except ConfigError as exc:
+                LOG.error("%s site %s: reload failed, keeping the previous certificate: %s",
+                          address, names, exc)
+            else:
+                LOG.info("%s site %s: reloaded %s", address, names, site.config.cert)
+        if self.fault_context is not None:
+            LOG.info("%s: serving the fault certificate (fault: wrong-cert)", address)
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        data = await asyncio.wait_for(reader.read(65536), timeout=IDLE_SECONDS)
+        if data:
+            body = b"ok\n"
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            )
+            await asyncio.wait_for(writer.drain(), timeout=IDLE_SECONDS)
+    except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
+        pass
+    finally:
+        try:
+            writer.close()
+        except Exception:
+            pass
+
+
+def _raise_nofile_limit(wanted: int) -> None:
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+        if soft != resource.RLIM_INFINITY and soft < min(wanted, target):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(wanted, soft), target), hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _write_pid_file(pid_file: str) -> None:
+    tmp = f"{pid_file}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, pid_file)
+
+
+async def _serve(cfg: ServerConfig, pid_file: str) -> int:
+    loop = asyncio.get_running_loop()
+
+    def exception_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        LOG.debug("asyncio: %s %s", context.get("message"), exc)
+
+    loop.set_exception_handler(exception_handler)
+    listeners = [_Listener(lc) for lc in cfg.listeners]
+    _raise_nofile_limit(len(listeners) * 2 + 256)
+    stop = asyncio.Event()
+
+    def on_hup() -> None:
+        LOG.info("SIGHUP: reloading certificates")
+        for listener in listeners:
+            listener.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    for listener in listeners:
+        try:
+            listener.server = await asyncio.start_server(
+                _handle,
+                listener.config.host,
+                listener.config.port,
+                ssl=listener.dispatch,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                reuse_address=True,
+                backlog=128,
+            )
+        except OSError as exc:
+            LOG.error("cannot listen on %s: %s", listener.config.address, exc)
+            print(f"cannot listen on {listener.config.address}: {exc.strerror or exc}", file=sys.stderr)
+            for other in listeners:
+                if other.server is not None:
+                    other.server.close()
+            return 1
+    _write_pid_file(pid_file)
+    LOG.info("serving %d listener(s), pid %d", len(listeners), os.getpid())
+    await stop.wait()
+    LOG.info("stopping")
+    for listener in listeners:
+        if listener.server is not None:
+            listener.server.close()
+    try:
+        if Path(pid_file).read_text().strip() == str(os.getpid()):
+            os.unlink(pid_file)
+    except OSError:
+        pass
+    return 0
+
+
+def serve(config_path: str, pid_file: str, log_file: str | None = None) -> int:
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    try:
+        cfg = load_config(config_path)
+        # Refuse to start on a bad file, like nginx refuses to start on a failed config.
+        errors = _config_errors(cfg)
+        if errors:
+            raise errors[0]
+    except ConfigError as exc:
+        LOG.error("configuration test failed: %s", exc)
+        print(f"configuration test failed: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(_serve(cfg, pid_file))
+
+
+# --------------------------------------------------------------------------- control
+
+
+def _read_pid(pid_file: str) -> int | None:
+    try:
+        text = Path(pid_file).read_text(encoding="ascii").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def _is_our_process(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # guard against a recycled pid
+        try:
+            data = cmdline.read_bytes()
+        except OSError:
+            return True
+        if b"target_server" not in data:
+            return False
+        try:  # a zombie still answers kill(pid, 0)
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        except (OSError, IndexError):
+            pass
+    return True
+
+
+def reload_server(pid_file: str, config_path: str | None = None) -> tuple[int, str]:
+    """The ``reload`` command as a function: returns (exit code, message)."""
+    if config_path:
+        try:
+            cfg = load_config(config_path)
+        except ConfigError as exc:
+            return 1, f"reload failed: configuration file {exc}"
+        for listener in cfg.listeners:
+            if listener.fault == "reload-fails":
+                return 1, (
+                    "reload failed: Job for target-server.service failed because the control process "
+                    f"exited with error code. [emerg] listener {listener.address}: "
+                    f'SSL_CTX_use_PrivateKey("{listener.sites[0].key}") failed (fault: reload-fails)'
+                )
+    pid = _read_pid(pid_file)
+    if pid is None or not _is_our_process(pid):
+        return 0, "not running; nothing to reload"
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return 0, "not running; nothing to reload"
+    return 0, f"reload signal sent to pid {pid}"
+
+
+def stop_pid_file(pid_file: str, timeout: float = 10.0) -> str:
+    pid = _read_pid(pid_file)
+    if pid is None or not _is_our_process(pid):
+        return "not running"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _is_our_process(pid):
+            return f"stopped pid {pid}"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    try:
+        os.unlink(pid_file)
+    except OSError:
+        pass
+    return f"killed pid {pid} (did not stop within {timeout:.0f} s)"
+
+
+def _port_accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _log_tail(log_file: str | None) -> str:
+    parts = []
+    if log_file:
+        try:
+            parts.append(Path(log_file).read_text(encoding="utf-8", errors="replace")[-2000:])
+        except OSError:
+            pass
+    return "\n".join(p for p in parts if p.strip())
+
+
+def start_server(
+    config_path: str | os.PathLike[str],
+    pid_file: str | os.PathLike[str],
+    log_file: str | os.PathLike[str] | None = None,
+    *,
+    timeout: float = 15.0,
+    python: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``serve`` in a child process and wait (at most ``timeout`` seconds)
+    until the pid file holds its pid and every listener port accepts TCP.
+    Raises TargetServerError (with the server's stderr/log tail) if it exits or the
+    wait times out; the child is stopped in that case. Stop it with stop_server."""
+    config_path, pid_file = str(config_path), str(pid_file)
+    log = str(log_file) if log_file else None
+    cfg = load_config(config_path)
+    try:
+        os.unlink(pid_file)
+    except FileNotFoundError:
+        pass
+    src_root = str(Path(__file__).resolve().parents[2])  # .../src, holds cert_rollout
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src_root, env.get("PYTHONPATH")) if p)
+    cmd = [python or sys.executable, "-m", "cert_rollout.localcloud.target_server", "serve",
+           "--config", config_path, "--pid-file", pid_file]
+    if log:
+        cmd += ["--log", log]
+    errfile = tempfile.TemporaryFile()  # not a pipe: nobody drains it while serving
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=errfile, start_new_session=True)
+    except OSError:
+        errfile.close()
+        raise
+    deadline = time.monotonic() + timeout
+    pending = [(lc.host, lc.port) for lc in cfg.listeners]
+    while True:
+        code = proc.poll()
+        if code is not None:
+            errfile.seek(0)
+            err = errfile.read()[-2000:].decode("utf-8", "replace")
+            errfile.close()
+            raise TargetServerError(
+                f"target server exited with code {code} before serving: {err.strip()} {_log_tail(log)}"
+            )
+        if _read_pid(pid_file) == proc.pid:
+            pending = [hp for hp in pending if not _port_accepts(*hp)]
+            if not pending:
+                errfile.close()  # the child keeps its own descriptor
+                return proc
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            errfile.close()
+            what = "pid file" if _read_pid(pid_file) != proc.pid else f"ports {pending[:5]}"
+            raise TargetServerError(f"target server not ready after {timeout:.0f} s (waiting for {what})")
+        time.sleep(0.05)
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
+    """SIGTERM the server started by start_server, wait up to ``timeout`` s, then
+    SIGKILL. Returns the exit code. Safe to call twice."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="target_server", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="serve the TLS listeners")
+    p.add_argument("--config", required=True)
+    p.add_argument("--pid-file", required=True)
+    p.add_argument("--log")
+    p = sub.add_parser("check", help="configuration test (like nginx -t)")
+    p.add_argument("--config", required=True)
+    p = sub.add_parser("reload", help="SIGHUP the running server (like systemctl try-reload-or-restart)")
+    p.add_argument("--pid-file", required=True)
+    p.add_argument("--config")
+    p = sub.add_parser("stop", help="stop the running server")
+    p.add_argument("--pid-file", required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        return serve(args.config, args.pid_file, args.log)
+    if args.command == "check":
+        errors = check_config(args.config)
+        if errors:
+            print(f"configuration test failed: {errors[0]}", file=sys.stderr)
+            for more in errors[1:]:
+                print(f"configuration test failed: {more}", file=sys.stderr)
+            return 1
+        print("configuration test is successful")
+        return 0
+    if args.command == "reload":
+        code, message = reload_server(args.pid_file, args.config)
+        print(message, file=sys.stderr if code else sys.stdout)
+        return code
+    if args.command == "stop":
+        print(stop_pid_file(args.pid_file))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
