@@ -57,7 +57,7 @@ class TargetFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(pattern=r"^/[^\0]*$", max_length=1024)
+    path: str = Field(pattern=r"^/[^\x00]*$", max_length=1024)
     content: FileContent
     mode: str = Field(default="0644", pattern=r"^0?[0-7]{3}$")
     owner: str | None = None

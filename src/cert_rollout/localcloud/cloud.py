@@ -13,12 +13,14 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import boto3
 from botocore.config import Config
 
+from cert_rollout.leaks import SecretRegistry
 from cert_rollout.localcloud import patches
 from cert_rollout.localcloud.deploy import Deployer, Deployment
 from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
@@ -55,6 +57,7 @@ class LocalCloud:
         self.fleet = NodeFleet()
         self.pca: LocalPrivateCA | None = None
         self.routed: list[dict[str, str]] = []
+        self.secrets = SecretRegistry()
         self.lambda_workers = lambda_workers
         self._clients: dict[str, Any] = {}
         self._sns_queue_url = ""
@@ -135,7 +138,7 @@ class LocalCloud:
 
     def private_ca(self) -> LocalPrivateCA:
         if self.pca is None:
-            self.pca = LocalPrivateCA(self.client, self.region, self.account_id)
+            self.pca = LocalPrivateCA(self.client, self.region, self.account_id, on_key=self.secrets.key_pems.append)
         return self.pca
 
     # ------------------------------------------------------------------ resources of the stack
@@ -169,7 +172,8 @@ class LocalCloud:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         backend = stepfunctions_parser_backends[self.account_id][self.region]
-        execution = backend.start_execution(state_machine_arn, execution_input=json.dumps(event))
+        # EventBridge names the execution itself (a UUID), like the service does.
+        execution = backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(event))
         return execution.execution_arn
 
     def start_execution(self, payload: dict[str, Any], name: str | None = None) -> str:
@@ -287,6 +291,8 @@ def _quiet_werkzeug() -> None:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto's ASL interpreter logs every caught state error at ERROR level; the history has them.
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
 
 
 def _reset_moto() -> None:

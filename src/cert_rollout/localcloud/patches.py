@@ -11,6 +11,7 @@ from typing import Any
 from moto.acm.models import CertBundle
 from moto.acm.responses import AWSCertificateManagerResponse
 from moto.awslambda.models import LambdaBackend
+from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.common_models import BaseModel  # noqa: F401  (moto import order)
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import EmptyResult
@@ -90,7 +91,7 @@ def _send_command(self: SimpleSystemManagerBackend, **kwargs: Any) -> Any:
     for instance_id in instance_ids:
         if instance_id not in cloud.fleet.nodes:
             raise JsonRESTError("InvalidInstanceId", f"Instances [[{instance_id}]] not in a valid state for account {self.account_id}")
-    document = json.loads(self.get_document(kwargs["document_name"], "$DEFAULT", "", "JSON")["Content"])
+    document = json.loads(self.get_document(kwargs["document_name"], None, None, "JSON")["Content"])
     try:
         values = cloud.fleet.validate_parameters(document, kwargs.get("parameters") or {})
     except InvalidParameters as e:
@@ -142,16 +143,39 @@ def _renew_certificate(self: AWSCertificateManagerResponse) -> Any:
     return EmptyResult()
 
 
+# -------------------------------------------------------------- ACM export: remember what must never leak
+from moto.acm.models import AWSCertificateManagerBackend  # noqa: E402
+
+_orig_export = AWSCertificateManagerBackend.export_certificate
+
+
+def _export_certificate(self: AWSCertificateManagerBackend, certificate_arn: str, passphrase: str) -> Any:
+    """ExportCertificate as moto does it, plus: refuse what AWS refuses (moto accepts '#', '$',
+    '%' and short passphrases), and record the passphrase for the leak check."""
+    import base64
+
+    raw = base64.standard_b64decode(passphrase)
+    if len(raw) < 4 or len(raw) > 128 or any(c in raw for c in b"#$%") or not raw.isascii():
+        raise JsonRESTError("ValidationException", "Passphrase must be 4-128 ASCII characters without #, $ or %")
+    answer = _orig_export(self, certificate_arn, passphrase)
+    cloud = _cloud()
+    if cloud is not None:
+        cloud.secrets.passphrases.append(raw)
+    return answer
+
+
 def install() -> None:
     """Hook the emulations into moto (idempotent)."""
     global _INSTALLED
     if _INSTALLED:
         return
     LambdaBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
+    LambdaSimpleBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
     SimpleSystemManagerBackend.send_command = _send_command  # type: ignore[method-assign]
     SimpleSystemManagerBackend.cancel_command = _cancel_command_backend  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
     CertBundle.describe = _describe  # type: ignore[method-assign]
     AWSCertificateManagerResponse.renew_certificate = _renew_certificate  # type: ignore[attr-defined]
+    AWSCertificateManagerBackend.export_certificate = _export_certificate  # type: ignore[method-assign]
     _INSTALLED = True

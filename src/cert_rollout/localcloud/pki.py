@@ -35,31 +35,34 @@ def generate_key(algorithm: str) -> Any:
 class LocalPrivateCA:
     """Root and subordinate CA in moto's ACM-PCA, and ACM certificates issued by them."""
 
-    def __init__(self, client: Callable[[str], Any], region: str, account_id: str, name: str = "Local Private") -> None:
+    def __init__(self, client: Callable[[str], Any], region: str, account_id: str, name: str = "Local Private",
+                 on_key: Callable[[bytes], None] | None = None) -> None:
         self.client = client
+        self.on_key = on_key
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
         pca = client("acm-pca")
-        self.root_arn, root_pem = self._make_ca(pca, "ROOT", f"{name} Root CA", None)
-        self.sub_arn, sub_pem = self._make_ca(pca, "SUBORDINATE", f"{name} Issuing CA", self.root_arn)
+        self.root_arn, root_pem = self._make_ca(pca, "ROOT", f"{name} Root CA", None, None)
+        self.sub_arn, sub_pem = self._make_ca(pca, "SUBORDINATE", f"{name} Issuing CA", self.root_arn, root_pem)
         self.root_pem, self.sub_pem = root_pem, sub_pem
         self.chain_pem = sub_pem.strip() + "\n" + root_pem.strip() + "\n"
 
     @staticmethod
-    def _make_ca(pca: Any, kind: str, common_name: str, parent: str | None) -> tuple[str, str]:
+    def _make_ca(pca: Any, kind: str, common_name: str, parent: str | None, parent_pem: str | None) -> tuple[str, str]:
         arn = pca.create_certificate_authority(
             CertificateAuthorityConfiguration={"KeyAlgorithm": "RSA_2048", "SigningAlgorithm": "SHA256WITHRSA",
                                                "Subject": {"CommonName": common_name, "Organization": "Example"}},
             CertificateAuthorityType=kind)["CertificateAuthorityArn"]
         csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
-        template = ("arn:aws:acm-pca:::template/RootCACertificate/V1" if kind == "ROOT"
-                    else "arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen0/V1")
+        # AWS would use SubordinateCACertificate_PathLen0/V1 for the subordinate; moto applies CA
+        # extensions (CA:TRUE, keyCertSign) only for RootCACertificate/V1, so that one is used.
+        template = "arn:aws:acm-pca:::template/RootCACertificate/V1"
         signer = parent or arn
         cert_arn = pca.issue_certificate(CertificateAuthorityArn=signer, Csr=csr, SigningAlgorithm="SHA256WITHRSA",
                                          TemplateArn=template, Validity={"Value": 3650, "Type": "DAYS"})["CertificateArn"]
         issued = pca.get_certificate(CertificateAuthorityArn=signer, CertificateArn=cert_arn)
-        kwargs = {"CertificateChain": issued["CertificateChain"]} if parent else {}
+        kwargs = {"CertificateChain": parent_pem} if parent_pem else {}
         pca.import_certificate_authority_certificate(CertificateAuthorityArn=arn, Certificate=issued["Certificate"], **kwargs)
         return arn, issued["Certificate"]
 
@@ -105,6 +108,8 @@ class LocalPrivateCA:
             bundle.key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption())
             bundle._key = key
+            if self.on_key:
+                self.on_key(bundle.key)
             bundle._cert = x509.load_pem_x509_certificate(bundle.cert)
             bundle.chain = self.chain_pem.encode()
             bundle.issuer_common_name = self.sub_pem and "Local Private Issuing CA"

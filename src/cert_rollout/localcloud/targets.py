@@ -1,0 +1,130 @@
+"""Local targets: real TLS servers on 127.0.0.1, each on its own local managed node, with
+the certificate's current (old) version installed as an operator had done before this
+product took over, and registered in the inventory table.
+
+Faults (scenario `fault:`), what operators meet in the field:
+  down           nothing listens on the target's port
+  stale          the server never picks up new files (ignores reload)
+  reload-fails   the reload command exits non-zero with the server's error text
+  wrong-cert     the server answers with another certificate whatever is installed
+  agent-offline  the node's SSM Agent never picks up commands
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cert_rollout.localcloud.cloud import LocalCloud, free_port
+from cert_rollout.localcloud.target_server import start_server, stop_server
+
+Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"]
+SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert"}
+
+
+@dataclass
+class LocalTarget:
+    target_id: str
+    certificate_arn: str
+    sni: str
+    port: int
+    instance_id: str
+    directory: Path
+    fault: str | None = None
+    server: str = "embedded"
+    process: Any = None
+    inventory_item: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _imposter(directory: Path, sni: str) -> tuple[Path, Path]:
+    """A self-signed certificate for the same name: what a wrong default server answers with."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sni)])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(sni)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "imposter.pem", directory / "imposter.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class LocalTargets:
+    """Creates, registers and stops the local targets of one run."""
+
+    def __init__(self, cloud: LocalCloud, workdir: Path) -> None:
+        self.cloud = cloud
+        self.workdir = workdir
+        self.targets: dict[str, LocalTarget] = {}
+
+    def add_embedded(self, target_id: str, certificate_arn: str, sni: str, *, port: int | None = None,
+                     fault: str | None = None) -> LocalTarget:
+        """An embedded TLS server target serving the certificate's current version."""
+        directory = self.workdir / "targets" / target_id
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_pem, chain_pem, key_pem = self.cloud.private_ca().current(certificate_arn)
+        fullchain, privkey = directory / "fullchain.pem", directory / "privkey.pem"
+        fullchain.write_text(cert_pem.strip() + "\n" + chain_pem.strip() + "\n")
+        privkey.write_bytes(key_pem)
+        privkey.chmod(0o600)
+        port = port or free_port()
+        listener: dict[str, Any] = {"host": "127.0.0.1", "port": port, "fault": None,
+                                    "sites": [{"server_names": [sni], "cert": str(fullchain), "key": str(privkey)}]}
+        if fault in SERVER_FAULTS:
+            listener["fault"] = fault
+        if fault == "wrong-cert":
+            imposter_cert, imposter_key = _imposter(directory, sni)
+            listener["fault_cert"], listener["fault_key"] = str(imposter_cert), str(imposter_key)
+        config, pid_file = directory / "server.json", directory / "server.pid"
+        config.write_text(json.dumps({"listeners": [listener]}, indent=2))
+        instance_id = "mi-" + secrets.token_hex(8) + "a"
+        self.cloud.add_node(instance_id, online=fault != "agent-offline")
+        target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault)
+        if fault != "down":
+            target.process = start_server(config, pid_file, directory / "server.log")
+        python = sys.executable
+        target.inventory_item = {
+            "certificateArn": certificate_arn, "targetId": target_id, "host": "127.0.0.1", "port": port,
+            "sni": sni, "server": "embedded", "instanceId": instance_id,
+            "files": [{"path": str(fullchain), "content": "fullchain", "mode": "0644"},
+                      {"path": str(privkey), "content": "key", "mode": "0600"}],
+            "testCommand": [python, "-m", "cert_rollout.localcloud.target_server", "check", "--config", str(config)],
+            "reloadCommand": [python, "-m", "cert_rollout.localcloud.target_server", "reload",
+                              "--pid-file", str(pid_file), "--config", str(config)],
+        }
+        self.register(target)
+        self.targets[target_id] = target
+        return target
+
+    def register(self, target: LocalTarget) -> None:
+        table = self.cloud.outputs["InventoryTableName"]
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+        self.cloud.client("dynamodb").put_item(
+            TableName=table, Item={k: ser.serialize(v) for k, v in target.inventory_item.items() if v is not None})
+
+    def stop(self) -> None:
+        for target in self.targets.values():
+            if target.process is not None:
+                stop_server(target.process)
+                target.process = None

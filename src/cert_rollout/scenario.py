@@ -1,0 +1,337 @@
+"""Scenarios: a declarative run of the rollout on the local cloud, and its JSON report.
+
+Format (YAML):
+  name: demo
+  parameters: {PollIntervalSeconds: "1"}        # template.yaml parameter overrides
+  certificates:
+    web: {domain: web.internal.example, sans: [api.internal.example], key_algorithm: RSA_2048}
+  targets:
+    - {id: web-1, certificate: web, server: embedded, sni: ..., port: ..., fault: stale}
+  steps:
+    - renew: web                                  # ACM managed renewal (new key, new serial)
+    - fail_renewal: web                           # ACM renewal failed (RenewalSummary FAILED)
+    - event: events/eventbridge/health-renewal-completed.json   # AWS puts it on the bus
+      certificate: web                            # fills ${CertificateArn} ${Region} ${AccountId}
+      wait: true                                  # wait for the execution (default true)
+    - input: {certificateArn: ${CertificateArn}, force: true}   # StartExecution by hand
+      certificate: web
+    - sleep: 2
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
+from cert_rollout.localcloud.pki import KEY_ALGORITHMS
+from cert_rollout.localcloud.targets import LocalTargets
+from rollout_core.domain.serials import canonical_serial, parse_serial
+
+DEFAULT_PARAMETERS = {"PollIntervalSeconds": "1", "VerifyTimeoutSeconds": "6", "CommandTimeoutSeconds": "30",
+                      "ProbeTimeoutSeconds": "2"}
+
+
+class ScenarioError(Exception):
+    """The scenario file is invalid (names the field) or a step could not run."""
+
+
+class CertificateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    domain: str
+    sans: list[str] = []
+    key_algorithm: str = "RSA_2048"
+
+    @model_validator(mode="after")
+    def _known_algorithm(self) -> CertificateSpec:
+        if self.key_algorithm not in KEY_ALGORITHMS:
+            raise ValueError(f"key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
+        return self
+
+
+class TargetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    certificate: str
+    server: Literal["embedded", "nginx", "haproxy"] = "embedded"
+    sni: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"] | None = None
+
+
+class StepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    renew: str | None = None
+    fail_renewal: str | None = None
+    reason: str | None = None
+    event: str | None = None
+    input: Any = None
+    certificate: str | None = None
+    wait: bool = True
+    sleep: float | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> StepSpec:
+        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep") if getattr(self, a) is not None]
+        if len(actions) != 1:
+            raise ValueError(f"a step has exactly one of renew, fail_renewal, event, input, sleep (got {actions or 'none'})")
+        return self
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "scenario"
+    parameters: dict[str, str] = {}
+    certificates: dict[str, CertificateSpec]
+    targets: list[TargetSpec] = []
+    steps: list[StepSpec]
+    base_dir: Path = PROJECT_ROOT
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        for t in self.targets:
+            if t.certificate not in self.certificates:
+                raise ValueError(f"target {t.id}: unknown certificate {t.certificate!r}")
+        for i, s in enumerate(self.steps, 1):
+            for ref in (s.renew, s.fail_renewal, s.certificate):
+                if ref is not None and ref not in self.certificates:
+                    raise ValueError(f"step {i}: unknown certificate {ref!r}")
+        ids = [t.id for t in self.targets]
+        if len(ids) != len(set(ids)):
+            raise ValueError("target ids must be unique")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> Scenario:
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ScenarioError(f"{path}: {e}") from None
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{path}: a scenario is a YAML mapping")
+        try:
+            return cls.model_validate({**raw, "base_dir": path.resolve().parent})
+        except ValueError as e:
+            raise ScenarioError(f"{path}: {e}") from None
+
+
+def demo_scenario(targets: int = 3) -> Scenario:
+    """The demo: one certificate with two SANs on N targets, renewed, Health event sent."""
+    return Scenario.model_validate({
+        "name": "demo",
+        "certificates": {"web": {"domain": "web.internal.example", "sans": ["api.internal.example"],
+                                 "key_algorithm": "RSA_2048"}},
+        "targets": [{"id": f"web-{i}", "certificate": "web"} for i in range(1, targets + 1)],
+        "steps": [{"renew": "web"},
+                  {"event": "events/eventbridge/health-renewal-completed.json", "certificate": "web"}],
+    })
+
+
+def fill_placeholders(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value)
+    return text
+
+
+def state_outputs(history: list[dict[str, Any]], state: str) -> list[dict[str, Any]]:
+    """Outputs of every exit of ``state`` (parsed JSON), in order."""
+    out = []
+    for e in history:
+        details = e.get("stateExitedEventDetails")
+        if details and details.get("name") == state:
+            try:
+                out.append(json.loads(details.get("output") or "{}"))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def event_outcome(status: str, history: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """(outcome, notification or rollout decision) of one execution."""
+    notified = state_outputs(history, "Notify")
+    if notified and "notification" in notified[-1]:
+        return notified[-1]["notification"]["outcome"], notified[-1]["notification"]
+    validated = state_outputs(history, "ValidateEvent")
+    if validated and "rollout" in validated[-1]:
+        return validated[-1]["rollout"]["decision"], validated[-1]["rollout"]
+    return ("FAILED" if status != "SUCCEEDED" else "UNKNOWN"), {}
+
+
+class ScenarioRunner:
+    """Runs a Scenario on a fresh LocalCloud and builds the report."""
+
+    def __init__(self, scenario: Scenario, *, on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 on_step: Callable[[str], None] | None = None, workdir: Path | None = None,
+                 execution_timeout: float = 600, lambda_workers: int = 4) -> None:
+        self.scenario = scenario
+        self.on_event = on_event
+        self.on_step = on_step or (lambda _m: None)
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="cert-rollout-"))
+        self.execution_timeout = execution_timeout
+        self.lambda_workers = lambda_workers
+        self.cloud: LocalCloud | None = None
+        self.targets: LocalTargets | None = None
+        self.certificate_arns: dict[str, str] = {}
+
+    def run(self, keep_running: bool = False) -> dict[str, Any]:
+        params = {**DEFAULT_PARAMETERS, **self.scenario.parameters}
+        self.cloud = LocalCloud(parameters=params, lambda_workers=self.lambda_workers)
+        self.on_step("starting the local cloud and deploying template.yaml")
+        self.cloud.start()
+        try:
+            return self._run()
+        finally:
+            if not keep_running:
+                self.close()
+
+    def close(self) -> None:
+        if self.targets:
+            self.targets.stop()
+        if self.cloud:
+            self.cloud.stop()
+
+    def _serial(self, arn: str) -> str:
+        assert self.cloud
+        raw = self.cloud.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]["Serial"]
+        return canonical_serial(parse_serial(raw))
+
+    def _run(self) -> dict[str, Any]:
+        cloud = self.cloud
+        assert cloud
+        started = time.time()
+        pca = cloud.private_ca()
+        for name, spec in self.scenario.certificates.items():
+            self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm)
+            self.on_step(f"certificate {name}: {self.certificate_arns[name]} ({spec.key_algorithm}), "
+                         f"serial {self._serial(self.certificate_arns[name])}")
+        self.targets = LocalTargets(cloud, self.workdir)
+        for t in self.scenario.targets:
+            if t.server != "embedded":
+                raise ScenarioError(f"target {t.id}: server {t.server} is not available in this build")
+            spec = self.scenario.certificates[t.certificate]
+            target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate], t.sni or spec.domain,
+                                               port=t.port, fault=t.fault)
+            self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
+                         + (f" (fault: {t.fault})" if t.fault else ""))
+        report: dict[str, Any] = {
+            "scenario": self.scenario.name, "region": cloud.region, "account": cloud.account_id,
+            "stateMachineArn": cloud.state_machine_arn, "parameters": cloud.deployment.parameters if cloud.deployment else {},
+            "certificates": {n: {"arn": a, "serial_initial": self._serial(a)} for n, a in self.certificate_arns.items()},
+            "events": [],
+        }
+        pending: list[tuple[int, dict[str, Any], list[str]]] = []
+        for index, step in enumerate(self.scenario.steps, 1):
+            if step.sleep is not None:
+                time.sleep(step.sleep)
+            elif step.renew:
+                pca.renew(self.certificate_arns[step.renew])
+                self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
+            elif step.fail_renewal:
+                pca.fail_renewal(self.certificate_arns[step.fail_renewal], step.reason or "PCA_ACCESS_DENIED")
+                self.on_step(f"ACM renewal of {step.fail_renewal} failed ({step.reason or 'PCA_ACCESS_DENIED'})")
+            else:
+                entry, arns = self._send(index, step)
+                report["events"].append(entry)
+                if step.wait:
+                    self._finish(entry, arns)
+                else:
+                    pending.append((index, entry, arns))
+        for _, entry, arns in pending:
+            self._finish(entry, arns)
+        for name, arn in self.certificate_arns.items():
+            report["certificates"][name]["serial_final"] = self._serial(arn)
+        report["sns_messages"] = cloud.sns_messages()
+        report["wall_seconds"] = round(time.time() - started, 3)
+        return report
+
+    def _send(self, index: int, step: StepSpec) -> tuple[dict[str, Any], list[str]]:
+        cloud = self.cloud
+        assert cloud
+        values = {"Region": cloud.region, "AccountId": cloud.account_id}
+        if step.certificate:
+            values["CertificateArn"] = self.certificate_arns[step.certificate]
+        entry: dict[str, Any] = {"step": index, "certificate": step.certificate}
+        if step.event is not None:
+            path = Path(step.event)
+            if not path.is_absolute():
+                candidates = [self.scenario.base_dir / path, PROJECT_ROOT / path]
+                path = next((c for c in candidates if c.exists()), candidates[0])
+            try:
+                event = json.loads(fill_placeholders(path.read_text(), values))
+            except (OSError, json.JSONDecodeError) as e:
+                raise ScenarioError(f"step {index}: event {step.event}: {e}") from None
+            entry["event"] = step.event
+            arns = cloud.deliver_event(event)
+            self.on_step(f"event {path.name} delivered: {len(arns)} execution(s) started by the rule")
+        else:
+            payload = json.loads(fill_placeholders(json.dumps(step.input), values))
+            entry["input"] = payload
+            arns = [cloud.start_execution(payload)]
+            self.on_step(f"StartExecution with {json.dumps(payload)[:120]}")
+        entry["executionArns"] = arns
+        return entry, arns
+
+    def _finish(self, entry: dict[str, Any], arns: list[str]) -> None:
+        cloud = self.cloud
+        assert cloud
+        if not arns:
+            entry.update(status=None, outcome="NOT_ROUTED", targets=[], history=[])
+            return
+        arn = arns[-1]
+        callback = (lambda e: self.on_event(arn, e)) if self.on_event else None
+        description = cloud.wait_for_execution(arn, timeout=self.execution_timeout, on_event=callback)
+        history = cloud.history(arn)
+        outcome, detail = event_outcome(description["status"], history)
+        validated = state_outputs(history, "ValidateEvent")
+        rollout = validated[-1].get("rollout", {}) if validated else {}
+        exported = state_outputs(history, "ExportCertificate")
+        expected = (exported[-1].get("export", {}).get("serial") if exported else None) or rollout.get("serial")
+        rollout_id = arn.rsplit(":", 1)[-1]
+        records = self._records(rollout_id)
+        entry.update(
+            executionArn=arn, status=description["status"], outcome=outcome,
+            decision=rollout.get("decision"), expected_serial=expected,
+            error=_failure(history),
+            targets=[{
+                "id": r["targetId"], "endpoint": r.get("endpoint"), "outcome": r.get("outcome"),
+                "reason": r.get("reason"), "detail": r.get("detail"),
+                "served_serial_before": r.get("servedSerialBefore"), "served_serial_after": r.get("servedSerialAfter"),
+            } for r in records],
+            notification={k: detail.get(k) for k in ("outcome", "messageId", "verified", "rolledBack", "failed",
+                                                     "targetCount") if k in detail},
+            history=history,
+        )
+
+    def _records(self, rollout_id: str) -> list[dict[str, Any]]:
+        cloud = self.cloud
+        assert cloud
+        from boto3.dynamodb.types import TypeDeserializer
+
+        des = TypeDeserializer()
+        table = cloud.deployment.physical["RolloutTable"] if cloud.deployment else ""
+        items = cloud.client("dynamodb").query(
+            TableName=table, KeyConditionExpression="rolloutId = :r",
+            ExpressionAttributeValues={":r": {"S": rollout_id}})["Items"]
+        return sorted(({k: des.deserialize(v) for k, v in i.items()} for i in items), key=lambda r: r["targetId"])
+
+
+def _failure(history: list[dict[str, Any]]) -> dict[str, str] | None:
+    for e in reversed(history):
+        details = e.get("executionFailedEventDetails")
+        if details:
+            return {"error": details.get("error", ""), "cause": details.get("cause", "")}
+    return None
+
+
+def attach_sns_messages(report: dict[str, Any]) -> None:
+    """Give each event entry the SNS messages its execution published (matched by MessageId)."""
+    by_id = {m["MessageId"]: m for m in report.get("sns_messages", [])}
+    for entry in report["events"]:
+        message_id = (entry.get("notification") or {}).get("messageId")
+        entry["sns_messages"] = [by_id[message_id]] if message_id in by_id else []
