@@ -1,0 +1,37 @@
+# The verbs people type. Each target does its own set-up (scripts/bootstrap.sh is idempotent).
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_PYENV := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12)' | tr '\n' ':' | sed 's/:$$//')
+
+.PHONY: setup demo test unit e2e sam lint build validate asl clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup  ## the main job: a rollout on the embedded local cloud
+	$(VENV)/bin/cert-rollout demo --targets 3 --report reports/demo.json
+
+test: setup  ## everything CI runs
+	bash scripts/run_tests.sh
+
+unit: setup
+	$(VENV)/bin/pytest tests/unit -q
+
+e2e: setup
+	$(VENV)/bin/pytest tests/e2e -q -m e2e
+
+validate: setup
+	AWS_DEFAULT_REGION=eu-west-1 PATH=$(VENV)/bin:$$PATH sam validate --lint
+
+build: setup
+	PYENV_VERSION=$(SAM_PYENV) PATH=$(VENV)/bin:$$PATH sam build
+
+lint: setup
+	$(VENV)/bin/ruff check layers functions src installer scripts tests
+
+asl: setup  ## regenerate the ASL file and the embedded installer
+	$(PY) scripts/gen_asl.py
+	$(PY) scripts/embed_installer.py
+
+clean:
+	rm -rf .aws-sam reports .pytest_cache

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (make test): set-up, then unit, integration (SAM) and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export AWS_DEFAULT_REGION=eu-west-1
+# Tests never reach AWS: no credentials from the machine, and every client points at 127.0.0.1.
+unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+mkdir -p reports
+.venv/bin/pytest tests -q -p no:cacheprovider --timeout=900 "$@"

@@ -1,0 +1,111 @@
+"""The run report (JSON) and its console rendering: the execution history as the Step
+Functions console shows it, and the per-target outcome."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cert_rollout.leaks import collect_surfaces, scan
+from cert_rollout.scenario import attach_sns_messages
+
+
+def finalize(report: dict[str, Any], cloud: Any) -> dict[str, Any]:
+    """Attach SNS messages per event and run the leak check over every surface."""
+    attach_sns_messages(report)
+    arns = [a for e in report["events"] for a in e.get("executionArns", [])]
+    surfaces = collect_surfaces(cloud, arns)
+    findings = scan(surfaces, cloud.secrets)
+    report["leak_check"] = {
+        "scanned": {k: len(v) for k, v in surfaces.items()},
+        "secrets_searched": {"passphrases": len(cloud.secrets.passphrases), "private_keys": len(cloud.secrets.key_pems)},
+        "findings": [f.as_dict() for f in findings],
+    }
+    return report
+
+
+def write(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def _ts(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _step(event: dict[str, Any]) -> str:
+    for key, details in event.items():
+        if key.endswith("EventDetails") and isinstance(details, dict) and details.get("name"):
+            return str(details["name"])
+    return ""
+
+
+def _resource(event: dict[str, Any]) -> str:
+    for key in ("taskScheduledEventDetails", "taskSucceededEventDetails", "taskFailedEventDetails"):
+        details = event.get(key)
+        if details:
+            return f"{details.get('resourceType', '')}:{details.get('resource', '')}"
+    return ""
+
+
+def history_table(history: list[dict[str, Any]], title: str) -> Table:
+    """The execution's events as the console lists them: ID, type, step, resource, elapsed."""
+    table = Table(title=title, show_lines=False, title_justify="left")
+    for col in ("ID", "Type", "Step", "Resource", "Elapsed (ms)", "Timestamp"):
+        table.add_column(col, no_wrap=True)
+    start = _ts(history[0]["timestamp"]) if history else None
+    steps: dict[int, str] = {}
+    for e in history:
+        steps[e["id"]] = _step(e) or steps.get(e.get("previousEventId", -1), "")
+        ts = _ts(e.get("timestamp"))
+        elapsed = int((ts - start).total_seconds() * 1000) if ts and start else ""
+        style = "red" if "Failed" in e["type"] else None
+        table.add_row(str(e["id"]), e["type"], steps[e["id"]], _resource(e), str(elapsed),
+                      ts.strftime("%H:%M:%S.%f")[:-3] if ts else "", style=style)
+    return table
+
+
+def targets_table(entry: dict[str, Any]) -> Table:
+    table = Table(title=f"Targets (expected serial {entry.get('expected_serial') or '-'})", title_justify="left")
+    for col in ("Target", "Endpoint", "Outcome", "Reason", "Served before", "Served after"):
+        table.add_column(col)
+    colors = {"VERIFIED": "green", "ROLLED_BACK": "yellow", "FAILED": "red"}
+    for t in entry.get("targets", []):
+        reason = t.get("reason") or ""
+        if t.get("detail") and t.get("outcome") != "VERIFIED":
+            reason += f": {t['detail']}"
+        table.add_row(t["id"], t.get("endpoint") or "", f"[{colors.get(t['outcome'], 'white')}]{t['outcome']}[/]",
+                      reason[:160], t.get("served_serial_before") or "-", t.get("served_serial_after") or "-")
+    return table
+
+
+def render(report: dict[str, Any], console: Console, show_history: bool = True) -> None:
+    for entry in report["events"]:
+        label = entry.get("event") or json.dumps(entry.get("input"))[:80]
+        console.rule(f"step {entry['step']}: {label}")
+        if show_history and entry.get("history"):
+            console.print(history_table(entry["history"], f"Execution history: {entry.get('executionArn')}"))
+        color = {"ROLLED_OUT": "green", "ALREADY_DEPLOYED": "cyan"}.get(entry["outcome"], "yellow")
+        console.print(f"Execution [bold]{entry.get('status')}[/], outcome [bold {color}]{entry['outcome']}[/]")
+        if entry.get("error") and entry["outcome"] not in ("ROLLED_OUT",):
+            console.print(f"  error: {entry['error']['error']}: {entry['error']['cause'][:300]}")
+        if entry.get("targets"):
+            console.print(targets_table(entry))
+        for m in entry.get("sns_messages", []):
+            console.print(f"SNS: [bold]{m['Subject']}[/]")
+    leak = report.get("leak_check")
+    if leak:
+        if leak["findings"]:
+            console.print(f"[bold red]LEAK CHECK FAILED[/]: {len(leak['findings'])} finding(s): {leak['findings'][:5]}")
+        else:
+            scanned = ", ".join(f"{v} {k}" for k, v in leak["scanned"].items())
+            console.print(f"Leak check: no key material or passphrase found ({scanned} scanned)")
