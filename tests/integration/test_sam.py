@@ -31,7 +31,8 @@ def sam_env() -> dict[str, str]:
 
 
 def run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def runtime_env() -> dict[str, str]:
@@ -79,7 +80,8 @@ def test_sam_build_builds_every_function_and_the_layer(tmp_path: Path, template:
     seconds = time.monotonic() - started
     record_property("sam_build_seconds", round(seconds, 1))
     print(f"sam build took {seconds:.1f} s")
-    assert result.returncode == 0, f"sam build failed after {seconds:.0f} s:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"sam build failed after {seconds:.0f} s:\n{result.stdout}\n{result.stderr}")
     assert (build / "template.yaml").is_file()
 
     resources = template["Resources"]

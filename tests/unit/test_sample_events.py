@@ -52,7 +52,9 @@ EXPECTED_KINDS = {
 
 
 def substitute(text: str) -> str:
-    return text.replace("${CertificateArn}", ARN).replace("${Region}", REGION).replace("${AccountId}", ACCOUNT)
+    for placeholder, value in (("${CertificateArn}", ARN), ("${Region}", REGION), ("${AccountId}", ACCOUNT)):
+        text = text.replace(placeholder, value)
+    return text
 
 
 def load_json(path: Path) -> Any:
@@ -94,7 +96,8 @@ def input_model(module: ModuleType) -> type[BaseModel]:
     """The one pydantic model the handler module defines: its input model."""
     models = [v for v in vars(module).values()
               if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == module.__name__]
-    assert len(models) == 1, f"{module.__name__} defines {[m.__name__ for m in models]}: expected one input model"
+    names = [m.__name__ for m in models]
+    assert len(models) == 1, f"{module.__name__} defines {names}: expected one input model"
     return models[0]
 
 
@@ -128,7 +131,8 @@ def test_every_function_has_a_sample_event(template: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("name", FUNCTION_DIRS)
-def test_sample_event_validates_against_the_handler_input_model(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_event_validates_against_the_handler_input_model(name: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     event = load_json(EVENTS / f"{name}.json")
     model = input_model(import_handler(name, monkeypatch))
     parsed = model.model_validate(event)
@@ -247,7 +251,9 @@ def test_manual_sample_forces_a_redeploy() -> None:
 def test_eventbridge_sample_is_routed_by_the_templates_rules(name: str, template: dict[str, Any]) -> None:
     machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine")
     patterns = {rule_name: event["Properties"]["Pattern"]
-                for rule_name, event in machine["Properties"]["Events"].items() if event["Type"] == "EventBridgeRule"}
+                for rule_name, event in machine["Properties"]["Events"].items()
+                if event["Type"] == "EventBridgeRule"}
     event = load_json(EVENTS / "statemachine" / name)
-    matched = [rule for rule, pattern in patterns.items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
+    matched = [rule for rule, pattern in patterns.items()
+               if EventPattern.load(json.dumps(pattern)).matches_event(event)]
     assert len(matched) == 1, f"{name} matched rules {matched}"

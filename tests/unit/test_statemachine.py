@@ -71,6 +71,17 @@ def lambda_tasks(definition: dict[str, Any]) -> list[tuple[str, str, dict[str, A
             if s["Type"] == "Task" and s.get("Resource", "").startswith(LAMBDA_INVOKE)]
 
 
+def get_att(value: dict[str, Any]) -> tuple[str, str]:
+    """(logical id, attribute) of a {"Fn::GetAtt": ...} in list or dotted form."""
+    target = value["Fn::GetAtt"]
+    logical_id, attribute = target if isinstance(target, list) else target.split(".", 1)
+    return logical_id, attribute
+
+
+def get_att_target(value: dict[str, Any]) -> str:
+    return get_att(value)[0]
+
+
 def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:
     """(path, key, value) of every key in a JSON document."""
     if isinstance(value, dict):
@@ -107,7 +118,8 @@ def test_every_transition_names_an_existing_state(asl: dict[str, Any]) -> None:
         for name, state in states["States"].items():
             targets += [(f"{name}.Next", state["Next"])] if "Next" in state else []
             targets += [(f"{name}.Default", state["Default"])] if "Default" in state else []
-            targets += [(f"{name}.Choices[{i}].Next", c["Next"]) for i, c in enumerate(state.get("Choices", []))]
+            choices = state.get("Choices", [])
+            targets += [(f"{name}.Choices[{i}].Next", c["Next"]) for i, c in enumerate(choices)]
             targets += [(f"{name}.Catch[{i}].Next", c["Next"]) for i, c in enumerate(state.get("Catch", []))]
         problems += [f"{where} {field} -> {target!r}" for field, target in targets if target not in names]
     assert not problems, "transitions to states that do not exist in their scope:\n" + "\n".join(problems)
@@ -115,7 +127,8 @@ def test_every_transition_names_an_existing_state(asl: dict[str, Any]) -> None:
 
 def test_every_state_is_terminal_or_moves_on(asl: dict[str, Any]) -> None:
     problems = [f"{where} {name}" for where, name, state in all_states(asl)
-                if state["Type"] not in ("Choice", "Succeed", "Fail") and ("Next" in state) == bool(state.get("End"))]
+                if state["Type"] not in ("Choice", "Succeed", "Fail")
+                and ("Next" in state) == bool(state.get("End"))]
     assert not problems, "states need exactly one of Next / End: true:\n" + "\n".join(problems)
 
 
@@ -179,8 +192,7 @@ def test_every_substituted_function_is_a_function_of_the_template(template: dict
                                                                  state_machine: dict[str, Any]) -> None:
     resources = template["Resources"]
     for key, value in state_machine["DefinitionSubstitutions"].items():
-        logical_id, attribute = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) \
-            else value["Fn::GetAtt"].split(".", 1)
+        logical_id, attribute = get_att(value)
         assert resources[logical_id]["Type"] == "AWS::Serverless::Function", key
         assert attribute == "Arn", key
 
@@ -189,8 +201,7 @@ def test_the_state_machine_may_invoke_every_function_it_calls(template: dict[str
                                                              state_machine: dict[str, Any]) -> None:
     invokable = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
                  for p in state_machine["Policies"] if isinstance(p, dict) and "LambdaInvokePolicy" in p}
-    called = {value["Fn::GetAtt"][0] if isinstance(value["Fn::GetAtt"], list) else value["Fn::GetAtt"].split(".")[0]
-              for value in state_machine["DefinitionSubstitutions"].values()}
+    called = {get_att_target(value) for value in state_machine["DefinitionSubstitutions"].values()}
     assert called <= invokable, f"no LambdaInvokePolicy for {called - invokable}"
 
 
@@ -210,7 +221,7 @@ def test_every_lambda_task_retries_lambda_service_errors(asl: dict[str, Any]) ->
         elif not LAMBDA_SERVICE_ERRORS <= retried:
             problems.append(f"{where} {name}: Retry misses {sorted(LAMBDA_SERVICE_ERRORS - retried)}")
         for rule in state.get("Retry", []):
-            if "States.ALL" in rule["ErrorEquals"] and len(state["Retry"]) > 1 and rule is not state["Retry"][-1]:
+            if "States.ALL" in rule["ErrorEquals"] and rule is not state["Retry"][-1]:
                 problems.append(f"{where} {name}: States.ALL must be the last retrier")
     assert not problems, "\n".join(problems)
 

@@ -1,0 +1,72 @@
+"""The local cloud deploys template.yaml itself: what the template says is what runs."""
+
+import json
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    with LocalCloud() as c:
+        yield c
+
+
+def test_every_function_of_the_template_is_deployed_with_its_environment(cloud):
+    template = yaml_parse((PROJECT_ROOT / "template.yaml").read_text())
+    functions = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"]
+    assert sorted(s.logical_id for s in cloud.deployment.functions.values()) == sorted(functions)
+    export = cloud.deployment.function_by_logical_id("ExportCertificateFunction")
+    assert export.environment["KMS_KEY_ID"] == cloud.outputs["KeyMaterialKeyArn"]
+    assert export.environment["INVENTORY_TABLE"] == cloud.outputs["InventoryTableName"]  # from Globals
+    assert export.timeout == template["Globals"]["Function"]["Timeout"]
+
+
+def test_state_machine_definition_has_every_substitution_resolved(cloud):
+    sfn = cloud.client("stepfunctions")
+    definition = sfn.describe_state_machine(stateMachineArn=cloud.state_machine_arn)["definition"]
+    assert "${" not in definition
+    assert cloud.deployment.function_by_logical_id("NotifyFunction").arn in definition
+
+
+def test_rules_route_with_the_templates_own_patterns(cloud):
+    template = yaml_parse((PROJECT_ROOT / "template.yaml").read_text())
+    events = template["Resources"]["RolloutStateMachine"]["Properties"]["Events"]
+    deployed = sorted(json.dumps(r["pattern"], sort_keys=True) for r in cloud.deployment.rules.values())
+    assert deployed == sorted(json.dumps(e["Properties"]["Pattern"], sort_keys=True) for e in events.values())
+    foreign = {"version": "0", "id": "1", "detail-type": "EC2 Instance State-change Notification",
+               "source": "aws.ec2", "account": cloud.account_id, "time": "2026-11-30T00:00:00Z",
+               "region": cloud.region, "resources": [], "detail": {}}
+    assert cloud.deliver_event(foreign) == []
+
+
+def test_handler_exception_comes_back_as_lambdas_error_payload(cloud):
+    payload, error = cloud.runtime.invoke(cloud.function_name("CheckCommandFunction"), b'{"targetId": "x"}')
+    assert error == "Unhandled"
+    body = json.loads(payload)
+    assert body["errorType"] == "ValidationError" and "commandId" in body["errorMessage"]
+    logs = cloud.function_logs()[f"/aws/lambda/{cloud.function_name('CheckCommandFunction')}"]
+    assert any(line.startswith("REPORT RequestId") for line in logs)
+
+
+def test_send_command_to_unknown_node_is_refused_like_ssm(cloud):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as e:
+        cloud.client("ssm").send_command(DocumentName=cloud.outputs["InstallBundleDocumentName"],
+                                         InstanceIds=["mi-0123456789abcdef0"], Parameters={"Action": ["install"]})
+    assert e.value.response["Error"]["Code"] == "InvalidInstanceId"
+
+
+def test_passphrase_with_forbidden_character_is_refused_like_acm(cloud):
+    from botocore.exceptions import ClientError
+
+    arn = cloud.private_ca().request_certificate("t.internal.example", [], "EC_prime256v1")
+    with pytest.raises(ClientError):
+        cloud.client("acm").export_certificate(CertificateArn=arn, Passphrase=b"abc$defg")
+    answer = cloud.client("acm").export_certificate(CertificateArn=arn, Passphrase=b"abcdefgh")
+    assert "ENCRYPTED PRIVATE KEY" in answer["PrivateKey"]
