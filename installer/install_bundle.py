@@ -17,12 +17,31 @@ Parameters (environment variables, exported by the SSM document):
 Target config JSON:
     {"targetId": "web-1", "server": "embedded|nginx|haproxy|apache|generic",
      "files": [{"path": "/etc/ssl/web/fullchain.pem",
-                "content": "fullchain|leaf|chain|key|combined",
-                "mode": "0644", "owner": null, "group": null}],
+                "content": "fullchain|leaf|chain|key|combined|encrypted-key|pkcs12",
+                "mode": "0644", "owner": null, "group": null,
+                "passwordFile": "/etc/ssl/web/key.pass", "alias": "web"}],
      "testCommand": ["argv", ...] or null, "reloadCommand": ["argv", ...] or null}
     content: fullchain = leaf + chain; leaf; chain; key = plain private key;
-    combined = leaf + chain + key in one PEM (HAProxy). Default mode: 0600 for key and
-    combined files, 0644 otherwise.
+    combined = leaf + chain + key in one PEM (HAProxy); encrypted-key and pkcs12 below.
+    Default mode: 0600 for key, combined, encrypted-key and pkcs12 files, 0644 otherwise.
+
+    encrypted-key: the plain key re-encrypted on the node as PKCS#8 (PBES2, AES-256-CBC)
+        by ``openssl pkcs8 -topk8 -v2 aes-256-cbc -passout file:PASSWORDFILE`` (the node
+        has no Python cryptography package, so the system openssl does it; the key goes
+        through its stdin, never a plain file). Every install draws a NEW random password
+        (48 hex characters) and writes it to passwordFile (default "<path>.pass"), mode
+        0600, same owner/group as the key. The password file is installed, backed up and
+        restored together with the key (e.g. nginx ``ssl_password_file``).
+    pkcs12: a PKCS#12 keystore (leaf + chain + key, friendly name ``alias``, default the
+        targetId) made by ``openssl pkcs12 -export -passout file:PASSWORDFILE`` (OpenSSL 3
+        defaults: AES-256-CBC + PBKDF2, opened by JDK keytool >= 8u301/11.0.12/17:
+        ``keytool -list -keystore F -storetype PKCS12 -storepass P``). passwordFile
+        (default "<path>.pass") holds the keystore password, first line; the operator
+        keeps it (e.g. Secrets Manager -> file, or the server's own config); when it does
+        not exist the installer creates it once with a random password, mode 0600, and
+        keeps it (it is not rolled back).
+    TODO(java): fetch the keystore password itself from Secrets Manager on the node
+    (today it is a file the operator manages).
 
 Secret string (JSON): {"certificate": PEM, "chain": PEM, "privateKey": PEM plain PKCS#8,
 "serial": "..."}.
@@ -70,8 +89,10 @@ EXIT_ROLLBACK = 20
 NEW_SUFFIX = ".rollout-new"
 BAK_SUFFIX = ".rollout-bak"
 ABSENT_SUFFIX = ".rollout-absent"
-CONTENTS = ("fullchain", "leaf", "chain", "key", "combined")
-KEY_CONTENTS = ("key", "combined")
+CONTENTS = ("fullchain", "leaf", "chain", "key", "combined", "encrypted-key", "pkcs12")
+KEY_CONTENTS = ("key", "combined", "encrypted-key", "pkcs12")
+PASSWORD = "password"  # internal content: the password file of an encrypted-key file
+PASSWORD_SUFFIX = ".pass"
 SERVER_OUTPUT_CHARS = 2000
 
 # The words of a PEM private key label, built so that this file's own text (and so
@@ -106,6 +127,10 @@ class Redactor:
             line = line.strip()
             if len(line) >= 16 and not line.startswith("-----"):
                 self.secrets.append(line)
+
+    def add_password(self, password: str) -> None:
+        if len(password) >= 6:
+            self.secrets.append(password)
 
     def __call__(self, text: str | None) -> str | None:
         if text is None:
@@ -296,6 +321,32 @@ class FileSpec:
                 raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode out of range")
         self.owner = raw.get("owner")
         self.group = raw.get("group")
+        self.password_file = None  # type: str | None
+        self.alias = None  # type: str | None
+        if self.content in ("encrypted-key", "pkcs12"):
+            pw = raw.get("passwordFile")
+            if pw in (None, ""):
+                pw = self.path + PASSWORD_SUFFIX
+            if not isinstance(pw, str) or not os.path.isabs(pw):
+                raise RolloutFailure("write", EXIT_PARAMS, f"{where}.passwordFile must be an absolute path")
+            self.password_file = os.path.normpath(pw)
+            alias = raw.get("alias")
+            if alias is not None and (not isinstance(alias, str) or not alias.strip()):
+                raise RolloutFailure("write", EXIT_PARAMS, f"{where}.alias must be a non-empty string")
+            self.alias = alias
+
+    @classmethod
+    def password_for(cls, key_spec: FileSpec) -> FileSpec:
+        """The managed password file of an encrypted-key file: 0600, the key file's owner."""
+        spec = cls.__new__(cls)
+        spec.path = key_spec.password_file or key_spec.path + PASSWORD_SUFFIX
+        spec.content = PASSWORD
+        spec.mode = 0o600
+        spec.owner, spec.group = key_spec.owner, key_spec.group
+        spec.password_file = None
+        spec.alias = None
+        spec.key_spec = key_spec
+        return spec
 
 
 class Target:
@@ -306,6 +357,11 @@ class Target:
         if not isinstance(files, list) or not files:
             raise RolloutFailure("write", EXIT_PARAMS, "target config has no files")
         self.files = [FileSpec(f if isinstance(f, dict) else {}, i) for i, f in enumerate(files)]
+        # an encrypted key's password file is installed and restored with it
+        self.files += [FileSpec.password_for(f) for f in list(self.files) if f.content == "encrypted-key"]
+        for f in self.files:
+            if f.content == "pkcs12" and f.alias is None:
+                f.alias = self.target_id or "certificate"
         paths = [f.path for f in self.files]
         if len(set(paths)) != len(paths):
             raise RolloutFailure("write", EXIT_PARAMS, "target config names a file twice")
@@ -543,19 +599,98 @@ def _unlink(path: str) -> None:
         pass
 
 
-def stage_files(target: Target, bundle: Bundle) -> list[tuple[FileSpec, str]]:
+def new_password() -> str:
+    """A random password for a key or keystore: 48 hex characters (192 bits)."""
+    import secrets
+
+    return secrets.token_hex(24)
+
+
+def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str) -> bytes:
+    """Run the system openssl with ``stdin`` (key material: never an argument, never a
+    plain file) and return its stdout. Raises RolloutFailure(write, 12) with its redacted
+    error text."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl not found on PATH")
+    try:
+        proc = subprocess.run([openssl] + argv, input=stdin, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl timed out") from None
+    if proc.returncode != 0 or not proc.stdout:
+        err = str(REDACT(_decode(proc.stderr).strip()))[-300:]
+        raise RolloutFailure("write", EXIT_WRITE,
+                             f"cannot build {what}: openssl exit {proc.returncode}: {err}")
+    return proc.stdout
+
+
+def encrypt_key(plain_key_pem: str, password_file: str, timeout: float) -> bytes:
+    """Plain key PEM -> encrypted PKCS#8 PEM (PBES2, AES-256-CBC), password from the file."""
+    out = _openssl(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "file:" + password_file],
+                   plain_key_pem.encode("ascii"), timeout, "an encrypted key")
+    blocks = pem_blocks(_decode(out))
+    if len(blocks) != 1 or blocks[0][0] != "ENCRYPTED " + _PK:
+        raise RolloutFailure("write", EXIT_WRITE, "cannot build an encrypted key: unexpected openssl output")
+    return join_pem([blocks[0][1]]).encode("ascii")
+
+
+def read_password_file(path: str) -> None:
+    """Check the operator's password file (first line, non-empty); remember it for redaction."""
+    data = _read(path)
+    if data is None:
+        raise RolloutFailure("write", EXIT_WRITE, f"password file {path} does not exist")
+    first = data.decode("utf-8", "replace").splitlines()[0] if data.strip() else ""
+    if not first.strip():
+        raise RolloutFailure("write", EXIT_WRITE, f"password file {path} is empty")
+    REDACT.add_password(first.strip())
+
+
+def make_pkcs12(bundle: Bundle, spec: FileSpec, timeout: float) -> bytes:
+    """A PKCS#12 keystore of leaf + chain + key. The password is the first line of the
+    spec's passwordFile; a missing file is created once with a random password (0600)."""
+    password_file = spec.password_file or spec.path + PASSWORD_SUFFIX
+    if _read(password_file) is None:
+        if not os.path.isdir(os.path.dirname(password_file)):
+            raise RolloutFailure("write", EXIT_WRITE, f"directory of {password_file} does not exist")
+        password = new_password()
+        REDACT.add_password(password)
+        uid, gid = _owner_ids(spec.owner, spec.group)
+        write_file(password_file, (password + "\n").encode("ascii"), 0o600, uid, gid)
+        log(f"created keystore password file {password_file}")
+    read_password_file(password_file)
+    pem = bundle.content("combined", spec.path)
+    return _openssl(["pkcs12", "-export", "-name", spec.alias or "certificate",
+                     "-passout", "file:" + password_file], pem.encode("ascii"), timeout, "a PKCS#12 keystore")
+
+
+def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0) -> list[tuple[FileSpec, str]]:
     """Build every file's content and write it to "<path>.rollout-new". On any error,
     remove what was staged and raise RolloutFailure(write, 12): nothing changed."""
     staged: list[tuple[FileSpec, str]] = []
     try:
-        contents = [(spec, bundle.content(spec.content, spec.path).encode("ascii")) for spec in target.files]
-        for spec, data in contents:
+        for spec in target.files:
             if not os.path.isdir(os.path.dirname(spec.path)):
                 raise RolloutFailure("write", EXIT_WRITE, f"directory of {spec.path} does not exist")
+        # password files first: the encrypted key is built with its staged password file
+        ordered = sorted(target.files, key=lambda f: 0 if f.content == PASSWORD else 1)
+        for spec in ordered:
             uid, gid = _owner_ids(spec.owner, spec.group)
             new = spec.path + NEW_SUFFIX
+            if spec.content == PASSWORD:
+                password = new_password()
+                REDACT.add_password(password)
+                data = (password + "\n").encode("ascii")
+            elif spec.content == "encrypted-key":
+                pw_new = (spec.password_file or "") + NEW_SUFFIX
+                data = encrypt_key(bundle.content("key", spec.path), pw_new, timeout)
+            elif spec.content == "pkcs12":
+                data = make_pkcs12(bundle, spec, timeout)
+            else:
+                data = bundle.content(spec.content, spec.path).encode("ascii")
             write_file(new, data, spec.mode, uid, gid)
             staged.append((spec, new))
+        order = {spec.path: i for i, spec in enumerate(target.files)}
+        staged.sort(key=lambda item: order[item[0].path])
     except RolloutFailure:
         for _, new in staged:
             _unlink(new)
@@ -655,7 +790,7 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
     if expected is not None and serial is not None and serial != expected:
         raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial)} is not "
                                                   f"the expected serial {format_serial(expected)}")
-    staged = stage_files(target, bundle)
+    staged = stage_files(target, bundle, runner.timeout)
     swap_in(staged)
     paths = [spec.path for spec in target.files]
 

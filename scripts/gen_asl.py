@@ -265,7 +265,11 @@ definition = {
             "$.notification",
             "One SNS message with every target's outcome.",
             "Succeeded?",
+            [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotificationFailed"}],
         ),
+        "NotificationFailed": {"Type": "Fail", "Error": "NotificationFailed",
+                               "Cause": "The rollout ran but its SNS notification could not be published; "
+                                        "see the Notify task failure and the RolloutTable records."},
         "Succeeded?": {
             "Type": "Choice",
             "Choices": [

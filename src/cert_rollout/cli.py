@@ -101,6 +101,9 @@ def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, 
     raise typer.Exit(_run(loaded, report, history))
 
 
+from cert_rollout.ops import register; register(app)  # noqa: E402,E702 - operator commands
+
+
 def main() -> None:
     app()
 

@@ -22,12 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events" / "eventbridge"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if Path(str(item.fspath)).resolve().parent == SCENARIOS.parent:
-            item.add_marker(pytest.mark.timeout(300))
-
-
 def probe_serial(port: int, sni: str, timeout: float = 2.0) -> str | None:
     """The serial (canonical colon hex) the target serves now, or None when unreachable."""
     try:

@@ -8,7 +8,7 @@ from cert_rollout.scenario import demo_scenario
 
 from .conftest import run_scenario
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def test_demo_rolls_renewed_certificate_out_to_every_target_and_notifies_once() -> None:

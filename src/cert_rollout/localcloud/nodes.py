@@ -115,7 +115,7 @@ class NodeFleet:
             inputs = step.get("inputs", {})
             lines = inputs.get("runCommand", [])
             script = "\n".join(_substitute(line, values) for line in lines) + "\n"
-            timeout = int(inputs.get("timeoutSeconds", 3600))
+            timeout = int(_substitute(str(inputs.get("timeoutSeconds", 3600)), values))
             with tempfile.NamedTemporaryFile("w", suffix=".sh", dir=node.workdir, delete=False) as f:
                 f.write(script)
                 path = f.name

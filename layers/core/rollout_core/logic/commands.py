@@ -63,7 +63,8 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
     command_id = ssm.send_command(
         settings.install_document, target.instanceId,
         {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
-         "TargetConfig": config, "ExpectedSerial": expected_serial},
+         "TargetConfig": config, "ExpectedSerial": expected_serial,
+         "ExecutionTimeout": str(settings.command_timeout_seconds)},
         timeout_seconds=settings.command_timeout_seconds,
         comment=f"{action} {expected_serial[:23]} on {target_id} ({rollout_id})",
     )
