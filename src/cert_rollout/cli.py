@@ -14,8 +14,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")
 local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
 app.add_typer(local_app, name="local")
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
+# emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 class _Progress:

@@ -76,8 +76,10 @@ def history_table(history: list[dict[str, Any]], title: str) -> Table:
 
 def targets_table(entry: dict[str, Any]) -> Table:
     table = Table(title=f"Targets (expected serial {entry.get('expected_serial') or '-'})", title_justify="left")
-    for col in ("Target", "Endpoint", "Outcome", "Reason", "Served before", "Served after"):
+    for col in ("Target", "Endpoint", "Outcome", "Reason"):
         table.add_column(col)
+    for col in ("Served before", "Served after"):
+        table.add_column(col, overflow="fold", min_width=20)
     colors = {"VERIFIED": "green", "ROLLED_BACK": "yellow", "FAILED": "red"}
     for t in entry.get("targets", []):
         reason = t.get("reason") or ""
