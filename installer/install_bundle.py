@@ -606,17 +606,33 @@ def new_password() -> str:
     return secrets.token_hex(24)
 
 
-def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str) -> bytes:
-    """Run the system openssl with ``stdin`` (key material: never an argument, never a
-    plain file) and return its stdout. Raises RolloutFailure(write, 12) with its redacted
-    error text."""
+def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str, key_pipe: bytes | None = None) -> bytes:
+    """Run the system openssl with ``stdin`` and return its stdout. Key material is never
+    an argument nor a plain file: it goes through stdin, or with ``key_pipe`` through a
+    pipe that openssl reads as /dev/fd/N (the argument "{keyfd}" is replaced by that path).
+    Raises RolloutFailure(write, 12) with openssl's redacted error text."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl not found on PATH")
+    fds: tuple[int, ...] = ()
+    if key_pipe is not None:
+        if len(key_pipe) > 60000:
+            raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: key too large")
+        r, w = os.pipe()
+        try:
+            os.write(w, key_pipe)  # fits the pipe buffer: no reader needed yet
+        finally:
+            os.close(w)
+        fds = (r,)
+        argv = [a.replace("{keyfd}", f"/dev/fd/{r}") for a in argv]
     try:
-        proc = subprocess.run([openssl] + argv, input=stdin, capture_output=True, timeout=timeout)
+        proc = subprocess.run([openssl] + argv, input=stdin, capture_output=True, timeout=timeout,
+                              pass_fds=fds)
     except subprocess.TimeoutExpired:
         raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl timed out") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
     if proc.returncode != 0 or not proc.stdout:
         err = str(REDACT(_decode(proc.stderr).strip()))[-300:]
         raise RolloutFailure("write", EXIT_WRITE,
@@ -658,9 +674,11 @@ def make_pkcs12(bundle: Bundle, spec: FileSpec, timeout: float) -> bytes:
         write_file(password_file, (password + "\n").encode("ascii"), 0o600, uid, gid)
         log(f"created keystore password file {password_file}")
     read_password_file(password_file)
-    pem = bundle.content("combined", spec.path)
-    return _openssl(["pkcs12", "-export", "-name", spec.alias or "certificate",
-                     "-passout", "file:" + password_file], pem.encode("ascii"), timeout, "a PKCS#12 keystore")
+    certs = bundle.content("fullchain", spec.path)  # leaf first: the key's certificate
+    key = bundle.content("key", spec.path)
+    return _openssl(["pkcs12", "-export", "-name", spec.alias or "certificate", "-inkey", "{keyfd}",
+                     "-passout", "file:" + password_file], certs.encode("ascii"), timeout,
+                    "a PKCS#12 keystore", key_pipe=key.encode("ascii"))
 
 
 def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0) -> list[tuple[FileSpec, str]]:

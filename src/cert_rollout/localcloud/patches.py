@@ -164,6 +164,20 @@ def _export_certificate(self: AWSCertificateManagerBackend, certificate_arn: str
     return answer
 
 
+# -------------------------------------------------------------- Step Functions: execution names
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+_orig_start_execution = StepFunctionsParserBackend.start_execution
+
+
+def _start_execution(self: Any, state_machine_arn: str, name: Any = None, execution_input: Any = None,
+                     trace_header: Any = None) -> Any:
+    """StartExecution without a name: AWS names the execution with a UUID (moto leaves None)."""
+    import uuid
+
+    return _orig_start_execution(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
+
+
 def install() -> None:
     """Hook the emulations into moto (idempotent)."""
     global _INSTALLED
@@ -176,6 +190,7 @@ def install() -> None:
     SimpleSystemManagerBackend.cancel_command = _cancel_command_backend  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
     CertBundle.describe = _describe  # type: ignore[method-assign]
+    StepFunctionsParserBackend.start_execution = _start_execution  # type: ignore[method-assign]
     AWSCertificateManagerResponse.renew_certificate = _renew_certificate  # type: ignore[attr-defined]
     AWSCertificateManagerBackend.export_certificate = _export_certificate  # type: ignore[method-assign]
     _INSTALLED = True

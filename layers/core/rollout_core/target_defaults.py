@@ -1,0 +1,139 @@
+"""Per-server-kind defaults: complete a short inventory entry into a full Target item.
+
+An operator registers a target with as little as
+    {"targetId": "web-1", "certificateArn": ..., "host": ..., "port": 443, "instanceId": ...,
+     "server": "nginx", "paths": {"directory": "/etc/nginx/tls", "name": "web"}}
+and ``complete_target`` fills what that kind of server expects:
+
+  kind     files (in paths.directory, named after paths.name)        test / reload
+  nginx    NAME.fullchain.pem (fullchain 0644), NAME.key (key 0600)   nginx -t / nginx -s reload
+  apache   NAME.crt (leaf), NAME.chain.pem (chain), NAME.key (key)    apachectl configtest / apachectl graceful
+  haproxy  NAME.pem (combined: leaf, chain, key; 0600)                haproxy -c -f CFG /
+                                                                      systemctl reload haproxy
+  java     NAME.p12 (pkcs12 0600, alias NAME; password file           none / none (operator's restart
+           NAME.p12.pass, see installer/install_bundle.py)             command; Tomcat reloads on its own
+                                                                      with reloadSSLHostConfigs)
+  generic  nothing: files, testCommand and reloadCommand must be given
+  embedded nothing (the local test server; its entries are always complete)
+
+Rules (kept simple on purpose):
+- Whatever the entry already has wins: ``files`` given -> no default files; ``testCommand`` /
+  ``reloadCommand`` present (even null) -> kept as given.
+- ``paths`` keys: ``directory`` (absolute, default per kind below), ``name`` (default the
+  targetId), ``config`` (haproxy only: the config file for ``haproxy -c -f``, default
+  /etc/haproxy/haproxy.cfg), ``reload`` ("signal" | "systemctl", default "signal" for nginx
+  and apache, "systemctl" for haproxy), ``owner`` / ``group`` (applied to every default file).
+- ``paths`` is an input hint only: it is removed from the returned item.
+- Default directories: nginx /etc/nginx/tls, apache /etc/apache2/tls, haproxy /etc/haproxy/certs,
+  java /etc/ssl/java.
+
+TODO(java): the keystore password should come from Secrets Manager on the node (a secret the
+operator names) instead of a password file; until then the installer reads/creates the file.
+The returned item is then validated by ``rollout_core.models.Target`` as usual.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+from typing import Any
+
+SERVER_KINDS = ("nginx", "apache", "haproxy", "java", "generic", "embedded")
+DEFAULT_DIRECTORIES = {"nginx": "/etc/nginx/tls", "apache": "/etc/apache2/tls", "haproxy": "/etc/haproxy/certs",
+                       "java": "/etc/ssl/java"}
+HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class TargetDefaultsError(ValueError):
+    """The short entry cannot be completed (names the field)."""
+
+
+def default_files(kind: str, directory: str, name: str) -> list[dict[str, Any]]:
+    """The files an operator of ``kind`` expects, in ``directory``, named after ``name``."""
+    join = posixpath.join
+    if kind == "nginx":
+        return [{"path": join(directory, f"{name}.fullchain.pem"), "content": "fullchain", "mode": "0644"},
+                {"path": join(directory, f"{name}.key"), "content": "key", "mode": "0600"}]
+    if kind == "apache":
+        return [{"path": join(directory, f"{name}.crt"), "content": "leaf", "mode": "0644"},
+                {"path": join(directory, f"{name}.chain.pem"), "content": "chain", "mode": "0644"},
+                {"path": join(directory, f"{name}.key"), "content": "key", "mode": "0600"}]
+    if kind == "haproxy":
+        return [{"path": join(directory, f"{name}.pem"), "content": "combined", "mode": "0600"}]
+    if kind == "java":
+        return [{"path": join(directory, f"{name}.p12"), "content": "pkcs12", "mode": "0600"}]
+    return []
+
+
+def default_test_command(kind: str, paths: dict[str, Any]) -> list[str] | None:
+    """The config test an operator of ``kind`` runs before a reload (None: no default)."""
+    if kind == "nginx":
+        return ["nginx", "-t"]
+    if kind == "apache":
+        return ["apachectl", "configtest"]
+    if kind == "haproxy":
+        config = paths.get("config") or HAPROXY_CONFIG
+        if not isinstance(config, str) or not config.startswith("/"):
+            raise TargetDefaultsError("paths.config must be an absolute path")
+        return ["haproxy", "-c", "-f", config]
+    return None
+
+
+def default_reload_command(kind: str, paths: dict[str, Any]) -> list[str] | None:
+    """The graceful reload of ``kind`` (None: no default). paths.reload picks the style."""
+    style = paths.get("reload") or ("systemctl" if kind == "haproxy" else "signal")
+    if style not in ("signal", "systemctl"):
+        raise TargetDefaultsError('paths.reload must be "signal" or "systemctl"')
+    if kind == "nginx":
+        return ["nginx", "-s", "reload"] if style == "signal" else ["systemctl", "reload", "nginx"]
+    if kind == "apache":
+        return ["apachectl", "graceful"] if style == "signal" else ["systemctl", "reload", "apache2"]
+    if kind == "haproxy":
+        if style == "signal":
+            raise TargetDefaultsError('haproxy has no "signal" reload default (a new process with -sf is '
+                                      'needed): use paths.reload "systemctl" or give reloadCommand')
+        return ["systemctl", "reload", "haproxy"]
+    return None
+
+
+def complete_target(entry: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``entry`` with missing files / testCommand / reloadCommand filled from the
+    server kind's defaults and the ``paths`` hint (removed from the result).
+
+    Raises TargetDefaultsError for an unknown kind, a bad ``paths`` hint, or a generic entry
+    without files."""
+    item = copy.deepcopy(entry)
+    kind = item.get("server") or "generic"
+    if kind not in SERVER_KINDS:
+        raise TargetDefaultsError(f"server must be one of {', '.join(SERVER_KINDS)} (got {kind!r})")
+    paths = item.pop("paths", None) or {}
+    if not isinstance(paths, dict):
+        raise TargetDefaultsError("paths must be a mapping")
+    unknown = set(paths) - {"directory", "name", "config", "reload", "owner", "group"}
+    if unknown:
+        raise TargetDefaultsError(f"paths: unknown key(s) {', '.join(sorted(unknown))}")
+    if kind in ("generic", "embedded"):
+        if not item.get("files"):
+            raise TargetDefaultsError(f"a {kind} target has no defaults: give files (and commands)")
+        return item
+
+    if not item.get("files"):
+        directory = paths.get("directory") or DEFAULT_DIRECTORIES[kind]
+        if not isinstance(directory, str) or not directory.startswith("/"):
+            raise TargetDefaultsError("paths.directory must be an absolute path")
+        name = paths.get("name") or item.get("targetId")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise TargetDefaultsError("paths.name (or targetId) must be a plain file name")
+        files = default_files(kind, posixpath.normpath(directory), name)
+        for f in files:
+            for owner_key in ("owner", "group"):
+                if paths.get(owner_key):
+                    f[owner_key] = paths[owner_key]
+        item["files"] = files
+    if "testCommand" not in item:
+        item["testCommand"] = default_test_command(kind, paths)
+    if "reloadCommand" not in item:
+        item["reloadCommand"] = default_reload_command(kind, paths)
+    return item

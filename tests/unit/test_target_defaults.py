@@ -1,0 +1,94 @@
+"""rollout_core.target_defaults: completing a short inventory entry per server kind."""
+
+from __future__ import annotations
+
+import pytest
+from rollout_core.models import Target
+from rollout_core.target_defaults import TargetDefaultsError, complete_target
+
+BASE = {"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555",
+        "targetId": "web-1", "host": "web.internal.example", "port": 443, "instanceId": "mi-0123456789abcdef0"}
+
+
+def entry(**kw):
+    return {**BASE, **kw}
+
+
+def test_nginx_defaults_from_paths_hint():
+    item = complete_target(entry(server="nginx", paths={"directory": "/etc/nginx/tls", "name": "web"}))
+    assert "paths" not in item
+    assert item["files"] == [
+        {"path": "/etc/nginx/tls/web.fullchain.pem", "content": "fullchain", "mode": "0644"},
+        {"path": "/etc/nginx/tls/web.key", "content": "key", "mode": "0600"}]
+    assert item["testCommand"] == ["nginx", "-t"]
+    assert item["reloadCommand"] == ["nginx", "-s", "reload"]
+    Target.model_validate(item)  # a complete, valid inventory item
+
+
+def test_nginx_systemctl_reload_and_default_directory_and_name():
+    item = complete_target(entry(server="nginx", paths={"reload": "systemctl", "owner": "root", "group": "www-data"}))
+    assert [f["path"] for f in item["files"]] == ["/etc/nginx/tls/web-1.fullchain.pem", "/etc/nginx/tls/web-1.key"]
+    assert all(f["owner"] == "root" and f["group"] == "www-data" for f in item["files"])
+    assert item["reloadCommand"] == ["systemctl", "reload", "nginx"]
+
+
+def test_apache_cert_chain_key():
+    item = complete_target(entry(server="apache", paths={"directory": "/etc/apache2/tls/", "name": "site"}))
+    assert [(f["path"], f["content"]) for f in item["files"]] == [
+        ("/etc/apache2/tls/site.crt", "leaf"), ("/etc/apache2/tls/site.chain.pem", "chain"),
+        ("/etc/apache2/tls/site.key", "key")]
+    assert item["testCommand"] == ["apachectl", "configtest"]
+    assert item["reloadCommand"] == ["apachectl", "graceful"]
+    Target.model_validate(item)
+
+
+def test_haproxy_one_combined_pem_and_config_check():
+    item = complete_target(entry(server="haproxy", paths={"directory": "/etc/haproxy/certs", "name": "web",
+                                                          "config": "/etc/haproxy/haproxy.cfg"}))
+    assert item["files"] == [{"path": "/etc/haproxy/certs/web.pem", "content": "combined", "mode": "0600"}]
+    assert item["testCommand"] == ["haproxy", "-c", "-f", "/etc/haproxy/haproxy.cfg"]
+    assert item["reloadCommand"] == ["systemctl", "reload", "haproxy"]
+    Target.model_validate(item)
+
+
+def test_haproxy_signal_reload_needs_an_explicit_command():
+    with pytest.raises(TargetDefaultsError, match="reloadCommand"):
+        complete_target(entry(server="haproxy", paths={"reload": "signal"}))
+    item = complete_target(entry(server="haproxy", paths={"reload": "signal"}, reloadCommand=["/usr/local/bin/hup"]))
+    assert item["reloadCommand"] == ["/usr/local/bin/hup"]
+
+
+def test_java_pkcs12_keystore():
+    item = complete_target(entry(server="java", paths={"directory": "/opt/tomcat/conf", "name": "tomcat"}))
+    assert item["files"] == [{"path": "/opt/tomcat/conf/tomcat.p12", "content": "pkcs12", "mode": "0600"}]
+    assert item["testCommand"] is None and item["reloadCommand"] is None
+
+
+def test_given_values_win_and_input_is_not_changed():
+    files = [{"path": "/srv/tls/cert.pem", "content": "fullchain"}, {"path": "/srv/tls/key.pem", "content": "key"}]
+    raw = entry(server="nginx", files=files, testCommand=None, reloadCommand=["systemctl", "restart", "nginx"],
+                paths={"directory": "/ignored"})
+    item = complete_target(raw)
+    assert item["files"] == files and item["testCommand"] is None
+    assert item["reloadCommand"] == ["systemctl", "restart", "nginx"]
+    assert raw["paths"] == {"directory": "/ignored"}  # the caller's dict is untouched
+
+
+def test_generic_has_no_defaults():
+    with pytest.raises(TargetDefaultsError, match="generic"):
+        complete_target(entry(server="generic", paths={"directory": "/etc/tls"}))
+    item = complete_target(entry(files=[{"path": "/etc/x.pem", "content": "combined"}], reloadCommand=["/bin/true"]))
+    assert "testCommand" not in item and item["reloadCommand"] == ["/bin/true"]
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"server": "iis"}, "server"),
+    ({"server": "nginx", "paths": {"directory": "etc/nginx"}}, "paths.directory"),
+    ({"server": "nginx", "paths": {"name": "../x"}}, "paths.name"),
+    ({"server": "nginx", "paths": {"dir": "/x"}}, "unknown key"),
+    ({"server": "nginx", "paths": {"reload": "kill"}}, "paths.reload"),
+    ({"server": "haproxy", "paths": {"config": "haproxy.cfg"}}, "paths.config"),
+])
+def test_bad_hints_name_the_field(bad, field):
+    with pytest.raises(TargetDefaultsError, match=field.replace(".", r"\.")):
+        complete_target(entry(**bad))
