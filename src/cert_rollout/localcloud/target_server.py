@@ -262,6 +262,7 @@ def check_config(config_path: str | os.PathLike[str]) -> list[str]:
 class _Site:
     config: SiteConfig
     context: ssl.SSLContext
+    stamp: tuple[float, float, int, int] = (0.0, 0.0, 0, 0)
 
 
 class _Listener:
@@ -269,7 +270,7 @@ class _Listener:
 
     def __init__(self, config: ListenerConfig) -> None:
         self.config = config
-        self.sites = [_Site(s, load_site_context(s.cert, s.key)) for s in config.sites]
+        self.sites = [_Site(s, load_site_context(s.cert, s.key), _stamp(s)) for s in config.sites]
         self.fault_context: ssl.SSLContext | None = None
         if config.fault == "wrong-cert":
             assert config.fault_cert and config.fault_key
@@ -313,8 +314,12 @@ class _Listener:
             return
         for site in self.sites:
             names = ",".join(site.config.server_names) or "(default)"
+            stamp = _stamp(site.config)
+            if stamp == site.stamp:
+                continue  # files unchanged: one process may serve a thousand sites
             try:
                 site.context = load_site_context(site.config.cert, site.config.key)
+                site.stamp = stamp
             except ConfigError as exc:
                 LOG.error("%s site %s: reload failed, keeping the previous certificate: %s",
                           address, names, exc)
@@ -322,6 +327,16 @@ class _Listener:
                 LOG.info("%s site %s: reloaded %s", address, names, site.config.cert)
         if self.fault_context is not None:
             LOG.info("%s: serving the fault certificate (fault: wrong-cert)", address)
+
+
+def _stamp(site: SiteConfig) -> tuple[float, float, int, int]:
+    """(mtime, mtime, inode, inode) of the cert and key files: a reload re-reads a site only
+    when one of them changed (an atomic rename changes the inode)."""
+    try:
+        c, k = os.stat(site.cert), os.stat(site.key)
+    except OSError:
+        return (0.0, 0.0, 0, 0)
+    return (c.st_mtime, k.st_mtime, c.st_ino, k.st_ino)
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
