@@ -65,40 +65,49 @@ ITEM = {
     "expectedSerial.$": "$.expectedSerial",
 }
 
+def wait_for_command(action: str, result_path: str, next_state: str, comment: str) -> dict:
+    """Send an SSM command and wait on the task token until CommandCallback reports its final
+    status (no polling, no Lambda that sleeps); TimeoutSecondsPath bounds the wait."""
+    state = task(
+        "InstallTarget",
+        {**ITEM, "action": action, "secretArn.$": "$.secretArn", "secretVersionId.$": "$.secretVersionId",
+         "taskToken.$": "$$.Task.Token"},
+        {},
+        result_path,
+        comment,
+        next_state,
+        [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": f"{action.title()}TimedOut"},
+         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordTargetOutcome"}],
+    )
+    state["Resource"] = "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    state["TimeoutSecondsPath"] = "$.taskTimeoutSeconds"
+    del state["ResultSelector"]  # the output is what CommandCallback sent: {state, reason, detail, ...}
+    return state
+
+
+def timed_out(result_path: str) -> dict:
+    return {
+        "Type": "Pass",
+        "Comment": "No final status from SSM within the task's deadline: the node never answered.",
+        "Result": {"state": "TIMED_OUT", "reason": "command-timed-out",
+                   "detail": "no final command status within the deadline"},
+        "ResultPath": result_path,
+        "Next": "RecordTargetOutcome",
+    }
+
+
 iteration = {
     "StartAt": "InstallOnTarget",
     "States": {
-        "InstallOnTarget": task(
-            "InstallTarget",
-            {**ITEM, "action": "install", "secretArn.$": "$.secretArn",
-             "secretVersionId.$": "$.secretVersionId"},
-            same("commandId", "instanceId", "deadline", "pollIntervalSeconds", "endpoint",
-                 "servedSerialBefore"),
-            "$.install",
-            "Send the install command to the target's managed node (SSM Run Command).",
-            "WaitForInstall",
-            catch_all("RecordTargetOutcome"),
-        ),
-        "WaitForInstall": {"Type": "Wait", "SecondsPath": "$.install.pollIntervalSeconds",
-                           "Next": "CheckInstall"},
-        "CheckInstall": task(
-            "CheckCommand",
-            {"targetId.$": "$.targetId", "commandId.$": "$.install.commandId",
-             "instanceId.$": "$.install.instanceId", "deadline.$": "$.install.deadline"},
-            same("state", "reason", "detail", "restored"),
-            "$.installCommand",
-            "Poll the install command: pending, succeeded, failed, timed out or undeliverable.",
-            "InstallFinished",
-            catch_all("RecordTargetOutcome"),
-        ),
+        "InstallOnTarget": wait_for_command(
+            "install", "$.installCommand", "InstallFinished",
+            "Send the install command to the target's managed node (SSM Run Command) and wait "
+            "for its final status."),
+        "InstallTimedOut": timed_out("$.installCommand"),
         "InstallFinished": {
             "Type": "Choice",
-            "Choices": [
-                {"Variable": "$.installCommand.state", "StringEquals": "PENDING",
-                 "Next": "WaitForInstall"},
-                {"Variable": "$.installCommand.state", "StringEquals": "SUCCEEDED",
-                 "Next": "BeginVerification"},
-            ],
+            "Choices": [{"Variable": "$.installCommand.state", "StringEquals": "SUCCEEDED",
+                         "Next": "BeginVerification"}],
             "Default": "RecordTargetOutcome",
         },
         "BeginVerification": {
@@ -128,34 +137,10 @@ iteration = {
         },
         "WaitForReload": {"Type": "Wait", "SecondsPath": "$.verify.pollIntervalSeconds",
                           "Next": "VerifyTarget"},
-        "RollbackTarget": task(
-            "InstallTarget",
-            {**ITEM, "action": "rollback", "secretArn.$": "$.secretArn",
-             "secretVersionId.$": "$.secretVersionId"},
-            same("commandId", "instanceId", "deadline", "pollIntervalSeconds"),
-            "$.rollback",
-            "The new serial is not served: restore the previous files and reload.",
-            "WaitForRollback",
-            catch_all("RecordTargetOutcome"),
-        ),
-        "WaitForRollback": {"Type": "Wait", "SecondsPath": "$.rollback.pollIntervalSeconds",
-                            "Next": "CheckRollback"},
-        "CheckRollback": task(
-            "CheckCommand",
-            {"targetId.$": "$.targetId", "commandId.$": "$.rollback.commandId",
-             "instanceId.$": "$.rollback.instanceId", "deadline.$": "$.rollback.deadline"},
-            same("state", "reason", "detail", "restored"),
-            "$.rollbackCommand",
-            "Poll the rollback command.",
-            "RollbackFinished",
-            catch_all("RecordTargetOutcome"),
-        ),
-        "RollbackFinished": {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$.rollbackCommand.state", "StringEquals": "PENDING",
-                         "Next": "WaitForRollback"}],
-            "Default": "RecordTargetOutcome",
-        },
+        "RollbackTarget": wait_for_command(
+            "rollback", "$.rollbackCommand", "RecordTargetOutcome",
+            "The new serial is not served: restore the previous files, reload, wait for the result."),
+        "RollbackTimedOut": timed_out("$.rollbackCommand"),
         "RecordTargetOutcome": {
             **task(
                 "RecordOutcome",
@@ -190,7 +175,8 @@ definition = {
             "ValidateEvent",
             {"event.$": "$", "executionArn.$": "$$.Execution.Id"},
             same("decision", "certificateArn", "serial", "rolloutId", "targetIds",
-                 "maxConcurrency", "reason", "daysToExpiry", "domainName", "duplicateOf"),
+                 "maxConcurrency", "taskTimeoutSeconds", "reason", "daysToExpiry", "domainName",
+                 "duplicateOf"),
             "$.rollout",
             "Which certificate, which serial (DescribeCertificate decides), which targets; "
             "claim (certificate ARN, serial) once.",
@@ -251,6 +237,7 @@ definition = {
                 "expectedSerial.$": "$.export.serial",
                 "secretArn.$": "$.export.secretArn",
                 "secretVersionId.$": "$.export.secretVersionId",
+                "taskTimeoutSeconds.$": "$.rollout.taskTimeoutSeconds",
             },
             "MaxConcurrencyPath": "$.rollout.maxConcurrency",
             "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **iteration},

@@ -1,4 +1,5 @@
-"""InstallOnTarget / RollbackTarget: send the install document to one target's managed node."""
+"""InstallOnTarget / RollbackTarget: send the install document to one target's managed node;
+the task then waits on its token until CommandCallback reports the command's final status."""
 
 from typing import Literal
 
@@ -20,6 +21,7 @@ class TargetCommandInput(BaseModel):
     expectedSerial: str
     secretArn: str
     secretVersionId: str
+    taskToken: str | None = None  # the waiting Map task's token (lambda:invoke.waitForTaskToken)
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -28,5 +30,5 @@ class TargetCommandInput(BaseModel):
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     r = TargetCommandInput.model_validate(event)
     result = send_target_command(r.action, r.certificateArn, r.targetId, r.rolloutId, r.expectedSerial,
-                                 r.secretArn, r.secretVersionId, settings=SETTINGS)
+                                 r.secretArn, r.secretVersionId, settings=SETTINGS, task_token=r.taskToken)
     return result.model_dump(mode="json")

@@ -212,11 +212,18 @@ class ScenarioRunner:
                          f"serial {self._serial(self.certificate_arns[name])}")
         self.targets = LocalTargets(cloud, self.workdir)
         for t in self.scenario.targets:
-            if t.server != "embedded":
-                raise ScenarioError(f"target {t.id}: server {t.server} is not available in this build")
             spec = self.scenario.certificates[t.certificate]
-            target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate], t.sni or spec.domain,
-                                               port=t.port, fault=t.fault)
+            if t.server != "embedded":
+                from cert_rollout.localcloud import real_servers
+
+                try:
+                    target = real_servers.add(self.targets, t.server, t.id, self.certificate_arns[t.certificate],
+                                              t.sni or spec.domain, port=t.port, fault=t.fault)
+                except real_servers.RealServerError as e:
+                    raise ScenarioError(f"target {t.id}: {e}") from None
+            else:
+                target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate],
+                                                   t.sni or spec.domain, port=t.port, fault=t.fault)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
                          + (f" (fault: {t.fault})" if t.fault else ""))
         report: dict[str, Any] = {

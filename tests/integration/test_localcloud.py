@@ -35,7 +35,10 @@ def test_state_machine_definition_has_every_substitution_resolved(cloud):
 
 def test_rules_route_with_the_templates_own_patterns(cloud):
     template = yaml_parse((PROJECT_ROOT / "template.yaml").read_text())
-    events = template["Resources"]["RolloutStateMachine"]["Properties"]["Events"]
+    events = dict(template["Resources"]["RolloutStateMachine"]["Properties"]["Events"])
+    callback = template["Resources"]["CommandCallbackFunction"]["Properties"]["Events"]["CommandStatusChange"]
+    callback["Properties"]["Pattern"]["detail"]["document-name"] = [cloud.outputs["InstallBundleDocumentName"]]
+    events["CommandStatusChange"] = callback
     deployed = sorted(json.dumps(r["pattern"], sort_keys=True) for r in cloud.deployment.rules.values())
     assert deployed == sorted(json.dumps(e["Properties"]["Pattern"], sort_keys=True) for e in events.values())
     foreign = {"version": "0", "id": "1", "detail-type": "EC2 Instance State-change Notification",
@@ -45,11 +48,11 @@ def test_rules_route_with_the_templates_own_patterns(cloud):
 
 
 def test_handler_exception_comes_back_as_lambdas_error_payload(cloud):
-    payload, error = cloud.runtime.invoke(cloud.function_name("CheckCommandFunction"), b'{"targetId": "x"}')
+    payload, error = cloud.runtime.invoke(cloud.function_name("VerifyTargetFunction"), b'{"targetId": "x"}')
     assert error == "Unhandled"
     body = json.loads(payload)
-    assert body["errorType"] == "ValidationError" and "commandId" in body["errorMessage"]
-    logs = cloud.function_logs()[f"/aws/lambda/{cloud.function_name('CheckCommandFunction')}"]
+    assert body["errorType"] == "ValidationError" and "certificateArn" in body["errorMessage"]
+    logs = cloud.function_logs()[f"/aws/lambda/{cloud.function_name('VerifyTargetFunction')}"]
     assert any(line.startswith("REPORT RequestId") for line in logs)
 
 

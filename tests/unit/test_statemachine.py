@@ -208,8 +208,22 @@ def test_the_state_machine_may_invoke_every_function_it_calls(template: dict[str
 def test_no_lambda_task_passes_the_whole_lambda_response(asl: dict[str, Any]) -> None:
     # A ResultSelector keeps only named Payload fields: no StatusCode/headers in the history,
     # and the state stays small (D2: 100 targets, far from 256 KiB).
-    missing = [f"{w} {n}" for w, n, s in lambda_tasks(asl) if not s.get("ResultSelector")]
+    # A waitForTaskToken task's result is what CommandCallback sends (small, named fields), not
+    # the Lambda response, so it needs no ResultSelector.
+    missing = [f"{w} {n}" for w, n, s in lambda_tasks(asl)
+               if not s.get("ResultSelector") and not s["Resource"].endswith(".waitForTaskToken")]
     assert not missing, f"Lambda tasks without ResultSelector: {missing}"
+
+
+def test_waiting_tasks_are_bounded_and_handle_their_timeout(asl: dict[str, Any]) -> None:
+    waiting = [(w, n, s) for w, n, s in lambda_tasks(asl) if s["Resource"].endswith(".waitForTaskToken")]
+    assert {n for _, n, _ in waiting} == {"InstallOnTarget", "RollbackTarget"}
+    for _, name, state in waiting:
+        assert state.get("TimeoutSecondsPath") or state.get("TimeoutSeconds"), f"{name}: unbounded wait"
+        assert state["Parameters"]["Payload"]["taskToken.$"] == "$$.Task.Token"
+        timeout_catch = [c for c in state["Catch"] if c["ErrorEquals"] == ["States.Timeout"]]
+        assert timeout_catch, f"{name}: no Catch for States.Timeout"
+        assert timeout_catch[0]["Next"] in asl["States"]["InstallTargets"]["ItemProcessor"]["States"]
 
 
 def test_every_lambda_task_retries_lambda_service_errors(asl: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ class ValidateSettings(BaseModel):
     idempotency_table: str = Field(min_length=3)
     idempotency_ttl_seconds: int = Field(default=400 * 86400, ge=60)
     max_concurrency: int = Field(default=10, ge=0, le=1000)
+    command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
 
 
 class ExportSettings(BaseModel):
@@ -31,6 +32,7 @@ class ExportSettings(BaseModel):
 
 class InstallSettings(BaseModel):
     inventory_table: str = Field(min_length=3)
+    rollout_table: str = Field(min_length=3)
     install_document: str = Field(min_length=3)
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
     poll_interval_seconds: int = Field(default=5, ge=1, le=60)
@@ -53,3 +55,7 @@ class RecordSettings(BaseModel):
 class NotifySettings(BaseModel):
     rollout_table: str = Field(min_length=3)
     topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
+
+
+class CallbackSettings(BaseModel):
+    rollout_table: str = Field(min_length=3)

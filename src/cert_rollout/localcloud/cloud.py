@@ -95,6 +95,7 @@ class LocalCloud:
         for spec in self.deployment.functions.values():
             self.runtime.register(spec)
         self._subscribe_sns_capture()
+        self.fleet.emit = self._command_status_event
 
     def stop(self) -> None:
         if self.runtime:
@@ -167,6 +168,35 @@ class LocalCloud:
             if rule.state == "ENABLED":
                 rule.send_to_targets(event)
         return [r["executionArn"] for r in self.routed[before:]]
+
+    def invoke_async(self, function_arn: str, event: dict[str, Any]) -> None:
+        """Lambda's asynchronous invocation (EventBridge targets): run it on a thread; on an
+        error, retry twice with a delay, as Lambda does for asynchronous invocations."""
+        assert self.runtime and self.deployment
+        name = function_arn.rsplit(":", 1)[-1]
+        payload = json.dumps(event).encode()
+
+        def run() -> None:
+            for attempt in range(3):
+                _, error = self.runtime.invoke(name, payload)  # type: ignore[union-attr]
+                if error is None:
+                    return
+                time.sleep(1 + attempt)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def _command_status_event(self, command_id: str, instance_id: str, document_name: str, status: str) -> None:
+        """SSM's "EC2 Command Invocation Status-change Notification" on the default bus."""
+        self.deliver_event({
+            "version": "0", "id": str(uuid.uuid4()),
+            "detail-type": "EC2 Command Invocation Status-change Notification", "source": "aws.ssm",
+            "account": self.account_id, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.region,
+            "resources": [f"arn:aws:ec2:{self.region}:{self.account_id}:instance/{instance_id}"],
+            "detail": {"command-id": command_id, "document-name": document_name, "instance-id": instance_id,
+                       "requested-date-time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                       "status": status},
+        })
 
     def start_execution_from_rule(self, rule: str, state_machine_arn: str, event: dict[str, Any]) -> str:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends

@@ -44,6 +44,9 @@ class NodeFleet:
     """The managed nodes of the local cloud, and the commands they run."""
 
     def __init__(self) -> None:
+        # emit(command_id, instance_id, document_name, status): SSM's status-change event to
+        # EventBridge ("EC2 Command Invocation Status-change Notification").
+        self.emit: Any = None
         self.nodes: dict[str, LocalNode] = {}
         self._lock = threading.Lock()
         self._cancelled: set[tuple[str, str]] = set()
@@ -75,26 +78,47 @@ class NodeFleet:
             raise InvalidParameters(f"unknown parameters {sorted(extra)}")
         return values
 
+    def _status(self, command_id: str, instance_id: str, invocation: dict[str, Any], status: str) -> None:
+        if self.emit is not None:
+            self.emit(command_id, instance_id, invocation.get("DocumentName", ""), status)
+
     def start(self, command_id: str, instance_id: str, document: dict[str, Any], values: dict[str, str],
-              invocation: dict[str, Any]) -> None:
-        """Begin running ``document`` for one invocation (``invocation`` is moto's dict, updated in place)."""
+              invocation: dict[str, Any], delivery_timeout: float = 3600) -> None:
+        """Begin running ``document`` for one invocation (``invocation`` is moto's dict, updated in place).
+
+        A node that is offline never picks the command up: after ``delivery_timeout`` seconds
+        (SendCommand's TimeoutSeconds) SSM gives up with TimedOut / DeliveryTimedOut."""
         node = self.nodes[instance_id]
         with self._lock:
             invocation.update(Status="Pending", StatusDetails="Pending", ResponseCode=-1,
                               StandardOutputContent="", StandardErrorContent="",
                               ExecutionStartDateTime="", ExecutionEndDateTime="", ExecutionElapsedTime="")
+        self._status(command_id, instance_id, invocation, "Pending")
         if not node.online:
-            return  # SSM Agent not running: the command waits for delivery
+            timer = threading.Timer(delivery_timeout, self._delivery_timed_out, args=(command_id, instance_id, invocation))
+            timer.daemon = True
+            timer.start()
+            return
         threading.Thread(target=self._run, args=(command_id, node, document, values, invocation), daemon=True).start()
+
+    def _delivery_timed_out(self, command_id: str, instance_id: str, invocation: dict[str, Any]) -> None:
+        with self._lock:
+            if invocation.get("Status") != "Pending":
+                return
+            invocation.update(Status="TimedOut", StatusDetails="DeliveryTimedOut")
+        self._status(command_id, instance_id, invocation, "TimedOut")
 
     def cancel(self, command_id: str, instance_id: str, invocation: dict[str, Any]) -> None:
         with self._lock:
             self._cancelled.add((command_id, instance_id))
-            if invocation.get("Status") in ("Pending", "InProgress", "Delayed"):
+            cancelled = invocation.get("Status") in ("Pending", "InProgress", "Delayed")
+            if cancelled:
                 invocation.update(Status="Cancelled", StatusDetails="Cancelled")
             proc = self._procs.get((command_id, instance_id))
         if proc and proc.poll() is None:
             proc.kill()
+        if cancelled:
+            self._status(command_id, instance_id, invocation, "Cancelled")
 
     def _run(self, command_id: str, node: LocalNode, document: dict[str, Any], values: dict[str, str],
              invocation: dict[str, Any]) -> None:
@@ -105,6 +129,7 @@ class NodeFleet:
                 return
             invocation.update(Status="InProgress", StatusDetails="InProgress",
                               ExecutionStartDateTime=datetime.now(UTC).isoformat())
+        self._status(command_id, node.instance_id, invocation, "InProgress")
         node.commands_run += 1
         out, err, code, status = "", "", 0, "Success"
         for step in document.get("mainSteps", []):
@@ -150,6 +175,7 @@ class NodeFleet:
                 ExecutionEndDateTime=datetime.now(UTC).isoformat(),
                 ExecutionElapsedTime=f"PT{time.time() - started:.3f}S",
             )
+        self._status(command_id, node.instance_id, invocation, status)
 
 
 def _substitute(line: str, values: dict[str, str]) -> str:

@@ -57,8 +57,8 @@ _orig_send_to_targets = Rule.send_to_targets
 def _send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
     """EventBridge delivering a matched event to a state machine target: StartExecution with
     the event as input (moto raises NotImplementedError for this target type)."""
-    other = [t for t in self.targets if parse_arn(t["Arn"]).service != "states"]
-    mine = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
+    other = [t for t in self.targets if parse_arn(t["Arn"]).service not in ("states", "lambda")]
+    mine = [t for t in self.targets if parse_arn(t["Arn"]).service in ("states", "lambda")]
     if other:
         saved = self.targets
         self.targets = other
@@ -72,7 +72,11 @@ def _send_to_targets(self: Rule, original_event: Any, transform_input: bool = Tr
     for target in mine:
         event = dict(original_event)
         if target.get("InputPath") or target.get("InputTransformer") or target.get("Input"):
-            raise NotImplementedError("local cloud: only whole-event input to state machine targets")
+            raise NotImplementedError("local cloud: only whole-event input to state machine and Lambda targets")
+        if parse_arn(target["Arn"]).service == "lambda":
+            # EventBridge invokes Lambda asynchronously (InvocationType Event).
+            cloud.invoke_async(target["Arn"], event)
+            continue
         execution = cloud.start_execution_from_rule(self.name, target["Arn"], event)
         cloud.routed.append({"rule": self.name, "target": target["Arn"], "executionArn": execution})
 
@@ -99,7 +103,8 @@ def _send_command(self: SimpleSystemManagerBackend, **kwargs: Any) -> Any:
     command = _orig_send_command(self, **kwargs)
     command.status, command.status_details = "Pending", "Pending"
     for invocation in command.invocations:
-        cloud.fleet.start(command.command_id, invocation["InstanceId"], document, values, invocation)
+        cloud.fleet.start(command.command_id, invocation["InstanceId"], document, values, invocation,
+                          delivery_timeout=float(command.timeout_seconds))
     return command
 
 

@@ -3,7 +3,8 @@ target, polled by the state machine (Wait + Choice), bounded by a deadline.
 
 Rules: D3 (InvocationDoesNotExist right after SendCommand is transient; Pending, InProgress,
 Delayed are not terminal; a node that never answers ends "timed out", distinct from "command
-failed"), S2 (writing files is never success: verification follows).
+failed"), S2 (writing files is never success: verification follows). The Map task waits on
+a task token; logic.callback completes it when SSM reports a terminal status.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ class CommandStatus(BaseModel):
 
 def send_target_command(action: Literal["install", "rollback"], certificate_arn: str, target_id: str,
                         rollout_id: str, expected_serial: str, secret_arn: str, secret_version_id: str, *,
-                        settings: InstallSettings, now: float | None = None) -> CommandRef:
+                        settings: InstallSettings, task_token: str | None = None,
+                        now: float | None = None) -> CommandRef:
     """Send the install (or rollback) document to the target's managed node.
 
     Before an install, probes what the target serves (served_serial_before; None when it
-    cannot be reached). Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a
-    named AwsError.
+    cannot be reached). With ``task_token`` (the waiting Map task's), remembers the token
+    under the command id, so the status-change callback can complete the task.
+    Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a named AwsError.
     """
     target = dynamo.get_target(settings.inventory_table, certificate_arn, target_id)
     before = None
@@ -71,6 +74,12 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
     logger.info("command sent", extra={"action": action, "target_id": target_id, "command_id": command_id,
                                        "instance_id": target.instanceId})
     started = now if now is not None else time.time()
+    if task_token:
+        from rollout_core.logic.callback import remember_waiting_task
+
+        remember_waiting_task(settings.rollout_table, command_id, target.instanceId, task_token,
+                              {"endpoint": target.endpoint, "servedSerialBefore": before, "action": action},
+                              ttl_seconds=settings.command_timeout_seconds + 86400)
     return CommandRef(commandId=command_id, instanceId=target.instanceId,
                       deadline=started + settings.command_timeout_seconds,
                       pollIntervalSeconds=settings.poll_interval_seconds, endpoint=target.endpoint,
@@ -93,32 +102,33 @@ def installer_result(stdout: str) -> dict[str, Any] | None:
         return None
 
 
-def check_command(command_id: str, instance_id: str, deadline: float, *, now: float | None = None) -> CommandStatus:
-    """Poll one invocation and classify it (D3). Past ``deadline`` a pending command is
-    cancelled and reported TIMED_OUT. Raises a named AwsError for API failures."""
-    now = now if now is not None else time.time()
+def command_status(command_id: str, instance_id: str, *, event_status: str | None = None) -> CommandStatus:
+    """Classify one finished invocation (D3) from GetCommandInvocation, with the installer's
+    ROLLOUT_RESULT for the reason and the server's error text.
+
+    ``event_status`` is the status EventBridge reported; it is used when the invocation
+    cannot be read (InvocationDoesNotExist for an undeliverable command).
+    Raises a named AwsError for API failures.
+    """
     try:
         invocation = ssm.get_invocation(command_id, instance_id)
-        state = classify_invocation(invocation.get("Status", ""), invocation.get("StatusDetails"),
-                                    invocation.get("ResponseCode"))
+        state = classify_invocation(invocation.get("Status") or event_status or "Pending",
+                                    invocation.get("StatusDetails"), invocation.get("ResponseCode"))
     except ssm.InvocationNotFound:
-        invocation, state = {}, CommandState.PENDING
+        invocation = {"StatusDetails": event_status}
+        state = classify_invocation(event_status or "Pending", event_status, None)
     if state == CommandState.PENDING:
-        if now <= deadline:
-            return CommandStatus(state="PENDING")
-        ssm.cancel_command(command_id, instance_id)
-        return CommandStatus(state="TIMED_OUT", reason="command-timed-out",
-                             detail=f"no result from {instance_id} within the deadline; command cancelled")
+        return CommandStatus(state="PENDING")
     if state == CommandState.SUCCEEDED:
         return CommandStatus(state="SUCCEEDED")
     result = installer_result(invocation.get("StandardOutputContent", "")) or {}
     server_text = redact(str(result.get("serverOutput") or invocation.get("StandardErrorContent") or ""))[-600:]
     if state == CommandState.TIMED_OUT:
         return CommandStatus(state="TIMED_OUT", reason="command-timed-out",
-                             detail=f"{invocation.get('StatusDetails', 'TimedOut')}: {server_text}".strip())
+                             detail=f"{invocation.get('StatusDetails') or 'TimedOut'} on {instance_id}: {server_text}".strip(" :"))
     if state == CommandState.UNDELIVERABLE:
         return CommandStatus(state="UNDELIVERABLE", reason="undeliverable",
-                             detail=str(invocation.get("StatusDetails", "Undeliverable")))
+                             detail=f"{invocation.get('StatusDetails') or 'Undeliverable'} on {instance_id}")
     if state == CommandState.CANCELLED:
         return CommandStatus(state="CANCELLED", reason="command-cancelled", detail=invocation.get("StatusDetails"))
     stage = result.get("stage")

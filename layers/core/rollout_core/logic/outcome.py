@@ -91,7 +91,7 @@ def record_outcome(state: dict[str, Any], *, settings: RecordSettings, now: date
     now = now or datetime.now(UTC)
     outcome, reason, detail = classify(state)
     certificate_arn, target_id = state["certificateArn"], state["targetId"]
-    install = state.get("install") or {}
+    install = state.get("installCommand") or {}  # CommandCallback's output: status + endpoint, served serial
     endpoint = install.get("endpoint")
     after = None
     try:

@@ -48,6 +48,7 @@ class ValidateResult(BaseModel):
     rolloutId: str
     targetIds: list[str] = []
     maxConcurrency: int = 10
+    taskTimeoutSeconds: int = 900  # how long an install/rollback task waits for SSM's final status
     reason: str | None = None
     daysToExpiry: int | None = None
     domainName: str | None = None
@@ -94,8 +95,11 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         cert = acm.describe_certificate(request.certificate_arn)
     except acm.CertificateNotFound as e:
         raise CertificateNotFound(str(e)) from None
+    # SSM reports delivery and execution time-outs itself; the task's own timeout is the safety
+    # net for a lost status event: delivery deadline + execution deadline + a margin.
     base = {"certificateArn": cert.arn, "rolloutId": rollout_id, "domainName": cert.domain_name,
-            "maxConcurrency": settings.max_concurrency}
+            "maxConcurrency": settings.max_concurrency,
+            "taskTimeoutSeconds": 2 * max(30, settings.command_timeout_seconds) + 60}
     if cert.type != "PRIVATE":
         raise CertificateNotPrivate(f"{cert.arn} is {cert.type or 'of unknown type'}, not PRIVATE: "
                                     "only private certificates can be exported")
