@@ -137,3 +137,12 @@ def commands_on(data: dict[str, Any], target_id: str) -> list[dict[str, Any]]:
 def install_commands_on(data: dict[str, Any], target_id: str) -> list[dict[str, Any]]:
     """The install (not rollback) commands sent to the target's node."""
     return [c for c in commands_on(data, target_id) if c["Parameters"].get("Action") in (["install"], "install")]
+
+
+def explain(entry: dict[str, Any]) -> str:
+    """One event in a few lines, for assertion messages."""
+    lines = [f"step {entry.get('step')} {entry.get('event') or entry.get('input')}: status {entry.get('status')}, "
+             f"outcome {entry.get('outcome')}, decision {entry.get('decision')}, error {entry.get('error')}"]
+    for t in entry.get("targets") or []:
+        lines.append(f"  {t['id']} {t['outcome']} {t['reason']} {str(t['detail'] or '')[:300]}")
+    return "\n".join(lines)

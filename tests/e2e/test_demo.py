@@ -6,7 +6,7 @@ import pytest
 
 from cert_rollout.scenario import demo_scenario
 
-from .conftest import run_scenario
+from .conftest import explain, run_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -16,7 +16,7 @@ def test_demo_rolls_renewed_certificate_out_to_every_target_and_notifies_once() 
 
     [entry] = report["events"]
     assert entry["status"] == "SUCCEEDED"
-    assert entry["outcome"] == "ROLLED_OUT"
+    assert entry["outcome"] == "ROLLED_OUT", explain(entry)
     assert entry["decision"] == "ROLLOUT"
     expected = entry["expected_serial"]
     assert expected == report["certificates"]["web"]["serial_final"]

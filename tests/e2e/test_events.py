@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import install_commands_on, run_scenario, state_entered, task_failures_of
+from .conftest import explain, install_commands_on, run_scenario, state_entered, task_failures_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -46,7 +46,7 @@ REASON_FROM_PROSE = (
 @RENEWAL_FAILURE_STEPS
 def test_renewal_failure_installs_nothing_and_notifies_once(run: dict[str, Any], step: int) -> None:
     entry = run["by_step"][step]
-    assert entry["decision"] == "RENEWAL_FAILED"
+    assert entry["decision"] == "RENEWAL_FAILED", explain(entry)
     assert entry["outcome"] == "RENEWAL_FAILED"
     assert entry["status"] == "SUCCEEDED"
     assert entry["targets"] == []
@@ -79,7 +79,7 @@ def test_renewal_failure_sends_no_ssm_command_and_one_notification_per_event(run
 def test_foreign_or_malformed_input_is_rejected_with_the_named_error(run: dict[str, Any], step: int,
                                                                      error: str) -> None:
     entry = run["by_step"][step]
-    assert entry["outcome"] == "REJECTED"
+    assert entry["outcome"] == "REJECTED", explain(entry)
     assert entry["status"] == "FAILED"
     failures = task_failures_of(entry["history"], "ValidateEvent")
     assert failures, [e["type"] for e in entry["history"]]
@@ -97,7 +97,7 @@ def test_foreign_or_malformed_input_is_rejected_with_the_named_error(run: dict[s
 
 def test_certificate_without_targets_warns(run: dict[str, Any]) -> None:
     entry = run["by_step"][7]
-    assert entry["decision"] == "NO_TARGETS"
+    assert entry["decision"] == "NO_TARGETS", explain(entry)
     assert entry["outcome"] == "NO_TARGETS"
     assert entry["status"] == "SUCCEEDED"
     [message] = entry["sns_messages"]
@@ -108,7 +108,8 @@ def test_certificate_without_targets_warns(run: dict[str, Any]) -> None:
 
 def test_same_event_twice_two_seconds_apart_rolls_out_once(run: dict[str, Any]) -> None:
     first, second = run["by_step"][14], run["by_step"][16]
-    assert sorted([first["outcome"], second["outcome"]]) == ["ALREADY_DEPLOYED", "ROLLED_OUT"]
+    assert sorted([first["outcome"], second["outcome"]]) == ["ALREADY_DEPLOYED", "ROLLED_OUT"], \
+        explain(first) + "\n" + explain(second)
     rolled = first if first["outcome"] == "ROLLED_OUT" else second
     assert rolled["status"] == "SUCCEEDED"
     assert {t["id"]: t["outcome"] for t in rolled["targets"]} == {"dup-1": "VERIFIED", "dup-2": "VERIFIED"}
@@ -118,9 +119,9 @@ def test_same_event_twice_two_seconds_apart_rolls_out_once(run: dict[str, Any]) 
 
 
 def test_redelivery_after_success_is_already_deployed(run: dict[str, Any]) -> None:
-    assert run["by_step"][9]["outcome"] == "ROLLED_OUT"
+    assert run["by_step"][9]["outcome"] == "ROLLED_OUT", explain(run["by_step"][9])
     redelivered = run["by_step"][10]
-    assert redelivered["outcome"] == "ALREADY_DEPLOYED"
+    assert redelivered["outcome"] == "ALREADY_DEPLOYED", explain(redelivered)
     assert redelivered["status"] == "SUCCEEDED"
     assert not state_entered(redelivered["history"], "ExportCertificate")
     assert commands_of_execution(run, redelivered) == []
@@ -128,15 +129,15 @@ def test_redelivery_after_success_is_already_deployed(run: dict[str, Any]) -> No
 
 def test_health_and_acm_event_for_one_serial_roll_out_once(run: dict[str, Any]) -> None:
     health, acm = run["by_step"][9], run["by_step"][11]
-    assert health["outcome"] == "ROLLED_OUT"
-    assert acm["decision"] == "ALREADY_DEPLOYED"
+    assert health["outcome"] == "ROLLED_OUT", explain(health)
+    assert acm["decision"] == "ALREADY_DEPLOYED", explain(acm)
     assert acm["outcome"] == "ALREADY_DEPLOYED"
     assert commands_of_execution(run, acm) == []
 
 
 def test_manual_redeploy_rolls_out_again(run: dict[str, Any]) -> None:
     first, manual = run["by_step"][9], run["by_step"][12]
-    assert manual["outcome"] == "ROLLED_OUT"
+    assert manual["outcome"] == "ROLLED_OUT", explain(manual)
     assert manual["status"] == "SUCCEEDED"
     assert manual["expected_serial"] == first["expected_serial"]
     assert [t["outcome"] for t in manual["targets"]] == ["VERIFIED"]

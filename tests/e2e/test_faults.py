@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import event_index, run_scenario, state_entered, target_by_id
+from .conftest import event_index, explain, run_scenario, state_entered, target_by_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -29,7 +29,7 @@ def test_failed_targets_make_the_rollout_partial_and_the_execution_failed(faults
     entry = faults["entry"]
     assert faults["old"] != faults["new"]
     assert entry["expected_serial"] == faults["new"]
-    assert entry["outcome"] == "PARTIAL"
+    assert entry["outcome"] == "PARTIAL", explain(entry)
     assert entry["status"] == "FAILED"
     assert entry["error"]["error"] == "RolloutFailed"
     assert sorted(faults["targets"]) == sorted(ALL_TARGETS)
@@ -38,7 +38,7 @@ def test_failed_targets_make_the_rollout_partial_and_the_execution_failed(faults
 def test_healthy_targets_serve_the_new_serial_despite_failing_neighbours(faults: dict[str, Any]) -> None:
     for tid in HEALTHY:
         t = faults["targets"][tid]
-        assert t["outcome"] == "VERIFIED", t
+        assert t["outcome"] == "VERIFIED", explain(faults["entry"])
         assert t["served_serial_after"] == faults["new"], t
         assert faults["data"]["targets"][tid]["served_serial_final"] == faults["new"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import run_scenario
+from .conftest import explain, run_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -36,7 +36,7 @@ def test_every_key_algorithm_rolls_out_and_is_served() -> None:
         assert serial != report["certificates"][name]["serial_initial"]
         [target] = entry["targets"]
         assert (target["id"], target["outcome"], target["served_serial_after"]) == (f"{name}-1", "VERIFIED", serial), \
-            (ALGORITHMS[name], entry.get("error"), target)
+            (ALGORITHMS[name], explain(entry))
         assert data["targets"][f"{name}-1"]["served_serial_final"] == serial
         assert entry["status"] == "SUCCEEDED"
     assert outcomes == {name: "ROLLED_OUT" for name in ALGORITHMS}

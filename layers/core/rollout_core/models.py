@@ -18,7 +18,7 @@ INSTANCE_ID_PATTERN = r"^(i|mi)-[0-9a-f]{8,17}$"
 HOSTNAME_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9*]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
 ServerKind = Literal["embedded", "nginx", "apache", "haproxy", "java", "generic"]
-FileContent = Literal["fullchain", "leaf", "chain", "key", "combined", "pkcs12"]
+FileContent = Literal["fullchain", "leaf", "chain", "key", "encrypted-key", "combined", "pkcs12"]
 
 
 class Decision(StrEnum):
@@ -62,6 +62,9 @@ class TargetFile(BaseModel):
     mode: str = Field(default="0644", pattern=r"^0?[0-7]{3}$")
     owner: str | None = None
     group: str | None = None
+    # encrypted-key / pkcs12: where the node keeps the password (mode 0600; default "<path>.pass")
+    passwordFile: str | None = Field(default=None, pattern=r"^/[^\x00]*$", max_length=1024)
+    alias: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")  # pkcs12 friendly name
 
 
 class Target(BaseModel):

@@ -177,6 +177,59 @@ def _wait_listening(port: int, check: Any, log: Path, what: str, timeout: float 
     raise RealServerError(f"{what} did not start listening on 127.0.0.1:{port}: {tail}")
 
 
+def served_leaf(port: int, sni: str, timeout: float = 1.0) -> bytes | None:
+    """DER of the leaf served on 127.0.0.1:port for SNI ``sni`` (None when unreachable)."""
+    import socket
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=sni) as tls:
+                return tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def children(pid: int) -> set[int]:
+    """Live child pids of ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                    found.add(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def wait_gone(pids: set[int], timeout: float = 10.0) -> None:
+    """Wait until none of ``pids`` is alive (nginx's old workers after a reload)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.02)
+
+
+def wait_serving(port: int, site: Site, timeout: float = 10.0) -> None:
+    """Wait until the server answers ``site.server_name`` with the site's certificate file."""
+    import ssl
+
+    text = site.cert.read_text()
+    start = text.index("-----BEGIN CERTIFICATE-----")
+    end = text.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+    want = ssl.PEM_cert_to_DER_cert(text[start:end] + "\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if served_leaf(port, site.server_name) == want:
+            return
+        time.sleep(0.02)
+    raise RealServerError(f"127.0.0.1:{port} does not serve {site.server_name}'s certificate after reload")
+
+
 # --------------------------------------------------------------------------- instances
 
 
@@ -322,6 +375,8 @@ class RealServer:
                 raise RealServerError(f"haproxy did not start: {log.read_text(errors='replace')[-1500:]}")
             self.process = PidFileProcess(self.pid_file)
             _wait_listening(self.port, self.process.poll, log, "haproxy")
+        for site in self.sites:
+            wait_serving(self.port, site)
 
     def reload_now(self) -> None:
         """Apply a config change (another site on a running instance)."""
@@ -330,9 +385,16 @@ class RealServer:
             return
         argv = ([binary("nginx"), "-s", "reload", *self.nginx_args()] if self.kind == "nginx"
                 else ["/bin/sh", str(self.prefix / "reload.sh")])
+        old_workers = children(self.process.proc.pid) if isinstance(self.process, NginxProcess) else set()
         run = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if run.returncode != 0:
             raise RealServerError(f"{self.kind} reload failed: {run.stdout}{run.stderr}")
+        # a reload takes effect a few ms later, and nginx's old workers keep answering some
+        # handshakes with the old config for ~100 ms: wait until they are gone, then poll.
+        wait_gone(old_workers)
+        for site in self.sites:
+            wait_serving(self.port, site)
+
 
     def break_config(self) -> None:
         """The operator's unfinished edit: the running server is fine, the next config test fails."""

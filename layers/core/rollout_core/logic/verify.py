@@ -21,6 +21,9 @@ from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed, verify_ser
 from rollout_core.settings import VerifySettings
 
 
+STABLE_PROBES = 3
+
+
 class VerifyResult(BaseModel):
     state: Literal["VERIFIED", "WAITING", "NOT_SERVING", "UNREACHABLE"]
     since: str
@@ -43,8 +46,13 @@ def verify_target(certificate_arn: str, target_id: str, expected_serial: str, si
     expected = parse_serial(expected_serial)
     common = {"since": since, "pollIntervalSeconds": settings.poll_interval_seconds}
     try:
-        result = verify_served_serial(target.host, target.port, target.sni, expected,
-                                      timeout=settings.probe_timeout_seconds)
+        # nginx keeps answering some handshakes from old workers for ~100 ms after a reload:
+        # the new serial counts as served only when STABLE_PROBES handshakes in a row show it.
+        for _ in range(STABLE_PROBES):
+            result = verify_served_serial(target.host, target.port, target.sni, expected,
+                                          timeout=settings.probe_timeout_seconds)
+            if not result.matches:
+                break
     except TargetUnreachable as e:
         return VerifyResult(state="UNREACHABLE" if expired else "WAITING", detail=str(e), **common)
     except TlsHandshakeFailed as e:
