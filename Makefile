@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_PYENV := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12)' | tr '\n' ':' | sed 's/:$$//')
 
-.PHONY: setup demo test unit e2e sam lint build validate asl clean
+.PHONY: bench setup demo test unit e2e sam lint build validate asl clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -35,3 +35,6 @@ asl: setup  ## regenerate the ASL file and the embedded installer
 
 clean:
 	rm -rf .aws-sam reports .pytest_cache
+
+bench: setup  ## one rollout at 1, 10, 100, 1,000 targets: BENCHMARKS.md, bench/results.json
+	$(VENV)/bin/cert-rollout bench --sizes 1,10,100,1000

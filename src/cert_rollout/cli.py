@@ -104,6 +104,8 @@ def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, 
 
 from cert_rollout.ops import register; register(app)  # noqa: E402,E702 - operator commands
 
+from cert_rollout.bench import register_bench; register_bench(app)  # noqa: E402,E702 - benchmark command
+
 
 def main() -> None:
     app()

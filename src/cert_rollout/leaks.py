@@ -39,10 +39,14 @@ class SecretRegistry:
             der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
             b64 = base64.b64encode(der).decode()
-            out.append((f"private key #{i + 1} (base64 DER)", b64[40:104]))
+            # Whole 64-character PEM lines (PEM wraps base64 at 64): they match the key printed
+            # as PEM (with or without its BEGIN/END lines) and as one unbroken base64 string.
+            out.append((f"private key #{i + 1} (base64 DER, line 2)", b64[64:128]))
+            out.append((f"private key #{i + 1} (base64 DER, line 5)", b64[256:320]))
             out.append((f"private key #{i + 1} (hex DER)", der[16:48].hex()))
-            body = "".join(line for line in pem.decode().splitlines() if not line.startswith("-----"))
-            out.append((f"private key #{i + 1} (PEM body)", body[40:104]))
+            body_lines = [line for line in pem.decode().splitlines() if line and not line.startswith("-----")]
+            if len(body_lines) > 2:
+                out.append((f"private key #{i + 1} (PEM body line)", body_lines[2]))
         return [(label, text) for label, text in out if len(text) >= 8]
 
 

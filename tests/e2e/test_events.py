@@ -34,14 +34,6 @@ def commands_of_execution(run: dict[str, Any], entry: dict[str, Any]) -> list[di
 RENEWAL_FAILURE_STEPS = pytest.mark.parametrize(
     "step", [2, 3], ids=["health-renewal-failure", "acm-renewal-action-required"])
 
-REASON_FROM_PROSE = (
-    "product bug: validate_event (layers/core/rollout_core/logic/validate.py) computes "
-    "reason = request.reason or cert.renewal_status_reason; for AWS_ACM_RENEWAL_FAILURE "
-    "domain/events._parse_health sets request.reason to the Health prose ('AWS Certificate Manager "
-    "(ACM) was unable to renew the private certificate.'), so DescribeCertificate's "
-    "RenewalSummary.RenewalStatusReason (PCA_ACCESS_DENIED) never reaches $.rollout.reason nor the "
-    "notification")
-
 
 @RENEWAL_FAILURE_STEPS
 def test_renewal_failure_installs_nothing_and_notifies_once(run: dict[str, Any], step: int) -> None:
@@ -60,7 +52,7 @@ def test_renewal_failure_installs_nothing_and_notifies_once(run: dict[str, Any],
 
 
 @pytest.mark.parametrize("step", [
-    pytest.param(2, id="health-renewal-failure", marks=pytest.mark.xfail(strict=True, reason=REASON_FROM_PROSE)),
+    pytest.param(2, id="health-renewal-failure"),
     pytest.param(3, id="acm-renewal-action-required"),
 ])
 def test_renewal_failure_notification_names_the_reason(run: dict[str, Any], step: int) -> None:

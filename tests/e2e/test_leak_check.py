@@ -76,11 +76,6 @@ def test_leak_check_finds_the_key_base64_without_pem_markers(planted: dict[str, 
     assert any(f["what"].startswith("private key #") for f in found), planted["after"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug in cert_rollout/leaks.py SecretRegistry.needles: the '(PEM body)' and '(base64 DER)' "
-    "needles are body[40:104] / b64[40:104] of the base64 joined WITHOUT line breaks, a 64-char slice "
-    "that always straddles the first PEM line break (PEM lines are 64 chars), so a key body written as "
-    "PEM writes it (markers stripped, 64-char lines) never matches; only PEM_KEY_MARKER catches a PEM"))
 def test_leak_check_finds_the_pem_body_without_markers(planted: dict[str, Any]) -> None:
     found = findings_at(planted, "sns-pem-body")
     assert any(f["what"].startswith("private key #") for f in found), planted["after"]

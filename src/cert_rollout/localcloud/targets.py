@@ -128,3 +128,75 @@ class LocalTargets:
             if target.process is not None:
                 stop_server(target.process)
                 target.process = None
+
+    def add_embedded_shared(self, specs: list[tuple[str, str, str]], *,
+                            start_timeout: float | None = None) -> list[LocalTarget]:
+        """Many embedded targets served by ONE target_server process: one listener per target
+        on its own free port, one server config, one pid file (benchmarks: 1,000 targets
+        without 1,000 processes). ``specs`` is [(target_id, certificate_arn, sni), ...].
+
+        Each target keeps its own directory, files and node. Its reloadCommand SIGHUPs the
+        shared server (which re-reads only the sites whose files changed). Its testCommand
+        checks a per-target config holding only its own listener: a config test of the whole
+        shared config would cost O(targets) per install (O(N^2) per rollout) and would fail
+        spuriously while another target's install is half-way through its renames."""
+        if not specs:
+            return []
+        shared = self.workdir / "targets" / "_shared"
+        shared.mkdir(parents=True, exist_ok=True)
+        config, pid_file = shared / "server.json", shared / "server.pid"
+        # Reserve every port at once (sockets held open) so the batch gets distinct ports.
+        import socket
+
+        holders = []
+        try:
+            for _ in specs:
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                holders.append(s)
+            ports = [int(s.getsockname()[1]) for s in holders]
+        finally:
+            for s in holders:
+                s.close()
+        pca = self.cloud.private_ca()
+        python = sys.executable
+        listeners: list[dict[str, Any]] = []
+        created: list[LocalTarget] = []
+        for (target_id, certificate_arn, sni), port in zip(specs, ports):
+            directory = self.workdir / "targets" / target_id
+            directory.mkdir(parents=True, exist_ok=True)
+            cert_pem, chain_pem, key_pem = pca.current(certificate_arn)
+            fullchain, privkey = directory / "fullchain.pem", directory / "privkey.pem"
+            fullchain.write_text(cert_pem.strip() + "\n" + chain_pem.strip() + "\n")
+            privkey.write_bytes(key_pem)
+            privkey.chmod(0o600)
+            listener: dict[str, Any] = {"host": "127.0.0.1", "port": port, "fault": None,
+                                        "sites": [{"server_names": [sni], "cert": str(fullchain),
+                                                   "key": str(privkey)}]}
+            listeners.append(listener)
+            own_config = directory / "server.json"  # this target's view, for its config test
+            own_config.write_text(json.dumps({"listeners": [listener]}, indent=2))
+            instance_id = "mi-" + secrets.token_hex(8) + "a"
+            self.cloud.add_node(instance_id)
+            target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory)
+            target.inventory_item = {
+                "certificateArn": certificate_arn, "targetId": target_id, "host": "127.0.0.1", "port": port,
+                "sni": sni, "server": "embedded", "instanceId": instance_id,
+                "files": [{"path": str(fullchain), "content": "fullchain", "mode": "0644"},
+                          {"path": str(privkey), "content": "key", "mode": "0600"}],
+                "testCommand": [python, "-m", "cert_rollout.localcloud.target_server", "check",
+                                "--config", str(own_config)],
+                "reloadCommand": [python, "-m", "cert_rollout.localcloud.target_server", "reload",
+                                  "--pid-file", str(pid_file), "--config", str(own_config)],
+            }
+            created.append(target)
+        config.write_text(json.dumps({"listeners": listeners}, indent=2))
+        timeout = start_timeout if start_timeout is not None else 15.0 + 0.05 * len(specs)
+        process = start_server(config, pid_file, shared / "server.log", timeout=timeout)
+        # The first target owns the process handle (stop() stops it once); the others share it.
+        created[0].process = process
+        for target in created:
+            self.targets[target.target_id] = target  # stop() finds the server even if a register fails
+        for target in created:
+            self.register(target)
+        return created

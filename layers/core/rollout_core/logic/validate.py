@@ -107,7 +107,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     if days_to_expiry is None and cert.not_after is not None:
         days_to_expiry = (cert.not_after - now).days
     if request.kind in (RequestKind.RENEWAL_FAILED, RequestKind.RENEWAL_ACTION_REQUIRED):
-        reason = request.reason or cert.renewal_status_reason or "renewal failed"
+        # ACM's own RenewalStatusReason first: an event's prose is never the basis of a decision.
+        reason = cert.renewal_status_reason or request.reason or "renewal failed"
         logger.warning("renewal did not complete", extra={"certificate_arn": cert.arn, "reason": reason})
         return ValidateResult(decision=Decision.RENEWAL_FAILED, serial=cert.serial, reason=reason,
                               daysToExpiry=days_to_expiry, **base)
