@@ -3,7 +3,6 @@
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from rollout_core.logic.callback import CommandEventDetail, complete_waiting_task
 from rollout_core.observability import logger, tracer
 from rollout_core.settings import CallbackSettings, load_settings

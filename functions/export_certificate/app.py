@@ -2,7 +2,6 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
-
 from rollout_core.logic.export import export_certificate
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import ExportSettings, load_settings

@@ -5,7 +5,6 @@ from typing import Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
-
 from rollout_core.logic.commands import send_target_command
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import InstallSettings, load_settings

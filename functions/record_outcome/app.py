@@ -4,7 +4,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
-
 from rollout_core.logic.outcome import record_outcome
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import RecordSettings, load_settings

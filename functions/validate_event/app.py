@@ -5,7 +5,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
-
 from rollout_core.logic.validate import validate_event
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import ValidateSettings, load_settings

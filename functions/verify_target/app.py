@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
-
 from rollout_core.logic.verify import verify_target
 from rollout_core.observability import logger, tracer
 from rollout_core.settings import VerifySettings, load_settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -52,7 +52,7 @@ class _Progress:
             console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {event['type']}")
 
 
-def _run(scenario: Any, report_path: Optional[Path], history: bool) -> int:
+def _run(scenario: Any, report_path: Path | None, history: bool) -> int:
     from cert_rollout import report as reporting
     from cert_rollout.scenario import ScenarioError, ScenarioRunner
 
@@ -76,7 +76,7 @@ def _run(scenario: Any, report_path: Optional[Path], history: bool) -> int:
 
 @app.command()
 def demo(targets: int = typer.Option(3, "--targets", min=1, max=200, help="How many TLS targets serve the certificate."),
-         report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+         report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
          history: bool = typer.Option(True, "--history/--no-history", help="Print the execution history table.")) -> None:
     """Private CA, one certificate with two SANs on N local targets, renewed; the Health event
     goes through the rule; the rollout is followed live. Exit 0 only when every target serves
@@ -88,7 +88,7 @@ def demo(targets: int = typer.Option(3, "--targets", min=1, max=200, help="How m
 
 @local_app.command("run")
 def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML file."),
-              report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+              report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
               history: bool = typer.Option(True, "--history/--no-history")) -> None:
     """Run a scenario file on the local cloud. Exit 0 when every rollout step ends ROLLED_OUT
     (or the step's own expected outcome) and the leak check is clean."""

@@ -275,15 +275,7 @@ def check(
 # --------------------------------------------------------------------------- history
 
 
-def fetch_history(sfn: Any, arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        events.extend(page["events"])
-        if not page.get("nextToken"):
-            return events
-        kwargs["nextToken"] = page["nextToken"]
+from cert_rollout.sfn import fetch_history  # noqa: E402  (re-exported for the commands below)
 
 
 def _json_or_none(text: Any) -> Any:
@@ -585,16 +577,7 @@ def _target_row(t: dict[str, Any]) -> dict[str, Any]:
             "lastOutcome": t.get("lastOutcome")}
 
 
-def _plain(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+from rollout_core.adapters.dynamo import plain as _plain  # noqa: E402
 
 
 def _scan(tbl: Any, certificate_arn: str | None = None) -> list[dict[str, Any]]:

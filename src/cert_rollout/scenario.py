@@ -23,16 +23,17 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rollout_core.domain.serials import canonical_serial, parse_serial
 
 from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
 from cert_rollout.localcloud.pki import KEY_ALGORITHMS
 from cert_rollout.localcloud.targets import LocalTargets
-from rollout_core.domain.serials import canonical_serial, parse_serial
 
 DEFAULT_PARAMETERS = {"PollIntervalSeconds": "1", "VerifyTimeoutSeconds": "6", "CommandTimeoutSeconds": "30",
                       "ProbeTimeoutSeconds": "2"}

@@ -8,14 +8,14 @@ run sequentially; each scenario costs a cloud start (~5 s) plus its rollouts (~1
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import pytest
+from rollout_core.probe import probe_served_certificate
 
 from cert_rollout import report as report_module
 from cert_rollout.scenario import Scenario, ScenarioRunner
-from rollout_core.probe import probe_served_certificate
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -26,6 +27,7 @@ from cert_rollout.localcloud.deploy import Deployer, Deployment
 from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
 from cert_rollout.localcloud.nodes import LocalNode, NodeFleet
 from cert_rollout.localcloud.pki import LocalPrivateCA
+from cert_rollout.sfn import fetch_history
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud"}
@@ -233,15 +235,7 @@ class LocalCloud:
             time.sleep(0.25)
 
     def history(self, arn: str) -> list[dict[str, Any]]:
-        sfn = self.client("stepfunctions")
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return fetch_history(self.client("stepfunctions"), arn)
 
     # ------------------------------------------------------------------ observation (audit, leak checks)
     def _subscribe_sns_capture(self) -> None:

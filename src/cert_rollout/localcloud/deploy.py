@@ -16,9 +16,10 @@ import io
 import json
 import secrets
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 from samtranslator.parser.parser import Parser

@@ -13,8 +13,8 @@ Faults (scenario `fault:`), what operators meet in the field:
 from __future__ import annotations
 
 import json
-import sys
 import secrets
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,7 +162,7 @@ class LocalTargets:
         python = sys.executable
         listeners: list[dict[str, Any]] = []
         created: list[LocalTarget] = []
-        for (target_id, certificate_arn, sni), port in zip(specs, ports):
+        for (target_id, certificate_arn, sni), port in zip(specs, ports, strict=True):
             directory = self.workdir / "targets" / target_id
             directory.mkdir(parents=True, exist_ok=True)
             cert_pem, chain_pem, key_pem = pca.current(certificate_arn)

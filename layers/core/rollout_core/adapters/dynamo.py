@@ -18,14 +18,14 @@ class TargetNotFound(Exception):
     """The inventory has no such target for this certificate."""
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal; give ints/floats back."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -33,7 +33,7 @@ def _query_all(tbl: Any, **kwargs: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     while True:
         page = tbl.query(**kwargs)
-        items.extend(_plain(i) for i in page.get("Items", []))
+        items.extend(plain(i) for i in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -66,7 +66,7 @@ def get_target(table_name: str, certificate_arn: str, target_id: str) -> Target:
         raise named_aws_error(e, "GetItem") from None
     if not item:
         raise TargetNotFound(f"target {target_id} of {certificate_arn} is not in the inventory")
-    return Target.model_validate(_plain(item))
+    return Target.model_validate(plain(item))
 
 
 def put_target(table_name: str, target: Target) -> None:
@@ -96,7 +96,7 @@ def scan_targets(table_name: str) -> list[Target]:
     try:
         while True:
             page = tbl.scan(**kwargs)
-            items.extend(_plain(i) for i in page.get("Items", []))
+            items.extend(plain(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

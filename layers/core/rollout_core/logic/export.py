@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from cryptography import x509
 from pydantic import BaseModel
 
 from rollout_core.adapters import acm, secrets
@@ -25,7 +26,6 @@ from rollout_core.domain.pem import build_bundle, certificate_facts
 from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.observability import logger
 from rollout_core.settings import ExportSettings
-from cryptography import x509
 
 
 class ExportResult(BaseModel):

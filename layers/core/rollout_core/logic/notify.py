@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
 from rollout_core.adapters import dynamo, sns
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 from rollout_core.observability import logger, metrics
 from rollout_core.settings import NotifySettings
-from aws_lambda_powertools.metrics import MetricUnit
 
 
 class NotifyResult(BaseModel):

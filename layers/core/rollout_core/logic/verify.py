@@ -20,7 +20,6 @@ from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed, verify_served_serial
 from rollout_core.settings import VerifySettings
 
-
 STABLE_PROBES = 3
 
 
