@@ -58,6 +58,7 @@ PRICES = {
     "ssm_run_command": 0.0,                      # SSM Run Command on managed instances: no charge
 }
 
+HISTORY_LIMIT = 25_000  # Step Functions Standard: events in one execution's history (hard quota)
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"}
 
@@ -585,6 +586,16 @@ def render_markdown(results: dict[str, Any], reading: str | None) -> str:
             lines.append("| marginal transitions per target, (T(N) - T(1)) / (N - 1) | " + ", ".join(
                 f"N={r['size']:,}: {(r['transitions'] - base['transitions']) / (r['size'] - 1):.2f}"
                 for r in runs if r["size"] > 1) + " |")
+            if big["size"] > 1:
+                per_event = (big["history_events"] - base["history_events"]) / (big["size"] - 1)
+                fixed = base["history_events"] - per_event
+                ceiling = int((HISTORY_LIMIT - fixed) // per_event) if per_event > 0 else 0
+                lines.append(
+                    f"| history events under the {HISTORY_LIMIT:,}-event quota of a Standard execution | "
+                    f"{'PASS' if big['history_events'] < HISTORY_LIMIT else 'FAIL'}: "
+                    + ", ".join(f"N={r['size']:,}: {r['history_events']:,}" for r in runs)
+                    + f"; {per_event:.1f} events per target + {fixed:.0f} fixed: the happy path reaches "
+                    f"the quota at about {ceiling:,} targets (fewer with retries, reload waits or rollbacks) |")
         lines += ["", "## Estimated AWS price of one rollout (USD, list prices, us-east-1)", "",
                   "| targets | Step Functions | Lambda requests | Lambda compute | DynamoDB | "
                   "Secrets Manager | KMS | "

@@ -16,6 +16,7 @@ Format (YAML):
     - input: {certificateArn: ${CertificateArn}, force: true}   # StartExecution by hand
       certificate: web
     - sleep: 2
+    - inject_error: {operation: ExportCertificate, code: ThrottlingException, times: 2}
 """
 
 from __future__ import annotations
@@ -76,12 +77,17 @@ class StepSpec(BaseModel):
     certificate: str | None = None
     wait: bool = True
     sleep: float | None = None
+    inject_error: dict[str, Any] | None = None  # {operation: ExportCertificate, code: ThrottlingException, times: 2}
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
-        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep") if getattr(self, a) is not None]
+        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error")
+                   if getattr(self, a) is not None]
         if len(actions) != 1:
-            raise ValueError(f"a step has exactly one of renew, fail_renewal, event, input, sleep (got {actions or 'none'})")
+            raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error "
+                             f"(got {actions or 'none'})")
+        if self.inject_error is not None and self.inject_error.get("operation") != "ExportCertificate":
+            raise ValueError("inject_error: only operation ExportCertificate is emulated")
         return self
 
 
@@ -237,6 +243,10 @@ class ScenarioRunner:
         for index, step in enumerate(self.scenario.steps, 1):
             if step.sleep is not None:
                 time.sleep(step.sleep)
+            elif step.inject_error is not None:
+                spec = step.inject_error
+                cloud.inject_error("acm", spec["operation"], spec["code"], int(spec.get("times", 1)))
+                self.on_step(f"the next {spec.get('times', 1)} {spec['operation']} call(s) answer {spec['code']}")
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")

@@ -60,6 +60,7 @@ class LocalCloud:
         self.pca: LocalPrivateCA | None = None
         self.routed: list[dict[str, str]] = []
         self.secrets = SecretRegistry()
+        self._injected: dict[tuple[str, str], list[str]] = {}
         self.lambda_workers = lambda_workers
         self._clients: dict[str, Any] = {}
         self._sns_queue_url = ""
@@ -138,6 +139,17 @@ class LocalCloud:
         node.env = self.node_env(node.workdir)
         self.fleet.register(node)
         return node
+
+    def inject_error(self, service: str, operation: str, code: str, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``operation`` answer AWS error ``code`` (e.g.
+        ThrottlingException, RequestInProgressException, AccessDeniedException)."""
+        with _LOG_LOCK:
+            self._injected.setdefault((service, operation), []).extend([code] * times)
+
+    def take_injected_error(self, service: str, operation: str) -> str | None:
+        with _LOG_LOCK:
+            queue = self._injected.get((service, operation))
+            return queue.pop(0) if queue else None
 
     def private_ca(self) -> LocalPrivateCA:
         if self.pca is None:

@@ -156,14 +156,19 @@ _orig_export = AWSCertificateManagerBackend.export_certificate
 
 def _export_certificate(self: AWSCertificateManagerBackend, certificate_arn: str, passphrase: str) -> Any:
     """ExportCertificate as moto does it, plus: refuse what AWS refuses (moto accepts '#', '$',
-    '%' and short passphrases), and record the passphrase for the leak check."""
+    '%' and short passphrases), record the passphrase for the leak check, and answer with an
+    injected error when a scenario asked for one (cloud.inject_error)."""
     import base64
 
+    cloud = _cloud()
+    if cloud is not None:
+        injected = cloud.take_injected_error("acm", "ExportCertificate")
+        if injected:
+            raise JsonRESTError(injected, f"{injected} (injected by the local cloud)")
     raw = base64.standard_b64decode(passphrase)
     if len(raw) < 4 or len(raw) > 128 or any(c in raw for c in b"#$%") or not raw.isascii():
         raise JsonRESTError("ValidationException", "Passphrase must be 4-128 ASCII characters without #, $ or %")
     answer = _orig_export(self, certificate_arn, passphrase)
-    cloud = _cloud()
     if cloud is not None:
         cloud.secrets.passphrases.append(raw)
     return answer
