@@ -559,11 +559,16 @@ def _parse_file_spec(spec: str) -> dict[str, str]:
 
 
 def _validate_target(data: dict[str, Any], where: str = "") -> Any:
+    """Complete a short entry with its server kind's defaults (files, test and reload
+    commands; rollout_core.target_defaults), then validate it as a Target."""
     from pydantic import ValidationError
     from rollout_core.models import Target
+    from rollout_core.target_defaults import TargetDefaultsError, complete_target
 
     try:
-        return Target.model_validate(data)
+        return Target.model_validate(complete_target(data))
+    except TargetDefaultsError as e:
+        raise ValueError(f"{where}{e}") from None
     except ValidationError as e:
         raise ValueError(f"{where}{_validation_message(e)}") from None
 
