@@ -23,7 +23,7 @@ class TargetCommandInput(BaseModel):
     taskToken: str | None = None  # the waiting Map task's token (lambda:invoke.waitForTaskToken)
 
 
-@logger.inject_lambda_context(log_event=True)
+@logger.inject_lambda_context(log_event=False)  # the event carries a task token
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
