@@ -18,10 +18,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollout_core.adapters import dynamo
+from rollout_core.adapters import dynamo, ssm
 from rollout_core.adapters.aws import client
 from rollout_core.adapters.errors import named_aws_error
-from rollout_core.logic.commands import command_status
+from rollout_core.logic.commands import command_status, waiting_task_key_from_comment
 from rollout_core.observability import logger
 
 TERMINAL_EVENT_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated",
@@ -43,18 +43,21 @@ class CommandEvent(BaseModel):
     detail: CommandEventDetail
 
 
-def command_key(command_id: str) -> str:
-    """RolloutTable partition key of a command's waiting-task record."""
-    return f"command#{command_id}"
+class WaitingTaskNotFound(Exception):
+    """A status change of one of our commands whose waiting task is not recorded (yet): raised
+    so that Lambda's asynchronous invocation retries it."""
 
 
-def remember_waiting_task(table: str, command_id: str, instance_id: str, task_token: str,
-                          context: dict[str, Any], ttl_seconds: int) -> None:
+def wait_record_key(key: str) -> dict[str, str]:
+    """RolloutTable key of a waiting-task record."""
+    return {"rolloutId": f"waiting#{key}", "targetId": "-"}
+
+
+def remember_waiting_task(table: str, key: str, task_token: str, context: dict[str, Any], ttl_seconds: int) -> None:
     """Store the task token (a capability to complete one Map iteration's task, not key
     material) with what the callback returns besides the status (endpoint, served serial)."""
-    dynamo.put_rollout_record(table, {"rolloutId": command_key(command_id), "targetId": instance_id,
-                                      "taskToken": task_token, "context": json.dumps(context),
-                                      "expiresAt": int(time.time()) + ttl_seconds})
+    dynamo.put_rollout_record(table, {**wait_record_key(key), "taskToken": task_token,
+                                      "context": json.dumps(context), "expiresAt": int(time.time()) + ttl_seconds})
 
 
 def complete_waiting_task(event: dict[str, Any], *, table: str) -> dict[str, Any]:
@@ -69,13 +72,21 @@ def complete_waiting_task(event: dict[str, Any], *, table: str) -> dict[str, Any
     detail = parsed.detail
     if detail.status not in TERMINAL_EVENT_STATUSES:
         return {"ignored": f"status {detail.status} is not terminal"}
-    records = [r for r in dynamo.list_rollout_records(table, command_key(detail.command_id))
-               if r["targetId"] == detail.instance_id]
-    if not records:
+    try:
+        invocation: dict[str, Any] | None = ssm.get_invocation(detail.command_id, detail.instance_id)
+    except ssm.InvocationNotFound:
+        invocation = None
+    comment = (invocation or {}).get("Comment") or ""
+    key = waiting_task_key_from_comment(comment)
+    if key is None:
         logger.info("status change of a command this stack did not send", extra={"command_id": detail.command_id})
         return {"ignored": "unknown command"}
+    records = [r for r in dynamo.list_rollout_records(table, f"waiting#{key}")]
+    if not records:
+        raise WaitingTaskNotFound(f"no waiting task recorded for command {detail.command_id}")
     record = records[0]
-    status = command_status(detail.command_id, detail.instance_id, event_status=detail.status)
+    status = command_status(detail.command_id, detail.instance_id, event_status=detail.status,
+                            invocation=invocation)
     output = {**json.loads(record.get("context") or "{}"), **status.model_dump(mode="json"),
               "commandId": detail.command_id, "instanceId": detail.instance_id}
     sfn = client("stepfunctions")

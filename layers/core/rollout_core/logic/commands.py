@@ -10,6 +10,7 @@ a task token; logic.callback completes it when SSM reports a terminal status.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import time
@@ -63,27 +64,46 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
         except ProbeError as e:
             logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(e)})
     config = base64.b64encode(json.dumps(target.install_settings(), separators=(",", ":")).encode()).decode()
+    wait_key = waiting_task_key(rollout_id, target_id, action)
+    if task_token:
+        # Stored BEFORE the command is sent: a fast node's status event can never arrive first.
+        from rollout_core.logic.callback import remember_waiting_task
+
+        remember_waiting_task(settings.rollout_table, wait_key, task_token,
+                              {"endpoint": target.endpoint, "servedSerialBefore": before, "action": action},
+                              ttl_seconds=settings.command_timeout_seconds + 86400)
     command_id = ssm.send_command(
         settings.install_document, target.instanceId,
         {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
          "TargetConfig": config, "ExpectedSerial": expected_serial,
          "ExecutionTimeout": str(settings.command_timeout_seconds)},
         timeout_seconds=settings.command_timeout_seconds,
-        comment=f"{action} {expected_serial[:23]} on {target_id} ({rollout_id})",
+        comment=f"{COMMENT_PREFIX}{wait_key} {action} {target_id}",
     )
     logger.info("command sent", extra={"action": action, "target_id": target_id, "command_id": command_id,
                                        "instance_id": target.instanceId})
     started = now if now is not None else time.time()
-    if task_token:
-        from rollout_core.logic.callback import remember_waiting_task
-
-        remember_waiting_task(settings.rollout_table, command_id, target.instanceId, task_token,
-                              {"endpoint": target.endpoint, "servedSerialBefore": before, "action": action},
-                              ttl_seconds=settings.command_timeout_seconds + 86400)
     return CommandRef(commandId=command_id, instanceId=target.instanceId,
                       deadline=started + settings.command_timeout_seconds,
                       pollIntervalSeconds=settings.poll_interval_seconds, endpoint=target.endpoint,
                       servedSerialBefore=before)
+
+
+COMMENT_PREFIX = "cert-rollout "
+
+
+def waiting_task_key(rollout_id: str, target_id: str, action: str) -> str:
+    """A short id of one (rollout, target, action): it rides in the SSM command's Comment (at
+    most 100 characters) so the status-change callback finds the waiting task."""
+    return hashlib.sha256(f"{rollout_id}|{target_id}|{action}".encode()).hexdigest()[:32]
+
+
+def waiting_task_key_from_comment(comment: str) -> str | None:
+    """The key written by send_target_command, or None for a command someone else sent."""
+    if not comment.startswith(COMMENT_PREFIX):
+        return None
+    key = comment[len(COMMENT_PREFIX):].split(" ", 1)[0]
+    return key if re.fullmatch(r"[0-9a-f]{32}", key) else None
 
 
 def redact(text: str) -> str:
@@ -102,7 +122,8 @@ def installer_result(stdout: str) -> dict[str, Any] | None:
         return None
 
 
-def command_status(command_id: str, instance_id: str, *, event_status: str | None = None) -> CommandStatus:
+def command_status(command_id: str, instance_id: str, *, event_status: str | None = None,
+                   invocation: dict[str, Any] | None = None) -> CommandStatus:
     """Classify one finished invocation (D3) from GetCommandInvocation, with the installer's
     ROLLOUT_RESULT for the reason and the server's error text.
 
@@ -111,7 +132,7 @@ def command_status(command_id: str, instance_id: str, *, event_status: str | Non
     Raises a named AwsError for API failures.
     """
     try:
-        invocation = ssm.get_invocation(command_id, instance_id)
+        invocation = invocation if invocation is not None else ssm.get_invocation(command_id, instance_id)
         state = classify_invocation(invocation.get("Status") or event_status or "Pending",
                                     invocation.get("StatusDetails"), invocation.get("ResponseCode"))
     except ssm.InvocationNotFound:
