@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")
@@ -44,8 +45,8 @@ class _Progress:
         if exited and exited.get("name") == "RecordTargetOutcome":
             try:
                 out = json.loads(exited.get("output") or "{}")
-                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {out.get('targetId', ''):<12} "
-                              f"[bold]{out.get('outcome')}[/] {out.get('reason') or ''}")
+                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {escape(str(out.get('targetId', ''))):<12} "
+                              f"[bold]{escape(str(out.get('outcome')))}[/] {escape(out.get('reason') or '')}")
             except json.JSONDecodeError:
                 pass
         if event["type"] in ("ExecutionSucceeded", "ExecutionFailed"):
@@ -54,14 +55,16 @@ class _Progress:
 
 def _run(scenario: Any, report_path: Path | None, history: bool) -> int:
     from cert_rollout import report as reporting
+    from cert_rollout.localcloud.deploy import DeployError
     from cert_rollout.scenario import ScenarioError, ScenarioRunner
 
-    runner = ScenarioRunner(scenario, on_event=_Progress(), on_step=lambda m: console.print(f"[cyan]>[/] {m}"))
+    runner = ScenarioRunner(scenario, on_event=_Progress(),
+                            on_step=lambda m: console.print(f"[cyan]>[/] {escape(m)}"))
     try:
         result = runner.run(keep_running=True)
         reporting.finalize(result, runner.cloud)
-    except ScenarioError as e:
-        err.print(f"[red]scenario error:[/] {e}")
+    except (ScenarioError, DeployError) as e:
+        err.print(f"[red]scenario error:[/] {escape(str(e))}")
         return 2
     finally:
         runner.close()
@@ -97,7 +100,7 @@ def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, 
     try:
         loaded = Scenario.load(scenario)
     except ScenarioError as e:
-        err.print(f"[red]scenario error:[/] {e}")
+        err.print(f"[red]scenario error:[/] {escape(str(e))}")
         raise typer.Exit(2) from None
     raise typer.Exit(_run(loaded, report, history))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,11 +34,12 @@ targets_app = typer.Typer(no_args_is_help=True, help="The inventory: which targe
 
 
 def _out() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
+    # emoji=False: serials and ids such as "a:b:c" must never render as ":b:" emoji.
+    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False, emoji=False)
 
 
 def _err() -> Console:
-    return Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, emoji=False)
 
 
 def _emit_json(data: Any) -> None:
@@ -48,7 +50,7 @@ def _fail(message: str, code: int = 2, as_json: bool = False, **extra: Any) -> N
     if as_json:
         _emit_json({"error": message, **extra})
     else:
-        _err().print(f"[red]error:[/] {message}", highlight=False)
+        _err().print(f"[red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -230,7 +232,10 @@ def check(
             expected = parse_serial(expect_serial)
         except Exception as e:  # noqa: BLE001 - InvalidSerial, shown as usage error
             _fail(f"--expect-serial: {e}", 2, as_json)
-    ca_pem = ca_bundle.read_text() if ca_bundle else None
+    try:
+        ca_pem = ca_bundle.read_text() if ca_bundle else None
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"--ca-bundle {ca_bundle}: not a readable PEM file ({type(e).__name__})", 2, as_json)
     try:
         served = probe_served_certificate(host, port, sni, timeout=timeout, ca_bundle_pem=ca_pem)
     except ProbeError as e:
@@ -254,15 +259,16 @@ def check(
         _emit_json(info)
     else:
         out = _out()
-        t = Table(title=f"{endpoint} (SNI {sni or '-'})", show_header=False, title_justify="left")
+        t = Table(title=escape(f"{endpoint} (SNI {sni or '-'})"), show_header=False, title_justify="left")
         t.add_column("field", style="bold")
         t.add_column("value")
-        rows = [("Subject", served.subject), ("SANs", ", ".join(served.sans) or "-"), ("Serial", info["serial"]),
-                ("Issuer", served.issuer), ("Not after", info["notAfter"]),
+        # Certificate text is the server's, not ours: shown literally, never as markup.
+        rows = [("Subject", escape(served.subject)), ("SANs", escape(", ".join(served.sans)) or "-"),
+                ("Serial", info["serial"]), ("Issuer", escape(served.issuer)), ("Not after", info["notAfter"]),
                 ("Chain length", str(served.chain_length) if served.chain_length is not None else "unknown"),
                 ("TLS", served.tls_version or "-")]
         if ca_bundle:
-            rows.append(("Verified", "[green]yes[/]" if served.verified else f"[red]no[/] {served.verify_error or ''}"))
+            rows.append(("Verified", "[green]yes[/]" if served.verified else f"[red]no[/] {escape(served.verify_error or '')}"))
         if expected is not None:
             rows.append(("Expected serial", f"{info['expectedSerial']} "
                          + ("[green]matches[/]" if matches else "[red]MISMATCH[/]")))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cert_rollout.leaks import collect_surfaces, scan
@@ -69,7 +70,7 @@ def history_table(history: list[dict[str, Any]], title: str) -> Table:
         ts = _ts(e.get("timestamp"))
         elapsed = int((ts - start).total_seconds() * 1000) if ts and start else ""
         style = "red" if "Failed" in e["type"] else None
-        table.add_row(str(e["id"]), e["type"], steps[e["id"]], _resource(e), str(elapsed),
+        table.add_row(str(e["id"]), e["type"], escape(steps[e["id"]]), escape(_resource(e)), str(elapsed),
                       ts.strftime("%H:%M:%S.%f")[:-3] if ts else "", style=style)
     return table
 
@@ -86,24 +87,24 @@ def targets_table(entry: dict[str, Any]) -> Table:
         if t.get("detail") and t.get("outcome") != "VERIFIED":
             reason += f": {t['detail']}"
         table.add_row(t["id"], t.get("endpoint") or "", f"[{colors.get(t['outcome'], 'white')}]{t['outcome']}[/]",
-                      reason[:160], t.get("served_serial_before") or "-", t.get("served_serial_after") or "-")
+                      escape(reason[:160]), t.get("served_serial_before") or "-", t.get("served_serial_after") or "-")
     return table
 
 
 def render(report: dict[str, Any], console: Console, show_history: bool = True) -> None:
     for entry in report["events"]:
         label = entry.get("event") or json.dumps(entry.get("input"))[:80]
-        console.rule(f"step {entry['step']}: {label}")
+        console.rule(escape(f"step {entry['step']}: {label}"))
         if show_history and entry.get("history"):
             console.print(history_table(entry["history"], f"Execution history: {entry.get('executionArn')}"))
         color = {"ROLLED_OUT": "green", "ALREADY_DEPLOYED": "cyan"}.get(entry["outcome"], "yellow")
         console.print(f"Execution [bold]{entry.get('status')}[/], outcome [bold {color}]{entry['outcome']}[/]")
         if entry.get("error") and entry["outcome"] not in ("ROLLED_OUT",):
-            console.print(f"  error: {entry['error']['error']}: {entry['error']['cause'][:300]}")
+            console.print(escape(f"  error: {entry['error']['error']}: {entry['error']['cause'][:300]}"))
         if entry.get("targets"):
             console.print(targets_table(entry))
         for m in entry.get("sns_messages", []):
-            console.print(f"SNS: [bold]{m['Subject']}[/]")
+            console.print(f"SNS: [bold]{escape(m['Subject'] or '')}[/]")
     leak = report.get("leak_check")
     if leak:
         if leak["findings"]:

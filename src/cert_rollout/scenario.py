@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rollout_core.domain.serials import canonical_serial, parse_serial
 
 from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
@@ -44,9 +44,13 @@ class ScenarioError(Exception):
     """The scenario file is invalid (names the field) or a step could not run."""
 
 
+# pydantic's regex engine (Rust): "$" is the end of the text, never before a trailing newline.
+DNS_NAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+
+
 class CertificateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    domain: str
+    domain: str = Field(pattern=DNS_NAME, max_length=253)
     sans: list[str] = []
     key_algorithm: str = "RSA_2048"
 
@@ -67,6 +71,15 @@ class TargetSpec(BaseModel):
     fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"] | None = None
 
 
+class InjectErrorSpec(BaseModel):
+    """The next ``times`` calls of ``operation`` answer the AWS error ``code``."""
+
+    model_config = ConfigDict(extra="forbid")
+    operation: Literal["ExportCertificate"]
+    code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{2,63}$")
+    times: int = Field(default=1, ge=1, le=20)
+
+
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     renew: str | None = None
@@ -76,8 +89,8 @@ class StepSpec(BaseModel):
     input: Any = None
     certificate: str | None = None
     wait: bool = True
-    sleep: float | None = None
-    inject_error: dict[str, Any] | None = None  # {operation: ExportCertificate, code: ThrottlingException, times: 2}
+    sleep: float | None = Field(default=None, ge=0, le=3600)
+    inject_error: InjectErrorSpec | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
@@ -86,8 +99,6 @@ class StepSpec(BaseModel):
         if len(actions) != 1:
             raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error "
                              f"(got {actions or 'none'})")
-        if self.inject_error is not None and self.inject_error.get("operation") != "ExportCertificate":
-            raise ValueError("inject_error: only operation ExportCertificate is emulated")
         return self
 
 
@@ -95,9 +106,9 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "scenario"
     parameters: dict[str, str] = {}
-    certificates: dict[str, CertificateSpec]
+    certificates: dict[str, CertificateSpec] = Field(min_length=1)
     targets: list[TargetSpec] = []
-    steps: list[StepSpec]
+    steps: list[StepSpec] = Field(min_length=1)
     base_dir: Path = PROJECT_ROOT
 
     @model_validator(mode="after")
@@ -110,22 +121,59 @@ class Scenario(BaseModel):
                 if ref is not None and ref not in self.certificates:
                     raise ValueError(f"step {i}: unknown certificate {ref!r}")
         ids = [t.id for t in self.targets]
-        if len(ids) != len(set(ids)):
-            raise ValueError("target ids must be unique")
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"target ids must be unique: {', '.join(duplicates)} appear more than once")
+        known = template_parameters()
+        unknown = sorted(set(self.parameters) - known)
+        if unknown:
+            raise ValueError(f"parameters: {', '.join(unknown)} not in template.yaml (known: {', '.join(sorted(known))})")
+        for i, s in enumerate(self.steps, 1):
+            text = None
+            if s.event is not None:
+                path = self.event_path(s.event)
+                try:
+                    text = path.read_text()
+                    json.loads(text)
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise ValueError(f"step {i}: event {s.event}: not a readable JSON file ({type(e).__name__})") from None
+            elif s.input is not None:
+                text = json.dumps(s.input)
+            if text is not None and "${CertificateArn}" in text and s.certificate is None:
+                raise ValueError(f"step {i}: uses ${{CertificateArn}} but names no certificate")
         return self
+
+    def event_path(self, event: str) -> Path:
+        """An event file: absolute, or relative to the scenario's folder, else to the project."""
+        path = Path(event)
+        if path.is_absolute():
+            return path
+        candidates = [self.base_dir / path, PROJECT_ROOT / path]
+        return next((c for c in candidates if c.exists()), candidates[0])
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
         try:
             raw = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            raise ScenarioError(f"{path}: not UTF-8 text") from None
         except (OSError, yaml.YAMLError) as e:
             raise ScenarioError(f"{path}: {e}") from None
         if not isinstance(raw, dict):
             raise ScenarioError(f"{path}: a scenario is a YAML mapping")
         try:
             return cls.model_validate({**raw, "base_dir": path.resolve().parent})
-        except ValueError as e:
-            raise ScenarioError(f"{path}: {e}") from None
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'scenario'}: {err['msg']}"
+                                 for err in e.errors(include_url=False))
+            raise ScenarioError(f"{path}: {problems}") from None
+
+
+def template_parameters() -> set[str]:
+    """The parameter names template.yaml declares."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    return set(yaml_parse((PROJECT_ROOT / "template.yaml").read_text()).get("Parameters", {}))
 
 
 def demo_scenario(targets: int = 3) -> Scenario:
@@ -245,8 +293,8 @@ class ScenarioRunner:
                 time.sleep(step.sleep)
             elif step.inject_error is not None:
                 spec = step.inject_error
-                cloud.inject_error("acm", spec["operation"], spec["code"], int(spec.get("times", 1)))
-                self.on_step(f"the next {spec.get('times', 1)} {spec['operation']} call(s) answer {spec['code']}")
+                cloud.inject_error("acm", spec.operation, spec.code, spec.times)
+                self.on_step(f"the next {spec.times} {spec.operation} call(s) answer {spec.code}")
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
@@ -276,10 +324,7 @@ class ScenarioRunner:
             values["CertificateArn"] = self.certificate_arns[step.certificate]
         entry: dict[str, Any] = {"step": index, "certificate": step.certificate}
         if step.event is not None:
-            path = Path(step.event)
-            if not path.is_absolute():
-                candidates = [self.scenario.base_dir / path, PROJECT_ROOT / path]
-                path = next((c for c in candidates if c.exists()), candidates[0])
+            path = self.scenario.event_path(step.event)
             try:
                 event = json.loads(fill_placeholders(path.read_text(), values))
             except (OSError, json.JSONDecodeError) as e:

@@ -106,7 +106,8 @@ class Node:
         return {"targetId": "web-1", "server": "generic", "files": files,
                 "testCommand": test, "reloadCommand": reload}
 
-    def run(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None):
+    def run(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None,
+            preexec_fn=None):
         env = {
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.tmp),
@@ -120,7 +121,7 @@ class Node:
         }
         env.update(extra_env or {})
         proc = subprocess.run([INSTALLER_PYTHON, str(INSTALLER)], env=env, capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, preexec_fn=preexec_fn)
         lines = proc.stdout.splitlines()
         assert len(lines) == 1 and lines[0].startswith("ROLLOUT_RESULT "), proc.stdout + proc.stderr
         # never any key material, in any output

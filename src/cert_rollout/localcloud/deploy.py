@@ -88,10 +88,34 @@ def translate(template_path: Path, parameters: dict[str, str], region: str = "us
     unknown = set(parameters) - set(sam.get("Parameters", {}))
     if unknown:
         raise DeployError(f"unknown template parameters: {sorted(unknown)}")
+    for name, spec in sam.get("Parameters", {}).items():
+        check_parameter(name, spec, values[name])
     session = boto3.session.Session(region_name=region, aws_access_key_id="local", aws_secret_access_key="local")
     translator = Translator(None, Parser(), boto_session=session)
     cfn = translator.translate(copy.deepcopy(sam), parameter_values=dict(values), get_managed_policy_map=lambda: {})
     return cfn, code_dirs, values
+
+
+def check_parameter(name: str, spec: dict[str, Any], value: str) -> None:
+    """CloudFormation's parameter constraints: Type Number, MinValue/MaxValue, AllowedValues,
+    AllowedPattern (whole value). Raises DeployError naming the parameter."""
+    import re
+
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise DeployError(f"parameter {name}: {value!r} is not a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise DeployError(f"parameter {name}: {value} is below MinValue {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise DeployError(f"parameter {name}: {value} is above MaxValue {spec['MaxValue']}")
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(a) for a in allowed]:
+        raise DeployError(f"parameter {name}: {value!r} is not one of {allowed}")
+    pattern = spec.get("AllowedPattern")
+    if pattern and not re.fullmatch(pattern, value):
+        raise DeployError(f"parameter {name}: {value!r} does not match {pattern}")
 
 
 class Deployer:

@@ -20,12 +20,23 @@ Accepted shapes (see DESIGN.md "Triggers" and cases/README.md "Events"):
 The certificate ARN (``arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID``, ACM API
 Reference / AWS General Reference "ARN format") must be of the deployment's partition,
 region and account.
+
+Hostile input (DESIGN.md, "Bad input gets a clear, named error"): whatever ``raw`` holds,
+``parse_event`` raises one of the named errors below, never a bare Python exception. A raw
+event over 256 KiB (the Step Functions input limit; Step Functions Developer Guide,
+"Quotas related to state throttling and payload size") or nested more than 64 levels is
+refused; NaN/Infinity are not JSON (RFC 8259 section 6) and are refused; free-text fields
+are cut to 500 characters with control and bidirectional-override characters removed
+(Unicode TR #9, section 2; "Trojan Source", CVE-2021-42574); error messages echo at most
+200 characters of any input value.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Any
 
@@ -61,6 +72,20 @@ _HEALTH_CODES = {
 }
 _MANUAL_KEYS = frozenset({"certificateArn", "force", "reason", "requestedBy"})
 _MAX_REASON = 500
+#: Largest raw event accepted, in bytes of UTF-8 JSON: Step Functions' own input limit (256 KiB).
+MAX_EVENT_BYTES = 256 * 1024
+_MAX_DEPTH = 64
+_MAX_SHOWN = 200
+_MAX_EVENT_ID = 256
+_MAX_DAYS = 36500
+_MAX_INT_DIGITS = 64
+# Unicode bidirectional formatting characters (UAX #9 section 2: LRM, RLM, ALM, LRE, RLE,
+# PDF, LRO, RLO, LRI, RLI, FSI, PDI): they can make a notification read differently from
+# what it holds.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Line and field breaks become one space (so words do not run together), other controls go.
+_BREAKS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029")
+_SPACES = re.compile(r"\s+")
 
 _ARN = re.compile(
     r"arn:(?P<partition>aws|aws-cn|aws-us-gov):acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):"
