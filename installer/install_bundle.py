@@ -12,7 +12,8 @@ Parameters (environment variables, exported by the SSM document):
     ROLLOUT_TARGET            base64 of the target config JSON (below)
     ROLLOUT_EXPECTED_SERIAL   canonical colon hex serial of the new certificate; when
                               set, a bundle whose leaf has another serial is refused
-    ROLLOUT_COMMAND_TIMEOUT   seconds for every subprocess (aws, test, reload); default 60
+    ROLLOUT_COMMAND_TIMEOUT   seconds for every subprocess (aws, test, reload): an integer
+                              1..86400; default 60
 
 Target config JSON:
     {"targetId": "web-1", "server": "embedded|nginx|haproxy|apache|generic",
@@ -24,6 +25,11 @@ Target config JSON:
     content: fullchain = leaf + chain; leaf; chain; key = plain private key;
     combined = leaf + chain + key in one PEM (HAProxy); encrypted-key and pkcs12 below.
     Default mode: 0600 for key, combined, encrypted-key and pkcs12 files, 0644 otherwise.
+    mode is an octal string ("0640") or an integer. Key files (key, combined, encrypted-key,
+    pkcs12) must not be readable by others: mode & 0o7137 must be 0 (0600, 0640, 0400,
+    0440); no file may have the setuid, setgid or sticky bit. Such a target is refused
+    (exit 2) before anything is fetched or written; so is a file path that is a directory
+    (exit 12).
 
     encrypted-key: the plain key re-encrypted on the node as PKCS#8 (PBES2, AES-256-CBC)
         by ``openssl pkcs8 -topk8 -v2 aes-256-cbc -passout file:PASSWORDFILE`` (the node
@@ -61,8 +67,10 @@ failed, 20 rollback failed.
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 {action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
 error, files, serverOutput, exitCode}. Progress goes to stderr. Key material, the
-secret string and passphrases are never printed; command output is redacted of any
-private key block before it is reported.
+secret string and passphrases are never printed; every reported text is redacted of any
+private key block, of every line of the key, and of any run of 16 or more base64
+characters that shares a 16-character window with the key's base64 body (plain or
+encrypted) or with a password the installer wrote or read.
 """
 
 from __future__ import annotations
@@ -94,11 +102,17 @@ KEY_CONTENTS = ("key", "combined", "encrypted-key", "pkcs12")
 PASSWORD = "password"  # internal content: the password file of an encrypted-key file
 PASSWORD_SUFFIX = ".pass"
 SERVER_OUTPUT_CHARS = 2000
+MAX_COMMAND_TIMEOUT = 86400
+KEY_MODE_FORBIDDEN = 0o7137  # owner execute, group write/execute, anything for others, s/s/t bits
+SPECIAL_MODE_BITS = 0o7000  # setuid, setgid, sticky
+REDACT_WINDOW = 16  # a run of base64 characters this long that overlaps a secret is redacted
 
 # The words of a PEM private key label, built so that this file's own text (and so
 # any traceback quoting it) does not hold the phrase the redaction looks for.
 _PK = "PRIVATE" + " KEY"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_B64_RUN = re.compile(r"[A-Za-z0-9+/=]{%d,}" % REDACT_WINDOW)
+_PEM_ARMOR = re.compile(r"-----[A-Z0-9 ]*-----")
 _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*" + _PK + r"-----.*?(?:-----END [A-Z0-9 ]*" + _PK
                         + r"-----|\Z)", re.S)
 
@@ -116,23 +130,45 @@ class RolloutFailure(Exception):
 
 
 class Redactor:
-    """Removes private key blocks, the phrase itself and any line of the known key
-    material from text that is about to be reported."""
+    """Removes private key blocks, the phrase itself, any line of the known key material,
+    and any run of >= 16 base64 characters sharing a 16-character window with a secret
+    (a fragment of the key body or of a password) from text that is about to be reported."""
 
     def __init__(self) -> None:
         self.secrets: list[str] = []
+        self.windows: set[str] = set()
+
+    def _add_windows(self, secret: str) -> None:
+        for i in range(len(secret) - REDACT_WINDOW + 1):
+            self.windows.add(secret[i:i + REDACT_WINDOW])
 
     def add_secret_text(self, text: str) -> None:
-        for line in text.replace("\r", "\n").split("\n"):
+        """Key material (PEM): each of its lines, and every window of its base64 body."""
+        lines = text.replace("\r", "\n").split("\n")
+        for line in lines:
             line = line.strip()
             if len(line) >= 16 and not line.startswith("-----"):
                 self.secrets.append(line)
+        # the base64 body: armor and RFC 1421 header lines (Proc-Type, DEK-Info) left out
+        unarmored = _PEM_ARMOR.sub("\n", text.replace("\r", "\n"))
+        body = "".join("".join(re.findall(r"[A-Za-z0-9+/=]+", ln))
+                       for ln in unarmored.split("\n") if ":" not in ln)
+        self._add_windows(body)
 
     def add_password(self, password: str) -> None:
         if len(password) >= 6:
             self.secrets.append(password)
+        self._add_windows(password)
 
-    def __call__(self, text: str | None) -> str | None:
+    def _run(self, match: Any) -> str:
+        run = match.group(0)
+        windows = self.windows
+        for i in range(len(run) - REDACT_WINDOW + 1):
+            if run[i:i + REDACT_WINDOW] in windows:
+                return "[redacted]"
+        return run
+
+    def __call__(self, text: str | None, runs: bool = True) -> str | None:
         if text is None:
             return None
         text = _KEY_BLOCK.sub("[redacted key block]", text)
@@ -140,7 +176,19 @@ class Redactor:
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, "[redacted]")
+        if runs and self.windows:
+            text = _B64_RUN.sub(self._run, text)
         return text
+
+    def value(self, value: Any) -> Any:
+        """``value`` (JSON-like) with every string in it redacted."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.value(v) for k, v in value.items()}
+        return value
 
 
 REDACT = Redactor()
@@ -218,18 +266,28 @@ def der_serial(cert_block: str) -> int | None:
 
 
 def parse_expected_serial(text: str) -> int | None:
-    """Canonical colon hex ("0f:ac:01") -> int. Plain hex without colons is accepted."""
-    value = text.strip().lower().replace(":", "")
+    """Canonical colon hex ("0f:ac:01": lowercase, two digits per byte, minimal bytes, as
+    the state machine sends it) -> int; empty -> None. Anything else is refused (exit 2)."""
+    value = text.strip()
     if not value:
         return None
-    if not re.fullmatch(r"[0-9a-f]+", value):
-        raise RolloutFailure("write", EXIT_PARAMS, "ROLLOUT_EXPECTED_SERIAL is not colon hex")
-    return int(value, 16)
+    refused = RolloutFailure("write", EXIT_PARAMS,
+                             "ROLLOUT_EXPECTED_SERIAL must be canonical lowercase colon hex "
+                             '(like "0f:ac:01"), got {!r}'.format(value[:80]))
+    if not re.fullmatch(r"-?[0-9a-f]{2}(?::[0-9a-f]{2})*", value):
+        raise refused
+    serial = int(value.replace(":", ""), 16)
+    if format_serial(serial) != value:  # not minimal ("00:1f"), or "-00"
+        raise refused
+    return serial
 
 
 def format_serial(serial: int) -> str:
-    length = max(1, (serial.bit_length() + 7) // 8)
-    return ":".join(f"{b:02x}" for b in serial.to_bytes(length, "big"))
+    """int -> lowercase colon hex, minimal bytes; a negative serial gets a leading "-"."""
+    sign = "-" if serial < 0 else ""
+    value = abs(serial)
+    length = max(1, (value.bit_length() + 7) // 8)
+    return sign + ":".join(f"{b:02x}" for b in value.to_bytes(length, "big"))
 
 
 class Bundle:
@@ -311,16 +369,32 @@ class FileSpec:
         mode = raw.get("mode")
         if mode is None or mode == "":
             self.mode = 0o600 if self.content in KEY_CONTENTS else 0o644
+        elif isinstance(mode, str) and re.fullmatch(r"(?:0o)?[0-7]{1,5}", mode.strip()):
+            self.mode = int(mode.strip(), 8)
+        elif isinstance(mode, int) and not isinstance(mode, bool):
+            self.mode = mode
         else:
-            try:
-                self.mode = int(mode, 8) if isinstance(mode, str) else int(mode)
-            except ValueError:
-                raise RolloutFailure("write", EXIT_PARAMS,
-                                     f'{where}.mode must be octal like "0644"') from None
-            if not 0 <= self.mode <= 0o7777:
-                raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode out of range")
+            raise RolloutFailure("write", EXIT_PARAMS,
+                                 f'{where}.mode must be an octal string like "0644" or an integer')
+        if not 0 <= self.mode <= 0o7777:
+            raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode out of range")
+        if self.content in KEY_CONTENTS and self.mode & KEY_MODE_FORBIDDEN:
+            raise RolloutFailure(
+                "write", EXIT_PARAMS,
+                f"{where}.mode {self.mode:04o} is refused for {self.path} ({self.content}): key files "
+                "must not be readable by others: mode & 0o7137 must be 0 (0600, 0640, 0400 or 0440)")
+        if self.mode & SPECIAL_MODE_BITS:
+            raise RolloutFailure("write", EXIT_PARAMS,
+                                 f"{where}.mode {self.mode:04o} is refused for {self.path}: "
+                                 "setuid, setgid and sticky bits are not allowed")
         self.owner = raw.get("owner")
         self.group = raw.get("group")
+        for name, value in (("owner", self.owner), ("group", self.group)):
+            if value is not None and not (
+                    (isinstance(value, str) and value.strip() == value)
+                    or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
+                raise RolloutFailure("write", EXIT_PARAMS,
+                                     f"{where}.{name} must be a name, a non-negative id or null")
         self.password_file = None  # type: str | None
         self.alias = None  # type: str | None
         if self.content in ("encrypted-key", "pkcs12"):
@@ -387,12 +461,16 @@ def decode_target(encoded: str) -> dict[str, Any]:
     return raw
 
 
-def command_timeout() -> float:
-    try:
-        value = float(os.environ.get("ROLLOUT_COMMAND_TIMEOUT") or 60)
-    except ValueError:
-        value = 60.0
-    return value if value > 0 else 60.0
+def command_timeout(stage: str) -> float:
+    """ROLLOUT_COMMAND_TIMEOUT: an integer number of seconds, 1..86400; unset/empty = 60."""
+    text = os.environ.get("ROLLOUT_COMMAND_TIMEOUT", "").strip()
+    if not text:
+        return 60.0
+    if not re.fullmatch(r"[0-9]{1,6}", text) or not 1 <= int(text) <= MAX_COMMAND_TIMEOUT:
+        raise RolloutFailure(stage, EXIT_PARAMS,
+                             "ROLLOUT_COMMAND_TIMEOUT must be a whole number of seconds from 1 to "
+                             "{}, got {!r}".format(MAX_COMMAND_TIMEOUT, text[:40]))
+    return float(int(text))
 
 
 # --------------------------------------------------------------------------- commands
@@ -548,6 +626,7 @@ def write_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) 
     except FileNotFoundError:
         pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    done = False
     try:
         view = memoryview(data)
         while view:
@@ -557,8 +636,18 @@ def write_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) 
             os.fchown(fd, uid, gid)
         os.fchmod(fd, mode)
         os.fsync(fd)
+        done = True
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = path  # os.write/fsync errors carry no file name
+        raise
     finally:
         os.close(fd)
+        if not done:  # never leave a partial file (it may hold part of a key)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def copy_file(src: str, dst: str) -> None:
@@ -644,6 +733,7 @@ def encrypt_key(plain_key_pem: str, password_file: str, timeout: float) -> bytes
     """Plain key PEM -> encrypted PKCS#8 PEM (PBES2, AES-256-CBC), password from the file."""
     out = _openssl(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "file:" + password_file],
                    plain_key_pem.encode("ascii"), timeout, "an encrypted key")
+    REDACT.add_secret_text(_decode(out))
     blocks = pem_blocks(_decode(out))
     if len(blocks) != 1 or blocks[0][0] != "ENCRYPTED " + _PK:
         raise RolloutFailure("write", EXIT_WRITE, "cannot build an encrypted key: unexpected openssl output")
@@ -685,13 +775,13 @@ def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0) -> list[t
     """Build every file's content and write it to "<path>.rollout-new". On any error,
     remove what was staged and raise RolloutFailure(write, 12): nothing changed."""
     staged: list[tuple[FileSpec, str]] = []
+    current = ""
     try:
-        for spec in target.files:
-            if not os.path.isdir(os.path.dirname(spec.path)):
-                raise RolloutFailure("write", EXIT_WRITE, f"directory of {spec.path} does not exist")
+        check_targets(target)
         # password files first: the encrypted key is built with its staged password file
         ordered = sorted(target.files, key=lambda f: 0 if f.content == PASSWORD else 1)
         for spec in ordered:
+            current = spec.path
             uid, gid = _owner_ids(spec.owner, spec.group)
             new = spec.path + NEW_SUFFIX
             if spec.content == PASSWORD:
@@ -709,20 +799,42 @@ def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0) -> list[t
             staged.append((spec, new))
         order = {spec.path: i for i, spec in enumerate(target.files)}
         staged.sort(key=lambda item: order[item[0].path])
-    except RolloutFailure:
-        for _, new in staged:
-            _unlink(new)
+    except BaseException as exc:
+        # every staged or partially written "<path>.rollout-new" goes: it may hold key material
+        for spec in target.files:
+            try:
+                _unlink(spec.path + NEW_SUFFIX)
+            except OSError:
+                pass
+        if isinstance(exc, (OSError, UnicodeEncodeError)):
+            raise RolloutFailure("write", EXIT_WRITE,
+                                 "cannot stage {}: {}".format(current or "files", _os_error(exc))) from None
         raise
-    except (OSError, UnicodeEncodeError) as exc:
-        for _, new in staged:
-            _unlink(new)
-        raise RolloutFailure("write", EXIT_WRITE, f"cannot stage files: {_os_error(exc)}") from None
     return staged
+
+
+def check_targets(target: Target) -> None:
+    """Before anything is fetched or written: every file's directory exists, and no file
+    (nor its staging name, nor a keystore's password file) is a directory."""
+    for spec in target.files:
+        if not os.path.isdir(os.path.dirname(spec.path)):
+            raise RolloutFailure("write", EXIT_WRITE, f"directory of {spec.path} does not exist")
+        extra = [spec.password_file] if spec.content == "pkcs12" and spec.password_file else []
+        for path in [spec.path, spec.path + NEW_SUFFIX] + extra:
+            if os.path.isdir(path):
+                raise RolloutFailure("write", EXIT_WRITE,
+                                     f"{path} is a directory, not a file: refusing to install over it")
 
 
 def _os_error(exc: BaseException) -> str:
     if isinstance(exc, OSError):
-        return "{}: {}".format(exc.filename or "", exc.strerror or exc)
+        text = str(exc.strerror or exc)
+        if exc.filename:
+            where = str(exc.filename)
+            if getattr(exc, "filename2", None):
+                where += " -> " + str(exc.filename2)
+            text = where + ": " + text
+        return text
     return type(exc).__name__
 
 
@@ -731,6 +843,7 @@ def swap_in(staged: list[tuple[FileSpec, str]]) -> list[tuple[str, bool]]:
     then os.replace new -> path. Returns [(path, existed_before)]. On an error, what
     was already swapped is restored and RolloutFailure(write, 12) is raised."""
     done: list[tuple[str, bool]] = []
+    marker = ""
     try:
         for spec, new in staged:
             path = spec.path
@@ -749,13 +862,17 @@ def swap_in(staged: list[tuple[FileSpec, str]]) -> list[tuple[str, bool]]:
             else:
                 _unlink(bak)
                 write_file(absent, b"", 0o600)
+                marker = absent
             os.replace(new, path)
             _fsync_dir(path)
             done.append((path, existed))
+            marker = ""
             log(f"installed {path}")
     except OSError as exc:
         for _, new in staged:
             _unlink(new)
+        if marker:
+            _unlink(marker)  # made for a file that was never replaced
         errors = restore([p for p, _ in done])
         restore_note = ("; restore failed: " + "; ".join(errors)) if errors else ""
         raise RolloutFailure("write", EXIT_WRITE,
@@ -793,6 +910,7 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         raise RolloutFailure("fetch", EXIT_PARAMS, "ROLLOUT_SECRET_ARN is not set")
     version_id = os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip()
     expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
+    check_targets(target)
 
     result["stage"] = "fetch"
     secret = fetch_secret(arn, version_id, runner.timeout)
@@ -805,7 +923,10 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
     serial = der_serial(bundle.leaf)
     if serial is not None:
         result["installedSerial"] = format_serial(serial)
-    if expected is not None and serial is not None and serial != expected:
+    if expected is not None and serial is None:
+        raise RolloutFailure("write", EXIT_WRITE, "cannot read the leaf's serial, so it cannot be checked "
+                                                  f"against the expected serial {format_serial(expected)}")
+    if expected is not None and serial != expected:
         raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial)} is not "
                                                   f"the expected serial {format_serial(expected)}")
     staged = stage_files(target, bundle, runner.timeout)
@@ -849,7 +970,7 @@ def do_rollback(target: Target, runner: Runner, result: dict[str, Any]) -> int:
 
 def main() -> int:
     action = os.environ.get("ROLLOUT_ACTION", "").strip().lower()
-    runner = Runner(command_timeout())
+    runner = Runner(60.0)
     result: dict[str, Any] = {
         "action": action or None,
         "targetId": None,
@@ -871,6 +992,7 @@ def main() -> int:
             result["files"] = [f.get("path") for f in files if isinstance(f, dict)]
         target = Target(raw)
         result["files"] = [f.path for f in target.files]
+        runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
         do_action = do_install if action == "install" else do_rollback
         code = do_action(target, runner, result)
         result["status"] = "ok"
@@ -884,10 +1006,15 @@ def main() -> int:
         }.get(str(result["stage"]), EXIT_WRITE)
         result["error"] = f"internal error: {type(exc).__name__}"
     result["exitCode"] = code
-    result["error"] = REDACT(result["error"])
     result["serverOutput"] = runner.server_output()
+    result = REDACT.value(result)  # every string, before JSON escapes could hide a secret
     line = "ROLLOUT_RESULT " + json.dumps(result, sort_keys=False)
-    line = str(REDACT(line))
+    checked = str(REDACT(line, runs=False))  # key blocks and lines, once more, on the line
+    try:
+        json.loads(checked[len("ROLLOUT_RESULT "):])
+        line = checked
+    except ValueError:
+        pass  # a redaction broke a JSON escape: keep the line built from redacted values
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import traceback
 import string
 from pathlib import Path
 
@@ -344,3 +345,81 @@ def test_no_error_in_the_key_workflow_contains_the_passphrase() -> None:
 
 def test_generated_alphabet_is_printable_ascii() -> None:
     assert set(GENERATED_PASSPHRASE_ALPHABET) <= set(string.printable) - set(string.whitespace)
+
+
+# --- no secret in a chained exception (__context__ / __cause__ / formatted traceback) ---------
+
+
+def _chain_texts(error: BaseException) -> list[str]:
+    """Everything an exception's chain exposes: repr of each linked exception and its args,
+    and the formatted traceback (what a logger's exc_info prints)."""
+    texts = ["".join(traceback.format_exception(error))]
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [repr(current), repr(current.__context__), repr(current.__cause__)]
+        texts += [repr(arg) for arg in current.args]
+        current = current.__context__ or current.__cause__
+    return texts
+
+
+def _assert_chain_clean(error: BaseException, *secrets_: str | bytes) -> None:
+    assert error.__cause__ is None
+    assert error.__context__ is None, f"chained {type(error.__context__).__name__}"
+    for text in _chain_texts(error):
+        for secret in secrets_:
+            for form in {secret if isinstance(secret, str) else secret.decode("latin-1"), repr(secret)}:
+                assert form not in text
+                body_lines = [line for line in form.splitlines() if len(line) >= 16 and not line.startswith("-----")]
+                assert not any(line in text for line in body_lines)
+
+
+@pytest.mark.parametrize("secret", ["Pässphrase-Secret-42", "secret-\u202e-passphrase", "秘密のパスフレーズ"])
+def test_non_ascii_passphrase_refusal_chains_no_passphrase(secret: str) -> None:
+    with pytest.raises(InvalidPassphrase, match="non-ASCII") as info:
+        validate_passphrase(secret)
+    _assert_chain_clean(info.value, secret)
+
+
+def test_non_ascii_decrypt_passphrase_refusal_chains_no_passphrase() -> None:
+    pem = pki("RSA_2048").encrypted_key_pem(PASSPHRASE)
+    secret = "Pässphrase-Secret-42"
+    with pytest.raises(InvalidPassphrase) as info:
+        decrypt_private_key(pem, secret)
+    _assert_chain_clean(info.value, secret, pem)
+
+
+def test_non_ascii_key_bytes_refusal_chains_no_key() -> None:
+    pem = pki("RSA_2048").plain_key_pem()
+    lines = pem.splitlines()
+    lines[5] = lines[5][:10] + "\u00e9" + lines[5][11:]  # one non-ASCII byte inside the key body
+    key_bytes = ("\n".join(lines) + "\n").encode("utf-8")
+    with pytest.raises(KeyDecryptionFailed, match="not ASCII") as info:
+        decrypt_private_key(key_bytes, None)
+    _assert_chain_clean(info.value, key_bytes, pem)
+
+
+@pytest.mark.parametrize("case", ["wrong-passphrase", "corrupt-encrypted", "corrupt-plain"])
+def test_decrypt_refusal_chains_no_library_error(case: str) -> None:
+    p = pki("RSA_2048")
+    if case == "corrupt-plain":
+        pem, passphrase = p.plain_key_pem(), None
+    else:
+        pem, passphrase = p.encrypted_key_pem(PASSPHRASE), PASSPHRASE
+    if case.startswith("corrupt"):
+        lines = pem.splitlines()
+        lines[3] = "A" * len(lines[3])
+        pem = "\n".join(lines) + "\n"
+    elif case == "wrong-passphrase":
+        passphrase = b"Wrong-Passphrase-123"
+    with pytest.raises(KeyDecryptionFailed) as info:
+        decrypt_private_key(pem, passphrase)
+    _assert_chain_clean(info.value, pem, PASSPHRASE, b"Wrong-Passphrase-123")
+
+
+def test_key_given_as_certificate_refusal_chains_no_key() -> None:
+    key_text = pki("RSA_2048").plain_key_pem().replace("PRIVATE KEY", "CERTIFICATE") + "\u00e9"
+    with pytest.raises(ExportMismatch) as info:
+        assert_key_matches_certificate(other_key("RSA_2048"), key_text)
+    _assert_chain_clean(info.value, key_text)

@@ -6,16 +6,46 @@ machine's JSON keys as well.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import posixpath
 import re
+import unicodedata
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TARGET_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-INSTANCE_ID_PATTERN = r"^(i|mi)-[0-9a-f]{8,17}$"
-HOSTNAME_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9*]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+# Every pattern is matched whole (re.fullmatch, \A...\Z): "$" would also match before a
+# trailing newline, so "web-1\n" would pass a "^...$" pattern used with re.match.
+TARGET_ID_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
+INSTANCE_ID_PATTERN = r"\A(i|mi)-[0-9a-f]{8,17}\Z"
+CERTIFICATE_ARN_PATTERN = r"\Aarn:aws(-[a-z]+)*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]{1,128}\Z"
+# One DNS label (RFC 1123 section 2.1 / RFC 952): 1-63 letters, digits or hyphens, not
+# starting or ending with a hyphen. ASCII only: internationalized names use their A-label.
+DNS_LABEL_PATTERN = r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z"
+ALIAS_PATTERN = r"\A[A-Za-z0-9._-]{1,64}\Z"
+MODE_PATTERN = r"\A[0-7]{3,4}\Z"
+_TARGET_ID = re.compile(TARGET_ID_PATTERN)
+_INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
+_CERTIFICATE_ARN = re.compile(CERTIFICATE_ARN_PATTERN)
+_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
+_ALIAS = re.compile(ALIAS_PATTERN)
+_MODE = re.compile(MODE_PATTERN)
+
+#: File contents that carry private key material (the key itself, or a keystore holding it).
+KEY_MATERIAL_CONTENTS = frozenset({"key", "combined", "encrypted-key", "pkcs12"})
+#: Contents whose password lives in a password file (default ``<path>.pass``, the installer's).
+PASSWORD_CONTENTS = frozenset({"encrypted-key", "pkcs12"})
+PASSWORD_SUFFIX = ".pass"
+#: Mode bits a key-material file must not have: setuid/setgid/sticky (07000), owner execute
+#: (0100), group write/execute (0030), any bit for others (0007). Leaves at most 0640.
+KEY_MODE_FORBIDDEN = 0o7137
+SPECIAL_MODE_BITS = 0o7000
+MAX_PATH = 1024
+# Unicode bidirectional formatting characters (UAX #9 section 2): a path holding one reads
+# differently in a report from what it is.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 ServerKind = Literal["embedded", "nginx", "apache", "haproxy", "java", "generic"]
 FileContent = Literal["fullchain", "leaf", "chain", "key", "encrypted-key", "combined", "pkcs12"]
@@ -52,87 +82,4 @@ class TargetOutcome(StrEnum):
     FAILED = "FAILED"
 
 
-class TargetFile(BaseModel):
-    """One file the installer writes on the node."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(pattern=r"^/[^\x00]*$", max_length=1024)
-    content: FileContent
-    mode: str = Field(default="0644", pattern=r"^0?[0-7]{3}$")
-    owner: str | None = None
-    group: str | None = None
-    # encrypted-key / pkcs12: where the node keeps the password (mode 0600; default "<path>.pass")
-    passwordFile: str | None = Field(default=None, pattern=r"^/[^\x00]*$", max_length=1024)
-    alias: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")  # pkcs12 friendly name
-
-
-class Target(BaseModel):
-    """One host:port that must serve a certificate, and how files get there (inventory item).
-
-    Raises pydantic.ValidationError naming the field: a bad port, an unknown server kind, a
-    missing SNI name for an IP-address host, a bad managed-node id.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    certificateArn: str = Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
-    targetId: str = Field(pattern=TARGET_ID_PATTERN)
-    host: str
-    port: int = Field(ge=1, le=65535)
-    sni: str | None = None
-    server: ServerKind = "generic"
-    instanceId: str = Field(pattern=INSTANCE_ID_PATTERN)
-    files: list[TargetFile] = Field(default_factory=list)
-    testCommand: list[str] | None = None
-    reloadCommand: list[str] | None = None
-    # state written by the rollout (not part of the settings)
-    lastDeployedSerial: str | None = None
-    lastDeployedAt: str | None = None
-    lastOutcome: str | None = None
-
-    @field_validator("host")
-    @classmethod
-    def _host_is_name_or_ip(cls, value: str) -> str:
-        if _is_ip(value) or HOSTNAME_PATTERN.match(value):
-            return value
-        raise ValueError(f"host {value!r} is neither a DNS name nor an IP address")
-
-    @model_validator(mode="after")
-    def _settings_complete(self) -> Target:
-        if self.sni is None:
-            if _is_ip(self.host):
-                raise ValueError(
-                    f"target {self.targetId}: host {self.host} is an IP address, so an SNI name "
-                    "is required (the name the server selects its certificate by, RFC 6066 s3)")
-            self.sni = self.host
-        elif _is_ip(self.sni):
-            raise ValueError("sni must be a DNS name: RFC 6066 s3 forbids IP addresses in SNI")
-        if not self.files:
-            raise ValueError(f"target {self.targetId}: no files to install")
-        if self.server == "generic" and self.reloadCommand is None:
-            raise ValueError(f"target {self.targetId}: a generic target needs a reloadCommand")
-        return self
-
-    @property
-    def endpoint(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def install_settings(self) -> dict:
-        """The installer's view of this target: paths, modes and commands, never key material."""
-        return {
-            "targetId": self.targetId,
-            "server": self.server,
-            "files": [f.model_dump() for f in self.files],
-            "testCommand": self.testCommand,
-            "reloadCommand": self.reloadCommand,
-        }
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+@@MODELS@@

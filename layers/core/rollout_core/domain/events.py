@@ -79,6 +79,7 @@ _MAX_SHOWN = 200
 _MAX_EVENT_ID = 256
 _MAX_DAYS = 36500
 _MAX_INT_DIGITS = 64
+_MAX_INT = 10**_MAX_INT_DIGITS
 # Unicode bidirectional formatting characters (UAX #9 section 2: LRM, RLM, ALM, LRE, RLE,
 # PDF, LRO, RLO, LRI, RLI, FSI, PDI): they can make a notification read differently from
 # what it holds.
@@ -161,6 +162,46 @@ def partition_for_region(region: str) -> str:
     return "aws"
 
 
+def _show(value: Any) -> str:
+    """A short, safe description of an input value for an error message.
+
+    Strings: ``repr`` of at most 200 characters (repr escapes control and bidi characters),
+    then the full length; small numbers, booleans and null as themselves; anything else by
+    type only (never ``repr`` of a container: it may be huge or nested too deep to print).
+    """
+    if isinstance(value, str):
+        shown = repr(value[:_MAX_SHOWN])
+        return shown if len(value) <= _MAX_SHOWN else f"{shown}... ({len(value)} characters)"
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**15 else "an integer of more than 15 digits"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _clean_text(text: str) -> str | None:
+    """Free text for a notification: breaks -> one space, controls/bidi/surrogates dropped,
+    whitespace collapsed, at most 500 characters (cut ones end with ``...``); None if empty."""
+    kept = []
+    for ch in text:
+        if ch in _BREAKS:
+            kept.append(" ")
+        elif ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs"):
+            continue
+        else:
+            kept.append(ch)
+    cleaned = _SPACES.sub(" ", "".join(kept)).strip()
+    if not cleaned:
+        return None
+    return cleaned if len(cleaned) <= _MAX_REASON else cleaned[: _MAX_REASON - 3] + "..."
+
+
 def parse_certificate_arn(value: Any, *, field: str = "certificate ARN") -> CertificateArn:
     """Parse and check the shape of an ACM certificate ARN (no region/account check).
 
@@ -174,11 +215,14 @@ def parse_certificate_arn(value: Any, *, field: str = "certificate ARN") -> Cert
     match = _ARN.fullmatch(value.strip())
     if not match:
         raise MalformedEvent(
-            f"{field} {value[:200]!r} is not an ACM certificate ARN "
+            f"{field} {_show(value)} is not an ACM certificate ARN "
             "(arn:aws[-cn|-us-gov]:acm:REGION:ACCOUNT:certificate/ID)"
         )
     if partition_for_region(match["region"]) != match["partition"]:
-        raise MalformedEvent(f"{field} {value!r}: partition {match['partition']!r} does not fit region")
+        raise MalformedEvent(
+            f"{field} {_show(match.group(0))}: partition {match['partition']!r} does not fit "
+            f"region {match['region']!r}"
+        )
     return CertificateArn(
         arn=match.group(0),
         partition=match["partition"],
@@ -190,9 +234,9 @@ def parse_certificate_arn(value: Any, *, field: str = "certificate ARN") -> Cert
 
 def _check_deployment(region: str, account_id: str) -> None:
     if not isinstance(region, str) or not _REGION.fullmatch(region):
-        raise ConfigurationError(f"deployment region {region!r} is not an AWS region name")
+        raise ConfigurationError(f"deployment region {_show(region)} is not an AWS region name")
     if not isinstance(account_id, str) or not _ACCOUNT.fullmatch(account_id):
-        raise ConfigurationError(f"deployment account id {account_id!r} is not 12 digits")
+        raise ConfigurationError(f"deployment account id {_show(account_id)} is not 12 digits")
 
 
 def _ours(arn: CertificateArn, field: str, region: str, account_id: str) -> str:
@@ -204,24 +248,140 @@ def _ours(arn: CertificateArn, field: str, region: str, account_id: str) -> str:
     return arn.arn
 
 
+def _json_constant(name: str) -> float:
+    # NaN / Infinity / -Infinity are not JSON (RFC 8259 section 6); read them as floats so
+    # _check_shape refuses them naming the field they are in.
+    return float(name)
+
+
+class _LongNumber:
+    """A JSON integer of more than 64 digits, kept unconverted: Python refuses int() of more
+    than 4300 digits (ValueError) and no event field needs more than a few. _check_shape
+    refuses it naming its field, so it never reaches a field check."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _json_int(text: str) -> int | _LongNumber:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= _MAX_INT_DIGITS else _LongNumber(digits)
+
+
+def _too_large(size: int, *, estimated: bool = False) -> MalformedEvent:
+    amount = f"over {MAX_EVENT_BYTES} bytes as JSON" if estimated else f"{size} bytes"
+    return MalformedEvent(
+        f"event is {amount}, more than the {MAX_EVENT_BYTES}-byte (256 KiB) limit of a Step Functions input"
+    )
+
+
+_Path = tuple[Any, ...] | None  # (parent path, key or index), built only when an error names it
+
+
+def _path_text(path: _Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, step = path
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        else:
+            name = step if len(step) <= 40 else step[:40] + "..."
+            parts.append(("." if path is not None else "") + name.encode("unicode_escape").decode("ascii"))
+    text = "".join(reversed(parts))
+    return f"event field '{text if len(text) <= 120 else text[:120] + '...'}'"
+
+
+def _text_size(text: str) -> int:
+    if len(text) > MAX_EVENT_BYTES:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass")) + 2
+
+
+def _check_shape(event: dict[str, Any]) -> None:
+    """Refuse what is no JSON object of sane size, naming the field: over 256 KiB (estimated
+    as UTF-8 JSON), nested over 64 levels, a non-string key, NaN/Infinity or a number of more
+    than 64 digits, a value JSON cannot hold. Iterative and bounded (no recursion, no repr)."""
+    size = 0
+    stack: list[tuple[Any, _Path, int]] = [(event, None, 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise MalformedEvent(
+                f"event is not readable JSON: {_path_text(path)} is nested more than {_MAX_DEPTH} levels deep"
+            )
+        if isinstance(value, dict):
+            size += 2 + 4 * len(value)
+            if size > MAX_EVENT_BYTES:
+                raise _too_large(size, estimated=True)
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    where = "the event" if path is None else _path_text(path)
+                    raise MalformedEvent(
+                        f"event is not readable JSON: {where} has a key that is {_show(key)}, not a string"
+                    )
+                size += _text_size(key)
+                stack.append((item, (path, key), depth + 1))
+        elif isinstance(value, list):
+            size += 2 + len(value)
+            if size > MAX_EVENT_BYTES:
+                raise _too_large(size, estimated=True)
+            stack.extend((item, (path, index), depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            size += _text_size(value)
+        elif value is None or isinstance(value, bool):
+            size += 5
+        elif isinstance(value, int):
+            if abs(value) >= _MAX_INT:
+                raise MalformedEvent(f"{_path_text(path)} is a number of more than {_MAX_INT_DIGITS} digits")
+            size += 66
+        elif isinstance(value, _LongNumber):
+            raise MalformedEvent(
+                f"{_path_text(path)} is a number of {value.digits} digits, more than {_MAX_INT_DIGITS}"
+            )
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise MalformedEvent(
+                    f"{_path_text(path)} is {_show(value)}: NaN, Infinity and numbers too large for a "
+                    "double are not JSON numbers (RFC 8259 section 6)"
+                )
+            size += 24
+        else:
+            raise MalformedEvent(f"event is not readable JSON: {_path_text(path)} holds {_show(value)}")
+        if size > MAX_EVENT_BYTES:
+            raise _too_large(size, estimated=True)
+
+
 def _load(raw: dict[str, Any] | str | bytes) -> dict[str, Any]:
     if isinstance(raw, dict):
+        _check_shape(raw)
         return raw
     if isinstance(raw, (bytes, bytearray)):
+        if len(raw) > MAX_EVENT_BYTES:
+            raise _too_large(len(raw))
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedEvent("event body is not UTF-8 text") from None
     if not isinstance(raw, str):
         raise MalformedEvent(f"event must be a JSON object, got {type(raw).__name__}")
+    size = len(raw) if len(raw) > MAX_EVENT_BYTES else len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_EVENT_BYTES:
+        raise _too_large(size, estimated=len(raw) > MAX_EVENT_BYTES)
     try:
-        loaded = json.loads(raw)
+        loaded = json.loads(raw, parse_constant=_json_constant, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise MalformedEvent(
-            f"event body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            f"event is not readable JSON: body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise MalformedEvent(f"event is not readable JSON: nested more than {_MAX_DEPTH} levels deep") from None
+    except ValueError:  # defensive: the hooks above leave json nothing else to refuse
+        raise MalformedEvent("event is not readable JSON: a value cannot be read") from None
     if not isinstance(loaded, dict):
         raise MalformedEvent(f"event body must be a JSON object, got {type(loaded).__name__}")
+    _check_shape(loaded)
     return loaded
 
 
@@ -231,6 +391,25 @@ def _optional_str(container: dict[str, Any], key: str, field: str) -> str | None
         return None
     if not isinstance(value, str):
         raise MalformedEvent(f"{field} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _free_text(container: dict[str, Any], key: str, field: str) -> str | None:
+    """An optional free-text string, cleaned for a notification (see :func:`_clean_text`)."""
+    value = _optional_str(container, key, field)
+    return None if value is None else _clean_text(value)
+
+
+def _event_id(event: dict[str, Any]) -> str | None:
+    """EventBridge's event id: an identifier, so refused (never altered) when odd."""
+    value = _optional_str(event, "id", "event field 'id'")
+    if value is not None and (
+        len(value) > _MAX_EVENT_ID or any(ch in _BIDI or not ch.isprintable() for ch in value)
+    ):
+        raise MalformedEvent(
+            f"event field 'id' must be at most {_MAX_EVENT_ID} printable characters "
+            f"(no control or bidi characters), got {_show(value)}"
+        )
     return value
 
 
@@ -280,9 +459,11 @@ def _single_certificate_arn(
     parsed = [(field, parse_certificate_arn(value, field=field)) for field, value in candidates]
     distinct = sorted({arn.arn for _, arn in parsed})
     if len(distinct) > 1:
+        fields = [field for field, _ in parsed]
+        listed = ", ".join(fields[:5]) + (f" and {len(fields) - 5} more" if len(fields) > 5 else "")
         raise MalformedEvent(
-            f"event names {len(distinct)} different certificate ARNs in "
-            f"{', '.join(field for field, _ in parsed)}; one event must name one certificate"
+            f"event names {len(distinct)} different certificate ARNs in {listed}; "
+            "one event must name one certificate"
         )
     field, arn = parsed[0]
     return _ours(arn, field, region, account_id)
@@ -292,8 +473,7 @@ def _first_sentence(text: str) -> str | None:
     text = text.strip()
     if not text:
         return None
-    sentence = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
-    return sentence if len(sentence) <= _MAX_REASON else sentence[: _MAX_REASON - 3] + "..."
+    return _clean_text(_SENTENCE_END.split(text, maxsplit=1)[0])
 
 
 def _health_description(detail: dict[str, Any]) -> str | None:
@@ -307,70 +487,84 @@ def _health_description(detail: dict[str, Any]) -> str | None:
     return _first_sentence((english or texts)[0]["latestDescription"])
 
 
-def _int_field(detail: dict[str, Any], key: str) -> int | None:
-    value = detail.get(key)
+def _days_to_expiry(detail: dict[str, Any]) -> int | None:
+    """``detail.DaysToExpiry``: an integer (44 or 44.0) in -36500..36500 (100 years), or absent."""
+    value = detail.get("DaysToExpiry")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise MalformedEvent(f"event field 'detail.{key}' must be an integer, got {value!r}")
-    return int(value)
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    if number is None or not -_MAX_DAYS <= number <= _MAX_DAYS:
+        raise MalformedEvent(
+            f"event field 'detail.DaysToExpiry' must be an integer in -{_MAX_DAYS}..{_MAX_DAYS}, "
+            f"got {_show(value)}"
+        )
+    return number
 
 
 def _parse_health(event: dict[str, Any], region: str, account_id: str) -> RolloutRequest:
-    detail_type = event.get("detail-type")
+    detail_type = _optional_str(event, "detail-type", "event field 'detail-type'")
     if detail_type != HEALTH_DETAIL_TYPE:
-        raise UnsupportedEvent(f"aws.health event with detail-type {detail_type!r} is not handled")
+        raise UnsupportedEvent(f"aws.health event with detail-type {_show(detail_type)} is not handled")
     detail = _detail(event)
-    service = detail.get("service")
+    service = _optional_str(detail, "service", "event field 'detail.service'")
     if service is None:
         raise MalformedEvent("event field 'detail.service' is missing")
     if service != "ACM":
-        raise UnsupportedEvent(f"AWS Health event for service {service!r} is not handled (only ACM)")
+        raise UnsupportedEvent(f"AWS Health event for service {_show(service)} is not handled (only ACM)")
     code = detail.get("eventTypeCode")
     if code is None:
         raise MalformedEvent("event field 'detail.eventTypeCode' is missing")
+    if not isinstance(code, str):
+        raise MalformedEvent(f"event field 'detail.eventTypeCode' must be a string, got {_show(code)}")
     if code not in _HEALTH_CODES:
-        raise UnsupportedEvent(f"AWS Health eventTypeCode {code!r} is not handled")
+        raise UnsupportedEvent(f"AWS Health eventTypeCode {_show(code)} is not handled")
     return RolloutRequest(
         kind=RequestKind(_HEALTH_CODES[code]),
         certificate_arn=_single_certificate_arn(event, detail, region, account_id),
-        event_id=_optional_str(event, "id", "event field 'id'"),
+        event_id=_event_id(event),
         source=HEALTH_SOURCE,
         detail_type=detail_type,
         reason=_health_description(detail),
     )
 
 
-def _required(detail: dict[str, Any], key: str) -> Any:
-    if detail.get(key) is None:
+def _required(detail: dict[str, Any], key: str) -> str:
+    value = _optional_str(detail, key, f"event field 'detail.{key}'")
+    if value is None:
         raise MalformedEvent(f"event field 'detail.{key}' is missing")
-    return detail[key]
+    return value
 
 
 def _parse_acm(event: dict[str, Any], region: str, account_id: str) -> RolloutRequest:
-    detail_type = event.get("detail-type")
+    detail_type = _optional_str(event, "detail-type", "event field 'detail-type'")
     if detail_type == ACM_AVAILABLE:
         detail = _detail(event)
         action = _required(detail, "Action")
         if action != "RENEWAL":
-            raise UnsupportedEvent(f"ACM Certificate Available with detail.Action {action!r} (only RENEWAL)")
+            raise UnsupportedEvent(
+                f"ACM Certificate Available with detail.Action {_show(action)} (only RENEWAL)"
+            )
         cert_type = _required(detail, "CertificateType")
         if cert_type != "PRIVATE":
             raise UnsupportedEvent(
-                f"ACM Certificate Available with detail.CertificateType {cert_type!r} (only PRIVATE)"
+                f"ACM Certificate Available with detail.CertificateType {_show(cert_type)} (only PRIVATE)"
             )
-        kind, reason, days = RequestKind.RENEWAL_COMPLETED, None, _int_field(detail, "DaysToExpiry")
+        kind, reason, days = RequestKind.RENEWAL_COMPLETED, None, _days_to_expiry(detail)
     elif detail_type == ACM_ACTION_REQUIRED:
         detail = _detail(event)
         kind = RequestKind.RENEWAL_ACTION_REQUIRED
-        reason = _optional_str(detail, "RenewalStatusReason", "event field 'detail.RenewalStatusReason'")
-        days = _int_field(detail, "DaysToExpiry")
+        reason = _free_text(detail, "RenewalStatusReason", "event field 'detail.RenewalStatusReason'")
+        days = _days_to_expiry(detail)
     else:
-        raise UnsupportedEvent(f"aws.acm event with detail-type {detail_type!r} is not handled")
+        raise UnsupportedEvent(f"aws.acm event with detail-type {_show(detail_type)} is not handled")
     return RolloutRequest(
         kind=kind,
         certificate_arn=_single_certificate_arn(event, None, region, account_id),
-        event_id=_optional_str(event, "id", "event field 'id'"),
+        event_id=_event_id(event),
         source=ACM_SOURCE,
         detail_type=detail_type,
         reason=reason,
@@ -379,24 +573,25 @@ def _parse_acm(event: dict[str, Any], region: str, account_id: str) -> RolloutRe
 
 
 def _parse_manual(event: dict[str, Any], region: str, account_id: str) -> RolloutRequest:
-    unknown = sorted(set(event) - _MANUAL_KEYS)
+    unknown = sorted(_show(key) for key in set(event) - _MANUAL_KEYS)
     if unknown:
         raise MalformedEvent(
-            f"manual request has unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"manual request has unknown field(s) {', '.join(unknown[:10])}"
+            f"{f' and {len(unknown) - 10} more' if len(unknown) > 10 else ''}; "
             f"allowed: {', '.join(sorted(_MANUAL_KEYS))}"
         )
     arn = parse_certificate_arn(event["certificateArn"], field="certificateArn")
     force = event.get("force", False)
     if not isinstance(force, bool):
-        raise MalformedEvent(f"manual request field 'force' must be true or false, got {force!r}")
-    reason = _optional_str(event, "reason", "manual request field 'reason'")
+        raise MalformedEvent(f"manual request field 'force' must be true or false, got {_show(force)}")
+    reason = _free_text(event, "reason", "manual request field 'reason'")
     return RolloutRequest(
         kind=RequestKind.MANUAL_REDEPLOY,
         certificate_arn=_ours(arn, "certificateArn", region, account_id),
         source=MANUAL_SOURCE,
-        reason=reason[:_MAX_REASON] if reason else reason,
+        reason=reason,
         force=force,
-        requested_by_text=_optional_str(event, "requestedBy", "manual request field 'requestedBy'"),
+        requested_by_text=_free_text(event, "requestedBy", "manual request field 'requestedBy'"),
     )
 
 
@@ -421,7 +616,7 @@ def parse_event(raw: dict[str, Any] | str | bytes, *, region: str, account_id: s
     """
     _check_deployment(region, account_id)
     event = _load(raw)
-    source = event.get("source")
+    source = _optional_str(event, "source", "event field 'source'")
     if source is None:
         if "certificateArn" in event:
             return _parse_manual(event, region, account_id)
@@ -431,5 +626,5 @@ def parse_event(raw: dict[str, Any] | str | bytes, *, region: str, account_id: s
     if source == ACM_SOURCE:
         return _parse_acm(event, region, account_id)
     raise UnsupportedEvent(
-        f"event source {source!r} is not handled (aws.health, aws.acm or a manual request)"
+        f"event source {_show(source)} is not handled (aws.health, aws.acm or a manual request)"
     )

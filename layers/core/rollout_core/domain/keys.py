@@ -7,7 +7,10 @@
 * K4: keys and certificates are matched by public key (SubjectPublicKeyInfo), so RSA
   2048/3072/4096 and EC P-256/P-384 behave the same; never by RSA modulus.
 
-Nothing here ever puts a passphrase or key material into an exception message.
+Nothing here ever puts a passphrase or key material into an exception message, nor into
+an exception chained to it: a refusal is raised after its ``except`` block has ended, so its
+``__context__`` is not the low-level error (e.g. a UnicodeEncodeError, whose ``object`` is
+the whole passphrase, or a UnicodeDecodeError holding the key's bytes).
 """
 
 from __future__ import annotations
@@ -94,10 +97,11 @@ def validate_passphrase(passphrase: bytes | str) -> bytes:
     ``Passphrase`` ("any printable ASCII characters except #, $, or %", length 4-128).
     """
     if isinstance(passphrase, str):
-        try:
-            raw = passphrase.encode("ascii")
-        except UnicodeEncodeError:
-            raise InvalidPassphrase(f"passphrase contains non-ASCII characters; {_RULE}") from None
+        if not passphrase.isascii():
+            # Checked, not caught: a UnicodeEncodeError would carry the passphrase, and one
+            # raised here would become the __context__ of the refusal.
+            raise InvalidPassphrase(f"passphrase contains non-ASCII characters; {_RULE}")
+        raw = passphrase.encode("ascii")
     elif isinstance(passphrase, (bytes, bytearray)):
         raw = bytes(passphrase)
     else:
@@ -151,10 +155,10 @@ def decrypt_private_key(encrypted_pem: str | bytes, passphrase: bytes | str | No
     Source: AWS ACM API Reference, ExportCertificate ("PrivateKey ... encrypted PKCS #8").
     """
     if isinstance(encrypted_pem, (bytes, bytearray)):
-        try:
-            text = bytes(encrypted_pem).decode("ascii")
-        except UnicodeDecodeError:
-            raise KeyDecryptionFailed("private key PEM is not ASCII text") from None
+        if not encrypted_pem.isascii():
+            # Checked, not caught: a UnicodeDecodeError holds the key's bytes (see module doc).
+            raise KeyDecryptionFailed("private key PEM is not ASCII text")
+        text = bytes(encrypted_pem).decode("ascii")
     elif isinstance(encrypted_pem, str):
         text = encrypted_pem
     else:
@@ -173,17 +177,18 @@ def decrypt_private_key(encrypted_pem: str | bytes, passphrase: bytes | str | No
             "('ENCRYPTED PRIVATE KEY' or 'PRIVATE KEY')"
         )
 
+    # The refusal is raised after the except blocks, so no chained exception (__context__)
+    # keeps the library's error, its traceback frames or what they reference.
+    failure: str | None = None
     try:
         key = serialization.load_pem_private_key(block.encode("ascii"), password=password)
     except ValueError as exc:
         reason = "wrong passphrase or corrupt key" if password is not None else "corrupt key data"
-        raise KeyDecryptionFailed(
-            f"could not load the {label} block: {reason} ({type(exc).__name__})"
-        ) from None
+        failure = f"could not load the {label} block: {reason} ({type(exc).__name__})"
     except (TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyDecryptionFailed(
-            f"could not load the {label} block: unsupported encryption or key type ({type(exc).__name__})"
-        ) from None
+        failure = f"could not load the {label} block: unsupported encryption or key type ({type(exc).__name__})"
+    if failure is not None:
+        raise KeyDecryptionFailed(failure)
     return key
 
 
@@ -233,11 +238,20 @@ def _spki_der(key: PrivateKeyTypes | PublicKeyTypes) -> bytes:
 def _as_certificate(cert: x509.Certificate | str | bytes) -> x509.Certificate:
     if isinstance(cert, x509.Certificate):
         return cert
-    data = cert.encode("ascii") if isinstance(cert, str) else bytes(cert)
+    # The text may be anything a caller handed over (even a key by mistake): check, and raise
+    # outside the except block so no chained exception carries it.
+    loaded: x509.Certificate | None = None
+    if isinstance(cert, str) and not cert.isascii():
+        data = b""
+    else:
+        data = cert.encode("ascii") if isinstance(cert, str) else bytes(cert)
     try:
-        return x509.load_pem_x509_certificate(data)
+        loaded = x509.load_pem_x509_certificate(data)
     except ValueError:
-        raise ExportMismatch("the certificate to match the key against is not a PEM certificate") from None
+        loaded = None
+    if loaded is None:
+        raise ExportMismatch("the certificate to match the key against is not a PEM certificate")
+    return loaded
 
 
 def public_key_fingerprint(key: PrivateKeyTypes | PublicKeyTypes | x509.Certificate) -> str:
