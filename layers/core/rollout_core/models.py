@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import posixpath
 import re
 import unicodedata
 from enum import StrEnum
@@ -41,6 +40,8 @@ PASSWORD_SUFFIX = ".pass"
 #: Mode bits a key-material file must not have: setuid/setgid/sticky (07000), owner execute
 #: (0100), group write/execute (0030), any bit for others (0007). Leaves at most 0640.
 KEY_MODE_FORBIDDEN = 0o7137
+DEFAULT_KEY_MODE = "0600"
+DEFAULT_MODE = "0644"
 SPECIAL_MODE_BITS = 0o7000
 MAX_PATH = 1024
 # Unicode bidirectional formatting characters (UAX #9 section 2): a path holding one reads
@@ -82,4 +83,343 @@ class TargetOutcome(StrEnum):
     FAILED = "FAILED"
 
 
-@@MODELS@@
+def _show(value: Any) -> str:
+    """A value for a message: strings cut to 100 characters (repr escapes controls), small
+    numbers as such, anything else by type only (never repr of a container or a huge int)."""
+    if isinstance(value, str):
+        return repr(value[:100]) + (f"... ({len(value)} characters)" if len(value) > 100 else "")
+    if value is None or isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 10**15):
+        return f"{type(value).__name__} {value!r}"
+    return f"a {type(value).__name__}"
+
+
+def default_mode(content: Any) -> str:
+    """The mode of a file whose entry gives none: 0600 for key material, else 0644 (the
+    installer's own default, installer/install_bundle.py)."""
+    return DEFAULT_KEY_MODE if isinstance(content, str) and content in KEY_MATERIAL_CONTENTS else DEFAULT_MODE
+
+
+def _refuse_unknown_keys(data: Any, allowed: set[str], what: str) -> None:
+    """Unknown keys are refused naming them (and the closest known key: "testcommand" ->
+    "testCommand"), so a typo never silently drops a setting."""
+    if not isinstance(data, dict):
+        return
+    unknown = [k for k in data if k not in allowed]
+    if not unknown:
+        return
+    parts = []
+    lowered = {a.lower(): a for a in allowed}
+    for key in sorted(unknown, key=_show)[:10]:
+        text = key if isinstance(key, str) else ""
+        guess = lowered.get(text.lower()) or next(iter(difflib.get_close_matches(text[:100], allowed, n=1)), None)
+        parts.append(_show(key) + (f" (did you mean {guess!r}?)" if guess else ""))
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    raise ValueError(
+        f"{what}: unknown field(s) {', '.join(parts)}{more}; allowed fields: {', '.join(sorted(allowed))}"
+    )
+
+
+def _path_problem(value: str) -> str | None:
+    """Why ``value`` is not an absolute path to a file (None when it is one)."""
+    if not value.startswith("/"):
+        return "must be an absolute path (starting with '/')"
+    if len(value) > MAX_PATH:
+        return f"is longer than {MAX_PATH} characters"
+    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI for ch in value):
+        return "contains a control or bidi character (NUL, newline, tab, U+202E, ...)"
+    if value.strip("/") == "":
+        return "is the root directory, not a file"
+    if value.endswith("/"):
+        return "ends with '/': that names a directory, not a file"
+    if any(segment in (".", "..") for segment in value.split("/")):
+        return "has a '.' or '..' segment: give the path itself, without relative steps"
+    return None
+
+
+def _same_path(path: str) -> str:
+    """The form two paths are compared in: repeated slashes are one (the kernel's view)."""
+    return re.sub("/{2,}", "/", path)
+
+
+class TargetFile(BaseModel):
+    """One file the installer writes on the node.
+
+    ``mode``: 3-4 octal digits; default 0600 for key material (key, combined,
+    encrypted-key, pkcs12), else 0644 (as installer/install_bundle.py). Never setuid, setgid
+    or sticky; key material at most owner read/write + group read (``mode & 0o7137 == 0``:
+    0600, 0640, 0400, 0440). ``passwordFile`` (encrypted-key/pkcs12 only; default
+    ``<path>.pass``) and ``alias`` (pkcs12 only). Raises pydantic.ValidationError naming the
+    field and the rule.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(max_length=MAX_PATH)
+    content: FileContent
+    mode: str = DEFAULT_MODE  # the before-validator picks 0600 for key material
+    owner: str | None = None
+    group: str | None = None
+    # encrypted-key / pkcs12: where the node keeps the password (mode 0600; default "<path>.pass")
+    passwordFile: str | None = Field(default=None, max_length=MAX_PATH)
+    alias: str | None = None  # pkcs12 friendly name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_and_default_mode(cls, data: Any) -> Any:
+        _refuse_unknown_keys(data, set(cls.model_fields), "file")
+        if isinstance(data, dict) and data.get("mode") is None:
+            content = data.get("content")
+            data = {**data, "mode": default_mode(content)}
+        return data
+
+    @field_validator("path", "passwordFile")
+    @classmethod
+    def _absolute_file_path(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return value
+        problem = _path_problem(value)
+        if problem:
+            raise ValueError(f"{info.field_name} {_show(value)} {problem}")
+        return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _MODE.fullmatch(value):
+            raise ValueError(f'mode must be a string of 3-4 octal digits like "0640", got {_show(value)}')
+        if int(value, 8) & SPECIAL_MODE_BITS:
+            raise ValueError(f"mode {value}: setuid, setgid and sticky bits (07000) are not allowed on installed files")
+        return value
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ALIAS.fullmatch(value):
+            raise ValueError(f"alias {_show(value)} must be 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _key_material_is_private(self) -> TargetFile:
+        mode = int(self.mode, 8)
+        if self.content in KEY_MATERIAL_CONTENTS and mode & KEY_MODE_FORBIDDEN:
+            raise ValueError(
+                f"file {self.path} holds key material ({self.content}): mode {self.mode} grants more than "
+                "owner read/write and group read (rule: mode & 0o7137 == 0, e.g. 0600, 0640, 0400, 0440)"
+            )
+        if self.passwordFile is not None and self.content not in PASSWORD_CONTENTS:
+            raise ValueError(
+                f"file {self.path}: passwordFile is only used by encrypted-key and pkcs12 files, "
+                f"not by {self.content}"
+            )
+        if self.alias is not None and self.content != "pkcs12":
+            raise ValueError(f"file {self.path}: alias is the PKCS#12 friendly name, only for pkcs12 files")
+        if self.passwordFile is not None and _same_path(self.passwordFile) == _same_path(self.path):
+            raise ValueError(f"file {self.path}: passwordFile must not be the file's own path")
+        return self
+
+    @property
+    def password_path(self) -> str | None:
+        """Where the installer keeps this file's password (None: the content has none)."""
+        if self.content not in PASSWORD_CONTENTS:
+            return None
+        return self.passwordFile or self.path + PASSWORD_SUFFIX
+
+
+class Target(BaseModel):
+    """One host:port that must serve a certificate, and how files get there (inventory item).
+
+    Settings are checked whole, strictly, and never coerced: ``port`` an integer 1-65535 (not
+    "443", 443.0 or true); ``host`` an IP address or a DNS name (RFC 1123: letters, digits,
+    hyphens; a last label that is all-numeric, like "256.1.1.1" or "12345", is neither);
+    ``sni`` a DNS host name (no IP, no wildcard, no trailing dot: RFC 6066 section 3),
+    required when ``host`` is an IP; unique file paths and password files; commands, when
+    given, non-empty lists of non-empty strings without NUL or newline. Unknown fields are
+    refused (a "testcommand" typo is not silently dropped); the state the rollout writes on
+    the item (lastDeployedSerial, lastDeployedAt, lastOutcome) is accepted.
+
+    Raises pydantic.ValidationError naming the field and the rule.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    certificateArn: str
+    targetId: str
+    host: str = Field(max_length=254)
+    port: int = Field(strict=True, ge=1, le=65535)
+    sni: str | None = None
+    server: ServerKind = "generic"
+    instanceId: str
+    files: list[TargetFile] = Field(default_factory=list)
+    testCommand: list[str] | None = None
+    reloadCommand: list[str] | None = None
+    # state written by the rollout (not part of the settings; adapters.dynamo.mark_deployed)
+    lastDeployedSerial: str | None = None
+    lastDeployedAt: str | None = None
+    lastOutcome: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        _refuse_unknown_keys(data, set(cls.model_fields), "target")
+        return data
+
+    @field_validator("certificateArn")
+    @classmethod
+    def _certificate_arn(cls, value: str) -> str:
+        if not _CERTIFICATE_ARN.fullmatch(value):
+            raise ValueError(
+                f"certificateArn {_show(value)} is not an ACM certificate ARN "
+                "(arn:PARTITION:acm:REGION:ACCOUNT:certificate/ID)"
+            )
+        return value
+
+    @field_validator("targetId")
+    @classmethod
+    def _target_id(cls, value: str) -> str:
+        if not _TARGET_ID.fullmatch(value):
+            raise ValueError(
+                f"targetId {_show(value)} must be 1-64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("instanceId")
+    @classmethod
+    def _instance_id(cls, value: str) -> str:
+        if not _INSTANCE_ID.fullmatch(value):
+            raise ValueError(
+                f"instanceId {_show(value)} is not an SSM managed node id (i-/mi- and 8-17 lowercase hex digits)"
+            )
+        return value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _integer_port(cls, value: Any) -> Any:
+        if type(value) is not int:  # noqa: E721 - bool is an int subclass, and is refused
+            raise ValueError(f"port must be an integer 1-65535 (not a string, float or boolean), got {_show(value)}")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_name_or_ip(cls, value: str) -> str:
+        if _is_ip(value):
+            return value
+        problem = _dns_name_problem(value, trailing_dot=True)
+        if problem:
+            raise ValueError(f"host {_show(value)} is neither an IP address nor a DNS name: it {problem}")
+        return value
+
+    @field_validator("sni")
+    @classmethod
+    def _sni_is_host_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if _is_ip(value):
+            raise ValueError("sni must be a DNS name: RFC 6066 section 3 forbids IP addresses in SNI")
+        problem = _dns_name_problem(value, trailing_dot=False)
+        if problem:
+            raise ValueError(f"sni {_show(value)} is not a DNS host name (RFC 6066 section 3): it {problem}")
+        return value
+
+    @field_validator("testCommand", "reloadCommand")
+    @classmethod
+    def _command(cls, value: list[str] | None, info: Any) -> list[str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError(f"{info.field_name} must be a non-empty list (argv) or null, got []")
+        for index, arg in enumerate(value):
+            if not arg:
+                raise ValueError(f"{info.field_name}[{index}] is empty: every argument must be a non-empty string")
+            if any(ch in arg for ch in "\x00\n\r"):
+                raise ValueError(f"{info.field_name}[{index}] contains NUL or a newline: not allowed in an argument")
+        return value
+
+    @model_validator(mode="after")
+    def _settings_complete(self) -> Target:
+        if self.sni is None:
+            if _is_ip(self.host):
+                raise ValueError(
+                    f"target {self.targetId}: host {self.host} is an IP address, so an SNI name "
+                    "is required (the name the server selects its certificate by, RFC 6066 s3)")
+            self.sni = self.host.removesuffix(".")  # SNI carries no trailing dot (RFC 6066 s3)
+        if not self.files:
+            raise ValueError(f"target {self.targetId}: no files to install")
+        self._files_are_distinct()
+        if self.server == "generic" and self.reloadCommand is None:
+            raise ValueError(f"target {self.targetId}: a generic target needs a reloadCommand")
+        return self
+
+    def _files_are_distinct(self) -> None:
+        """No two files share a path, and no password file is another file (installs would
+        overwrite each other, and a backup/rollback would restore the wrong content)."""
+        owners: dict[str, str] = {}
+        for index, f in enumerate(self.files):
+            key = _same_path(f.path)
+            if key in owners:
+                raise ValueError(f"files[{index}].path {f.path} is also {owners[key]}: every file needs its own path")
+            owners[key] = f"files[{index}].path {f.path}"
+        for index, f in enumerate(self.files):
+            password = f.password_path
+            if password is None:
+                continue
+            key = _same_path(password)
+            field = (f"files[{index}].passwordFile {password}" if f.passwordFile
+                     else f"files[{index}]'s default password file {password} (passwordFile not set)")
+            if key in owners:
+                raise ValueError(f"{field} is also {owners[key]}: a password file must be a file of its own")
+            owners[key] = field
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def install_settings(self) -> dict:
+        """The installer's view of this target: paths, modes and commands, never key material."""
+        return {
+            "targetId": self.targetId,
+            "server": self.server,
+            "files": [f.model_dump() for f in self.files],
+            "testCommand": self.testCommand,
+            "reloadCommand": self.reloadCommand,
+        }
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _dns_name_problem(name: str, *, trailing_dot: bool) -> str | None:
+    """Why ``name`` is not a DNS host name (None when it is one).
+
+    RFC 1123 section 2.1 / RFC 952: labels of 1-63 letters, digits or hyphens, no leading or
+    trailing hyphen, at most 253 characters; the last label is not all-numeric (RFC 1123
+    section 2.1, RFC 3696 section 2), so "256.1.1.1", "1.2.3" or "12345" are no names. A
+    wildcard ("*.example") is a certificate pattern, not a host name (RFC 6066 section 3).
+    ``trailing_dot``: accept one final "." (an absolute name; never in SNI).
+    """
+    if not name:
+        return "is empty"
+    if name.startswith("*."):
+        return "is a wildcard: a host name is literal ('*.' is a certificate pattern, RFC 6066 section 3)"
+    if any(not ch.isprintable() or ch.isspace() for ch in name):
+        return "contains a space or control character (newline, NUL, tab, ...)"
+    if not name.isascii():
+        return "has non-ASCII characters (write an internationalized name as its xn-- A-label)"
+    body = name[:-1] if trailing_dot and name.endswith(".") else name
+    if len(body) > 253:
+        return "is longer than 253 characters"
+    labels = body.split(".")
+    for label in labels:
+        if not _DNS_LABEL.fullmatch(label):
+            return (f"has the label {_show(label)}: a label is 1-63 letters, digits or hyphens, "
+                    "not starting or ending with a hyphen")
+    if labels[-1].isdigit():
+        return ("ends with an all-numeric label: not a valid IP address, and not a DNS name "
+                "(RFC 1123 section 2.1, RFC 3696 section 2)")
+    return None

@@ -23,6 +23,7 @@ class ValidateSettings(BaseModel):
     idempotency_ttl_seconds: int = Field(default=400 * 86400, ge=60)
     max_concurrency: int = Field(default=10, ge=0, le=1000)
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
+    max_targets_per_rollout: int = Field(default=900, ge=1, le=1000)
 
 
 class ExportSettings(BaseModel):

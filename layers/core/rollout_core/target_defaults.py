@@ -39,32 +39,38 @@ import posixpath
 import re
 from typing import Any
 
+from rollout_core.models import default_mode
+
 SERVER_KINDS = ("nginx", "apache", "haproxy", "java", "generic", "embedded")
 DEFAULT_DIRECTORIES = {"nginx": "/etc/nginx/tls", "apache": "/etc/apache2/tls", "haproxy": "/etc/haproxy/certs",
                        "java": "/etc/ssl/java"}
 HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # whole string: "$" would allow "web\n"
 
 
 class TargetDefaultsError(ValueError):
     """The short entry cannot be completed (names the field)."""
 
 
+_DEFAULT_FILES: dict[str, tuple[tuple[str, str], ...]] = {  # kind -> (file name suffix, content)
+    "nginx": ((".fullchain.pem", "fullchain"), (".key", "key")),
+    "apache": ((".crt", "leaf"), (".chain.pem", "chain"), (".key", "key")),
+    "haproxy": ((".pem", "combined"),),
+    "java": ((".p12", "pkcs12"),),
+}
+
+
 def default_files(kind: str, directory: str, name: str) -> list[dict[str, Any]]:
-    """The files an operator of ``kind`` expects, in ``directory``, named after ``name``."""
-    join = posixpath.join
-    if kind == "nginx":
-        return [{"path": join(directory, f"{name}.fullchain.pem"), "content": "fullchain", "mode": "0644"},
-                {"path": join(directory, f"{name}.key"), "content": "key", "mode": "0600"}]
-    if kind == "apache":
-        return [{"path": join(directory, f"{name}.crt"), "content": "leaf", "mode": "0644"},
-                {"path": join(directory, f"{name}.chain.pem"), "content": "chain", "mode": "0644"},
-                {"path": join(directory, f"{name}.key"), "content": "key", "mode": "0600"}]
-    if kind == "haproxy":
-        return [{"path": join(directory, f"{name}.pem"), "content": "combined", "mode": "0600"}]
-    if kind == "java":
-        return [{"path": join(directory, f"{name}.p12"), "content": "pkcs12", "mode": "0600"}]
-    return []
+    """The files an operator of ``kind`` expects, in ``directory``, named after ``name``.
+
+    Modes come from ``rollout_core.models.default_mode``: 0600 for key material (key,
+    combined, pkcs12: never more than owner read/write + group read, models.KEY_MODE_FORBIDDEN),
+    0644 for certificates; so every default file passes the Target model's mode rules."""
+    files = []
+    for suffix, content in _DEFAULT_FILES.get(kind, ()):
+        files.append({"path": posixpath.join(directory, f"{name}{suffix}"), "content": content,
+                      "mode": default_mode(content)})
+    return files
 
 
 def default_test_command(kind: str, paths: dict[str, Any]) -> list[str] | None:
@@ -123,8 +129,10 @@ def complete_target(entry: dict[str, Any]) -> dict[str, Any]:
         directory = paths.get("directory") or DEFAULT_DIRECTORIES[kind]
         if not isinstance(directory, str) or not directory.startswith("/"):
             raise TargetDefaultsError("paths.directory must be an absolute path")
+        if not directory.isprintable():
+            raise TargetDefaultsError("paths.directory must not contain control characters (newline, NUL, ...)")
         name = paths.get("name") or item.get("targetId")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise TargetDefaultsError("paths.name (or targetId) must be a plain file name")
         files = default_files(kind, posixpath.normpath(directory), name)
         for f in files:

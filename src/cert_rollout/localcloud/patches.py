@@ -188,6 +188,21 @@ def _start_execution(self: Any, state_machine_arn: str, name: Any = None, execut
     return _orig_start_execution(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
 
 
+# -------------------------------------------------------------- DynamoDB: one request at a time
+from moto.dynamodb.responses import DynamoHandler  # noqa: E402
+
+_orig_dynamo_call = DynamoHandler.call_action
+_DYNAMO_LOCK = __import__("threading").Lock()
+
+
+def _dynamo_call_action(self: Any) -> Any:
+    """DynamoDB serializes per item; moto's tables are plain dicts that a concurrent PutItem can
+    change under a running Query ("dictionary changed size during iteration", seen at 1,000
+    targets). The local cloud runs DynamoDB requests one at a time."""
+    with _DYNAMO_LOCK:
+        return _orig_dynamo_call(self)
+
+
 def install() -> None:
     """Hook the emulations into moto (idempotent)."""
     global _INSTALLED
@@ -201,6 +216,7 @@ def install() -> None:
     SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
     CertBundle.describe = _describe  # type: ignore[method-assign]
     StepFunctionsParserBackend.start_execution = _start_execution  # type: ignore[method-assign]
+    DynamoHandler.call_action = _dynamo_call_action  # type: ignore[method-assign]
     AWSCertificateManagerResponse.renew_certificate = _renew_certificate  # type: ignore[attr-defined]
     AWSCertificateManagerBackend.export_certificate = _export_certificate  # type: ignore[method-assign]
     _INSTALLED = True

@@ -39,6 +39,13 @@ class CertificateNotIssued(RolloutError):
     """The certificate is not ISSUED (expired, revoked, inactive, failed, pending)."""
 
 
+class TooManyTargets(RolloutError):
+    """More targets than one execution's history can hold (Step Functions keeps at most 25,000
+    history events per execution; each target costs 24 on the happy path, more with retries
+    or a rollback: BENCHMARKS.md). Refused up front, with a notification, rather than failing
+    half-way without one."""
+
+
 class ValidateResult(BaseModel):
     """ValidateEvent's output: references only (ARN, serial, target ids)."""
 
@@ -121,6 +128,12 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         return ValidateResult(decision=Decision.NO_TARGETS, serial=cert.serial, daysToExpiry=days_to_expiry,
                               reason="no targets in the inventory", **base)
     target_ids = [t.targetId for t in targets]
+    if len(target_ids) > settings.max_targets_per_rollout:
+        raise TooManyTargets(
+            f"{cert.arn} has {len(target_ids)} targets; one rollout handles at most "
+            f"{settings.max_targets_per_rollout} (MaxTargetsPerRollout; Step Functions' 25,000 history events "
+            "per execution). Split the certificate's targets across certificates, or raise the parameter "
+            "after reading BENCHMARKS.md.")
     if request.force:
         logger.info("manual redeploy requested", extra={"certificate_arn": cert.arn, "serial": cert.serial})
         return ValidateResult(decision=Decision.ROLLOUT, serial=cert.serial, targetIds=target_ids,
