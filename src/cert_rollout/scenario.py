@@ -69,6 +69,8 @@ class TargetSpec(BaseModel):
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"] | None = None
+    # Written over the registered inventory item as is (not validated): a misconfigured target.
+    inventory_overrides: dict[str, Any] | None = None
 
 
 class InjectErrorSpec(BaseModel):
@@ -279,6 +281,9 @@ class ScenarioRunner:
             else:
                 target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate],
                                                    t.sni or spec.domain, port=t.port, fault=t.fault)
+            if t.inventory_overrides:
+                target.inventory_item.update(t.inventory_overrides)
+                self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
                          + (f" (fault: {t.fault})" if t.fault else ""))
         report: dict[str, Any] = {

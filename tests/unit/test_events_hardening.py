@@ -301,3 +301,9 @@ def test_hostile_inputs_end_in_a_named_error(raw: Any) -> None:
 
 def test_a_well_formed_event_still_parses_after_hardening() -> None:
     assert parse(load_text("health-renewal-completed.json")).kind is RequestKind.RENEWAL_COMPLETED
+
+
+def test_arn_with_non_ascii_digits_is_not_an_arn() -> None:
+    event = load("acm-certificate-available-renewal.json")
+    event["resources"] = [ARN.replace("123456789012", "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662")]
+    refused(event, r"resources\[0\].*not an ACM certificate ARN")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import traceback
 import string
+import traceback
 from pathlib import Path
 
 import pytest

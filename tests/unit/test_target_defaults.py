@@ -92,3 +92,47 @@ def test_generic_has_no_defaults():
 def test_bad_hints_name_the_field(bad, field):
     with pytest.raises(TargetDefaultsError, match=field.replace(".", r"\.")):
         complete_target(entry(**bad))
+
+
+# --- modes and names the defaults produce pass the Target model's rules ----------------------
+
+
+@pytest.mark.parametrize("kind", ["nginx", "apache", "haproxy", "java"])
+def test_every_default_file_passes_the_target_mode_rules(kind):
+    extra = {"reloadCommand": ["/usr/local/bin/reload"]} if kind == "java" else {}
+    item = complete_target(entry(server=kind, paths={"owner": "root", "group": "ssl-cert"}, **extra))
+    target = Target.model_validate(item)
+    for f in target.files:
+        mode = int(f.mode, 8)
+        assert mode & 0o7000 == 0, f.path
+        if f.content in ("key", "combined", "encrypted-key", "pkcs12"):
+            assert mode & 0o7137 == 0, f.path
+            assert f.mode == "0600"
+        else:
+            assert f.mode == "0644"
+
+
+def test_given_files_without_modes_get_modes_that_pass():
+    raw = entry(server="nginx", files=[{"path": "/srv/tls/cert.pem", "content": "fullchain"},
+                                       {"path": "/srv/tls/key.pem", "content": "key"}])
+    target = Target.model_validate(complete_target(raw))
+    assert [f.mode for f in target.files] == ["0644", "0600"]
+
+
+def test_given_world_readable_key_is_refused_by_the_model():
+    from pydantic import ValidationError
+
+    raw = entry(server="nginx", files=[{"path": "/srv/tls/key.pem", "content": "key", "mode": "0644"}])
+    with pytest.raises(ValidationError, match=r"/srv/tls/key\.pem holds key material.*mode & 0o7137 == 0"):
+        Target.model_validate(complete_target(raw))
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"server": "nginx", "paths": {"name": "web\n"}}, "paths.name"),
+    ({"server": "nginx", "targetId": "web-1\n"}, "paths.name"),
+    ({"server": "nginx", "paths": {"directory": "/etc/nginx/tls\n"}}, "paths.directory"),
+    ({"server": "nginx", "paths": {"directory": "/etc/\x00nginx"}}, "paths.directory"),
+])
+def test_names_and_directories_are_matched_whole(bad, field):
+    with pytest.raises(TargetDefaultsError, match=field.replace(".", r"\.")):
+        complete_target(entry(**bad))

@@ -24,7 +24,7 @@ CERTIFICATE_ARN_PATTERN = r"\Aarn:aws(-[a-z]+)*:acm:[a-z0-9-]+:[0-9]{12}:certifi
 # starting or ending with a hyphen. ASCII only: internationalized names use their A-label.
 DNS_LABEL_PATTERN = r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z"
 ALIAS_PATTERN = r"\A[A-Za-z0-9._-]{1,64}\Z"
-MODE_PATTERN = r"\A[0-7]{3,4}\Z"
+MODE_PATTERN = r"\A0?[0-7]{3,4}\Z"  # chmod's octal forms: "640", "0640", "4755", "04755"
 _TARGET_ID = re.compile(TARGET_ID_PATTERN)
 _INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 _CERTIFICATE_ARN = re.compile(CERTIFICATE_ARN_PATTERN)
@@ -186,7 +186,7 @@ class TargetFile(BaseModel):
     @classmethod
     def _octal_mode(cls, value: Any) -> Any:
         if not isinstance(value, str) or not _MODE.fullmatch(value):
-            raise ValueError(f'mode must be a string of 3-4 octal digits like "0640", got {_show(value)}')
+            raise ValueError(f'mode must be a string of 3-4 octal digits like "0640" (chmod), got {_show(value)}')
         if int(value, 8) & SPECIAL_MODE_BITS:
             raise ValueError(f"mode {value}: setuid, setgid and sticky bits (07000) are not allowed on installed files")
         return value
@@ -244,7 +244,7 @@ class Target(BaseModel):
 
     certificateArn: str
     targetId: str
-    host: str = Field(max_length=254)
+    host: str
     port: int = Field(strict=True, ge=1, le=65535)
     sni: str | None = None
     server: ServerKind = "generic"
@@ -295,7 +295,7 @@ class Target(BaseModel):
     @field_validator("port", mode="before")
     @classmethod
     def _integer_port(cls, value: Any) -> Any:
-        if type(value) is not int:  # noqa: E721 - bool is an int subclass, and is refused
+        if type(value) is not int or not 1 <= value <= 65535:  # noqa: E721 - bool (an int subclass) is refused
             raise ValueError(f"port must be an integer 1-65535 (not a string, float or boolean), got {_show(value)}")
         return value
 

@@ -48,14 +48,15 @@ def list_targets(table_name: str, certificate_arn: str) -> list[Target]:
     return [Target.model_validate(i) for i in items]
 
 
-def list_target_ids(table_name: str, certificate_arn: str) -> list[str]:
-    """Only the target ids (what enters the state: references, never settings)."""
+def list_target_states(table_name: str, certificate_arn: str) -> list[dict[str, Any]]:
+    """Each target's id and deployment state (targetId, lastDeployedSerial, lastOutcome), without
+    validating its settings: one bad inventory item must fail only its own target (in the Map,
+    as invalid-target-settings), never the whole rollout."""
     try:
-        items = _query_all(table(table_name), KeyConditionExpression=Key("certificateArn").eq(certificate_arn),
-                           ProjectionExpression="targetId")
+        return _query_all(table(table_name), KeyConditionExpression=Key("certificateArn").eq(certificate_arn),
+                          ProjectionExpression="targetId, lastDeployedSerial, lastOutcome")
     except (ClientError, BotoCoreError) as e:
         raise named_aws_error(e, "Query") from None
-    return [i["targetId"] for i in items]
 
 
 def get_target(table_name: str, certificate_arn: str, target_id: str) -> Target:

@@ -88,12 +88,13 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 _BREAKS = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029")
 _SPACES = re.compile(r"\s+")
 
+# Used with fullmatch only; [0-9], not \d (which also matches non-ASCII digits such as "١").
 _ARN = re.compile(
-    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):"
-    r"(?P<account>\d{12}):certificate/(?P<id>[A-Za-z0-9][A-Za-z0-9-]{0,127})"
+    r"arn:(?P<partition>aws|aws-cn|aws-us-gov):acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]+):"
+    r"(?P<account>[0-9]{12}):certificate/(?P<id>[A-Za-z0-9][A-Za-z0-9-]{0,127})"
 )
-_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
-_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
+_ACCOUNT = re.compile(r"[0-9]{12}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")
 
 
@@ -607,7 +608,12 @@ def parse_event(raw: dict[str, Any] | str | bytes, *, region: str, account_id: s
 
     Raises (each message names the field):
     :class:`MalformedEvent` (not JSON, not an object, missing ``detail``/required field,
-    wrong type, several different certificate ARNs, an invalid ARN);
+    wrong type, several different certificate ARNs, an invalid ARN; "event is not readable
+    JSON" for nesting over 64 levels or values JSON cannot hold; NaN/Infinity or a number of
+    over 64 digits anywhere; ``detail.DaysToExpiry`` not an integer in -36500..36500; an
+    event over 256 KiB; an odd ``id``). Never another exception type, whatever ``raw`` holds.
+    Free text (``reason``, ``requestedBy``, ``RenewalStatusReason``, the Health description)
+    is cut to 500 characters, controls and bidi overrides removed;
     :class:`MissingCertificateArn` (no ARN anywhere; a MalformedEvent);
     :class:`UnsupportedEvent` (other source, detail-type, Health service/code, ACM Action
     or CertificateType); :class:`ForeignCertificate` (other region/account);

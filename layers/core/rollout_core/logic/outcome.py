@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from rollout_core.adapters import dynamo
 from rollout_core.models import TargetOutcome
@@ -99,7 +99,7 @@ def record_outcome(state: dict[str, Any], *, settings: RecordSettings, now: date
         endpoint = endpoint or target.endpoint
         after = probe_served_certificate(target.host, target.port, target.sni,
                                          timeout=settings.probe_timeout_seconds).serial_hex
-    except (ProbeError, dynamo.TargetNotFound) as e:
+    except (ProbeError, dynamo.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
         logger.info("served serial after the rollout unknown", extra={"target_id": target_id, "error": str(e)})
     record = OutcomeRecord(
         rolloutId=state["rolloutId"], targetId=target_id, certificateArn=certificate_arn, endpoint=endpoint,

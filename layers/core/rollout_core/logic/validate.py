@@ -122,12 +122,12 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     if cert.status != "ISSUED" or not cert.serial:
         raise CertificateNotIssued(f"{cert.arn} is {cert.status}, not ISSUED: nothing to roll out")
 
-    targets = dynamo.list_targets(settings.inventory_table, cert.arn)
+    targets = dynamo.list_target_states(settings.inventory_table, cert.arn)
     if not targets:
         logger.warning("certificate has no targets in the inventory", extra={"certificate_arn": cert.arn})
         return ValidateResult(decision=Decision.NO_TARGETS, serial=cert.serial, daysToExpiry=days_to_expiry,
                               reason="no targets in the inventory", **base)
-    target_ids = [t.targetId for t in targets]
+    target_ids = [t["targetId"] for t in targets]
     if len(target_ids) > settings.max_targets_per_rollout:
         raise TooManyTargets(
             f"{cert.arn} has {len(target_ids)} targets; one rollout handles at most "
@@ -149,7 +149,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
                     extra={"certificate_arn": cert.arn, "serial": cert.serial, "duplicate_of": claimed["rolloutId"]})
         return ValidateResult(decision=Decision.ALREADY_DEPLOYED, serial=cert.serial, targetIds=[],
                               duplicateOf=claimed["rolloutId"], daysToExpiry=days_to_expiry, **base)
-    if all(t.lastDeployedSerial == cert.serial and t.lastOutcome == TargetOutcome.VERIFIED for t in targets):
+    if all(t.get("lastDeployedSerial") == cert.serial and t.get("lastOutcome") == TargetOutcome.VERIFIED
+           for t in targets):
         return ValidateResult(decision=Decision.ALREADY_DEPLOYED, serial=cert.serial, targetIds=[],
                               reason="every target already serves this serial", daysToExpiry=days_to_expiry,
                               **base)
