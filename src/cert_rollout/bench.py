@@ -318,7 +318,8 @@ def price(result: dict[str, Any]) -> dict[str, float]:
 
 
 def run_size(size: int, *, parameters: dict[str, str] | None = None, lambda_workers: int = 8,
-             timeout: float = 3600, workdir: Path | None = None, log: Any = None) -> dict[str, Any]:
+             timeout: float = 3600, workdir: Path | None = None, log: Any = None,
+             key_algorithm: str = "RSA_2048", leak_check: bool = False) -> dict[str, Any]:
     """One rollout to ``size`` targets on a fresh local cloud, measured (see module docstring)."""
     from boto3.dynamodb.types import TypeDeserializer
     from rollout_core.domain.serials import canonical_serial, parse_serial
@@ -340,7 +341,7 @@ def run_size(size: int, *, parameters: dict[str, str] | None = None, lambda_work
         say(f"local cloud up in {time.time() - started:.1f} s")
         pca = cloud.private_ca()
         sni = "web.internal.example"
-        arn = pca.request_certificate(sni, ["api.internal.example"], "RSA_2048")
+        arn = pca.request_certificate(sni, ["api.internal.example"], key_algorithm)
         targets = LocalTargets(cloud, workdir)
         t = time.time()
         targets.add_embedded_shared([(f"t-{i:04d}", arn, sni) for i in range(1, size + 1)])
@@ -437,6 +438,11 @@ def run_size(size: int, *, parameters: dict[str, str] | None = None, lambda_work
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         result["price_usd"] = price(result)
+        result["key_algorithm"] = key_algorithm
+        if leak_check:
+            from cert_rollout.leaks import collect_surfaces, scan
+
+            result["leak_findings"] = [f.as_dict() for f in scan(collect_surfaces(cloud, [execution_arn]), cloud.secrets)]
         return result
     finally:
         sampler.stop()
