@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")
 local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
 app.add_typer(local_app, name="local")
@@ -72,9 +72,12 @@ def _run(scenario: Any, report_path: Path | None, history: bool) -> int:
     if report_path:
         reporting.write(result, report_path)
         console.print(f"Report written to {report_path}")
-    ok = all(e["outcome"] in ("ROLLED_OUT",) for e in result["events"] if e.get("decision") == "ROLLOUT")
-    ok = ok and not result["leak_check"]["findings"] and all(e.get("status") for e in result["events"])
-    return 0 if ok else 1
+    from cert_rollout.scenario import step_as_expected
+
+    unexpected = [e for e in result["events"] if not step_as_expected(e)]
+    for e in unexpected:
+        err.print(escape(f"step {e['step']}: outcome {e['outcome']}, expected {e.get('expect') or 'ROLLED_OUT'}"))
+    return 0 if not unexpected and not result["leak_check"]["findings"] else 1
 
 
 @app.command()
@@ -93,8 +96,8 @@ def demo(targets: int = typer.Option(3, "--targets", min=1, max=200, help="How m
 def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML file."),
               report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
               history: bool = typer.Option(True, "--history/--no-history")) -> None:
-    """Run a scenario file on the local cloud. Exit 0 when every rollout step ends ROLLED_OUT
-    (or the step's own expected outcome) and the leak check is clean."""
+    """Run a scenario file on the local cloud. Exit 0 when every event step ends as its
+    `expect:` says (default: ROLLED_OUT for a rollout) and the leak check is clean."""
     from cert_rollout.scenario import Scenario, ScenarioError
 
     try:

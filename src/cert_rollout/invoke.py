@@ -3,10 +3,13 @@
 
 The function runs its real handler (its own template environment, handler, code and layer)
 in a worker process of the embedded local cloud (LocalCloud: moto server in this process,
-template.yaml deployed into it). The function talks to that local cloud, whose resources
-are empty unless the event refers to ones created by it: e.g. ValidateEventFunction on
-events/validate_event.json answers with a named error (CertificateNotFound). That is the
-expected result of a Docker-free smoke run, not a failure of the tool.
+template.yaml deployed into it). Before the call the local cloud is seeded with what the
+event names: every ACM certificate ARN in it becomes a real private certificate under that
+ARN (issued by the local private CA), and every targetId / targetIds entry becomes an
+embedded TLS target serving that certificate, registered in the inventory. So the samples in
+events/ do real work (validate decides, export stages, install sends a command, verify
+probes). Resources the event only references (a secret version, an SSM command id) are not
+created: a function that needs them answers with its named error, as it would in AWS.
 """
 
 from __future__ import annotations
@@ -88,4 +91,47 @@ def invoke_function(logical_id: str, payload: bytes, parameters: dict[str, str] 
     if region:
         kwargs["region"] = region
     with LocalCloud(**kwargs) as cloud:
-        return _invoke_on(cloud, logical_id, payload)
+        targets = seed(cloud, payload)
+        try:
+            return _invoke_on(cloud, logical_id, payload)
+        finally:
+            if targets is not None:
+                targets.stop()
+
+
+def _strings(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """Every (key, string) pair in a JSON value, nested ones included."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _strings(v, k)]
+    if isinstance(value, list):
+        return [p for v in value for p in _strings(v, key)]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+def seed(cloud: Any, payload: bytes) -> Any:
+    """Create what the event names (see the module docstring); returns the LocalTargets to stop."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from cert_rollout.localcloud.targets import LocalTargets
+
+    try:
+        event = json.loads(payload or b"{}")
+    except json.JSONDecodeError:
+        return None  # the handler reports the bad payload itself
+    pairs = _strings(event)
+    prefix = f"arn:aws:acm:{cloud.region}:{cloud.account_id}:certificate/"
+    arns = sorted({m for _, v in pairs for m in re.findall(re.escape(prefix) + r"[A-Za-z0-9-]+", v)})
+    target_ids = sorted({v for k, v in pairs if k in ("targetId", "targetIds")
+                         and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v)})
+    if not arns:
+        return None
+    pca = cloud.private_ca()
+    targets = LocalTargets(cloud, Path(tempfile.mkdtemp(prefix="cert-rollout-invoke-")))
+    for arn in arns:
+        issued = pca.request_certificate("web.internal.example", ["api.internal.example"], "EC_prime256v1")
+        pca.adopt_arn(issued, arn)
+        for target_id in target_ids:
+            targets.add_embedded(target_id, arn, "web.internal.example")
+    return targets

@@ -17,6 +17,8 @@ Format (YAML):
       certificate: web
     - sleep: 2
     - inject_error: {operation: ExportCertificate, code: ThrottlingException, times: 2}
+  An event/input step may say `expect: PARTIAL` (any event outcome): `cert-rollout local run`
+  exits 0 when every event step ends as expected (default: ROLLED_OUT for a rollout).
 """
 
 from __future__ import annotations
@@ -93,6 +95,9 @@ class StepSpec(BaseModel):
     wait: bool = True
     sleep: float | None = Field(default=None, ge=0, le=3600)
     inject_error: InjectErrorSpec | None = None
+    # The outcome this event step should end with (default: ROLLED_OUT when it rolls out).
+    expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
+                    "NO_TARGETS", "REJECTED", "NOT_ROUTED"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
@@ -327,7 +332,7 @@ class ScenarioRunner:
         values = {"Region": cloud.region, "AccountId": cloud.account_id}
         if step.certificate:
             values["CertificateArn"] = self.certificate_arns[step.certificate]
-        entry: dict[str, Any] = {"step": index, "certificate": step.certificate}
+        entry: dict[str, Any] = {"step": index, "certificate": step.certificate, "expect": step.expect}
         if step.event is not None:
             path = self.scenario.event_path(step.event)
             try:
@@ -387,6 +392,15 @@ class ScenarioRunner:
             TableName=table, KeyConditionExpression="rolloutId = :r",
             ExpressionAttributeValues={":r": {"S": rollout_id}})["Items"]
         return sorted(({k: des.deserialize(v) for k, v in i.items()} for i in items), key=lambda r: r["targetId"])
+
+
+def step_as_expected(entry: dict[str, Any]) -> bool:
+    """Did this event step end as the scenario expects (``expect``, else ROLLED_OUT for a rollout)?"""
+    if not entry.get("status") and entry.get("outcome") != "NOT_ROUTED":
+        return False
+    if entry.get("expect"):
+        return entry["outcome"] == entry["expect"]
+    return entry.get("decision") != "ROLLOUT" or entry["outcome"] == "ROLLED_OUT"
 
 
 def _failure(history: list[dict[str, Any]]) -> dict[str, str] | None:

@@ -124,6 +124,17 @@ class LocalPrivateCA:
             bundle.created_at = datetime.now(UTC).replace(tzinfo=None)
             return str(bundle._cert.serial_number)
 
+    def adopt_arn(self, arn: str, wanted_arn: str) -> None:
+        """Move a certificate to ``wanted_arn`` (same account and region): lets sample events
+        that name a fixed certificate ARN refer to a real one (cert-rollout invoke)."""
+        from moto.acm.models import acm_backends
+
+        backend = acm_backends[self.account_id][self.region]
+        with self._lock:
+            bundle = backend._certificates.pop(arn)
+            bundle.arn = wanted_arn
+            backend._certificates[wanted_arn] = bundle
+
     def fail_renewal(self, arn: str, reason: str = "PCA_ACCESS_DENIED") -> None:
         """Mark the certificate's renewal as failed (what ACM shows after AWS_ACM_RENEWAL_FAILURE)."""
         with self._lock:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollout_core.adapters import dynamo, ssm
 from rollout_core.adapters.aws import client
-from rollout_core.adapters.errors import named_aws_error
+from rollout_core.adapters.errors import AwsPermanentError, named_aws_error
 from rollout_core.logic.commands import command_status, waiting_task_key_from_comment
 from rollout_core.observability import logger
 
@@ -76,6 +76,11 @@ def complete_waiting_task(event: dict[str, Any], *, table: str) -> dict[str, Any
         invocation: dict[str, Any] | None = ssm.get_invocation(detail.command_id, detail.instance_id)
     except ssm.InvocationNotFound:
         invocation = None
+    except AwsPermanentError as e:
+        if e.code != "InvalidCommandId":
+            raise
+        logger.info("status change of a command SSM does not know", extra={"command_id": detail.command_id})
+        return {"ignored": "unknown command"}
     comment = (invocation or {}).get("Comment") or ""
     key = waiting_task_key_from_comment(comment)
     if key is None:

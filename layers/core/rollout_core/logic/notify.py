@@ -72,7 +72,10 @@ def format_message(outcome: RolloutOutcome, rollout: dict[str, Any], lines: list
             f"Rollout:     {rollout.get('rolloutId', '-')} (Step Functions execution name)"]
     if outcome in (RolloutOutcome.ROLLED_OUT, RolloutOutcome.PARTIAL, RolloutOutcome.FAILED) and lines:
         counts = {o: sum(1 for r in lines if r["outcome"] == o) for o in TargetOutcome}
-        subject = (f"[{outcome.value}] {name}: {counts[TargetOutcome.VERIFIED]}/{len(lines)} targets serve {serial}")
+        # SNS cuts subjects at 100 characters: never a partial serial there (the body has it).
+        subject = f"[{outcome.value}] {name}: {counts[TargetOutcome.VERIFIED]}/{len(lines)} targets serve {serial}"
+        if len(subject) > 100:
+            subject = f"[{outcome.value}] {name}: {counts[TargetOutcome.VERIFIED]}/{len(lines)} targets serve the new serial"
         head.append(f"Targets:     {counts[TargetOutcome.VERIFIED]} verified, {counts[TargetOutcome.ROLLED_BACK]} "
                     f"rolled back, {counts[TargetOutcome.FAILED]} failed, of {len(lines)}")
         head.append("")
