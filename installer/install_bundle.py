@@ -20,7 +20,8 @@ Target config JSON:
      "files": [{"path": "/etc/ssl/web/fullchain.pem",
                 "content": "fullchain|leaf|chain|key|combined|encrypted-key|pkcs12",
                 "mode": "0644", "owner": null, "group": null,
-                "passwordFile": "/etc/ssl/web/key.pass", "alias": "web"}],
+                "passwordFile": "/etc/ssl/web/key.pass", "alias": "web",
+                "passwordSecret": "cert-rollout/keystores/web"}],
      "testCommand": ["argv", ...] or null, "reloadCommand": ["argv", ...] or null}
     content: fullchain = leaf + chain; leaf; chain; key = plain private key;
     combined = leaf + chain + key in one PEM (HAProxy); encrypted-key and pkcs12 below.
@@ -37,7 +38,8 @@ Target config JSON:
         through its stdin, never a plain file). Every install draws a NEW random password
         (48 hex characters) and writes it to passwordFile (default "<path>.pass"), mode
         0600, same owner/group as the key. The password file is installed, backed up and
-        restored together with the key (e.g. nginx ``ssl_password_file``).
+        restored together with the key (e.g. nginx ``ssl_password_file``). With
+        passwordSecret, the password is the secret's instead (below).
     pkcs12: a PKCS#12 keystore (leaf + chain + key, friendly name ``alias``, default the
         targetId) made by ``openssl pkcs12 -export -passout file:PASSWORDFILE`` (OpenSSL 3
         defaults: AES-256-CBC + PBKDF2, opened by JDK keytool >= 8u301/11.0.12/17:
@@ -46,8 +48,17 @@ Target config JSON:
         keeps it (e.g. Secrets Manager -> file, or the server's own config); when it does
         not exist the installer creates it once with a random password, mode 0600, and
         keeps it (it is not rolled back).
-    TODO(java): fetch the keystore password itself from Secrets Manager on the node
-    (today it is a file the operator manages).
+    passwordSecret (pkcs12 and encrypted-key): a Secrets Manager secret name or ARN (1-512 of
+        A-Za-z0-9/_+=.@:-, no "..", not starting with "-") whose SecretString is the password
+        itself. It is read at the fetch stage with ``aws secretsmanager get-secret-value
+        --secret-id NAME --query SecretString --output text`` (the node's identity: keep it
+        under the stack's SecretPrefix, e.g. "cert-rollout/keystores/web"; a name is read in
+        the bundle secret's region unless AWS_REGION is set); one trailing newline is
+        dropped; an empty password, one with NUL, CR or LF, or a secret without SecretString
+        fails the install (exit 13, naming the secret, never the value). The password goes
+        to openssl through a pipe (``-passout fd:N``), never an argument, and is written to
+        passwordFile only when one is given (0600, installed, backed up and restored with
+        the keystore or key); without passwordFile no password file is written.
 
 Secret string (JSON): {"certificate": PEM, "chain": PEM, "privateKey": PEM plain PKCS#8,
 "serial": "..."}.
@@ -62,7 +73,7 @@ install), then testCommand and reloadCommand (exit 20 on any failure).
 
 Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
 (restored), 12 files could not be built or written (nothing changed), 13 secret fetch
-failed, 20 rollback failed.
+(bundle or password) failed, 20 rollback failed.
 
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 {action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
@@ -106,6 +117,7 @@ MAX_COMMAND_TIMEOUT = 86400
 KEY_MODE_FORBIDDEN = 0o7137  # owner execute, group write/execute, anything for others, s/s/t bits
 SPECIAL_MODE_BITS = 0o7000  # setuid, setgid, sticky
 REDACT_WINDOW = 16  # a run of base64 characters this long that overlaps a secret is redacted
+_PASSWORD_SECRET = re.compile(r"[A-Za-z0-9/_+=.@:-]{1,512}")  # a secret name or ARN (fullmatch)
 
 # The words of a PEM private key label, built so that this file's own text (and so
 # any traceback quoting it) does not hold the phrase the redaction looks for.
@@ -397,13 +409,25 @@ class FileSpec:
                                      f"{where}.{name} must be a name, a non-negative id or null")
         self.password_file = None  # type: str | None
         self.alias = None  # type: str | None
+        secret = raw.get("passwordSecret")
+        self.password_secret = secret  # type: str | None
+        if secret is not None and (
+                self.content not in ("encrypted-key", "pkcs12") or not isinstance(secret, str)
+                or not _PASSWORD_SECRET.fullmatch(secret) or ".." in secret or secret.startswith("-")):
+            raise RolloutFailure("write", EXIT_PARAMS,
+                                 f"{where}.passwordSecret must be a Secrets Manager secret name or ARN "
+                                 "(1-512 of A-Za-z0-9/_+=.@:-, no '..', not starting with '-'), "
+                                 "for encrypted-key and pkcs12 files only")
         if self.content in ("encrypted-key", "pkcs12"):
             pw = raw.get("passwordFile")
-            if pw in (None, ""):
+            if pw in (None, "") and secret is None:
                 pw = self.path + PASSWORD_SUFFIX
-            if not isinstance(pw, str) or not os.path.isabs(pw):
+            if pw in (None, ""):
+                pw = None  # the password comes from passwordSecret; no file is written
+            elif not isinstance(pw, str) or not os.path.isabs(pw):
                 raise RolloutFailure("write", EXIT_PARAMS, f"{where}.passwordFile must be an absolute path")
-            self.password_file = os.path.normpath(pw)
+            else:
+                self.password_file = os.path.normpath(pw)
             alias = raw.get("alias")
             if alias is not None and (not isinstance(alias, str) or not alias.strip()):
                 raise RolloutFailure("write", EXIT_PARAMS, f"{where}.alias must be a non-empty string")
@@ -411,13 +435,15 @@ class FileSpec:
 
     @classmethod
     def password_for(cls, key_spec: FileSpec) -> FileSpec:
-        """The managed password file of an encrypted-key file: 0600, the key file's owner."""
+        """The managed password file of an encrypted-key file, or of a file whose password
+        comes from passwordSecret: 0600, the key file's owner."""
         spec = cls.__new__(cls)
         spec.path = key_spec.password_file or key_spec.path + PASSWORD_SUFFIX
         spec.content = PASSWORD
         spec.mode = 0o600
         spec.owner, spec.group = key_spec.owner, key_spec.group
         spec.password_file = None
+        spec.password_secret = None
         spec.alias = None
         spec.key_spec = key_spec
         return spec
@@ -431,8 +457,10 @@ class Target:
         if not isinstance(files, list) or not files:
             raise RolloutFailure("write", EXIT_PARAMS, "target config has no files")
         self.files = [FileSpec(f if isinstance(f, dict) else {}, i) for i, f in enumerate(files)]
-        # an encrypted key's password file is installed and restored with it
-        self.files += [FileSpec.password_for(f) for f in list(self.files) if f.content == "encrypted-key"]
+        # an encrypted key's password file (and that of a password from Secrets Manager) is
+        # installed and restored with it
+        self.files += [FileSpec.password_for(f) for f in list(self.files) if f.password_file and (
+            f.content == "encrypted-key" or f.password_secret)]
         for f in self.files:
             if f.content == "pkcs12" and f.alias is None:
                 f.alias = self.target_id or "certificate"
@@ -540,30 +568,61 @@ def _decode(data: Any) -> str:
 # --------------------------------------------------------------------------- fetch
 
 
-def fetch_secret(arn: str, version_id: str, timeout: float) -> dict[str, Any]:
-    """`aws secretsmanager get-secret-value` -> parsed secret JSON. Output is captured,
-    never printed. Raises RolloutFailure(fetch, 13) with the CLI's error text."""
-    argv = ["aws", "secretsmanager", "get-secret-value", "--secret-id", arn]
+def _secret_string(secret_id: str, version_id: str, timeout: float, what: str, region_arn: str = "") -> str:
+    """`aws secretsmanager get-secret-value ... --query SecretString --output text` -> its
+    stdout. Output is captured, never printed. The region is the ARN's (``secret_id``'s,
+    else ``region_arn``'s) unless AWS_REGION/AWS_DEFAULT_REGION is set. Raises
+    RolloutFailure(fetch, 13) naming ``what`` with the CLI's (redacted) error text."""
+    argv = ["aws", "secretsmanager", "get-secret-value", "--secret-id", secret_id]
     if version_id:
         argv += ["--version-id", version_id]
     argv += ["--query", "SecretString", "--output", "text"]
-    parts = arn.split(":")
-    if len(parts) > 3 and parts[0] == "arn" and parts[3] and not (
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-        argv += ["--region", parts[3]]
-    log("fetching secret version %s" % (version_id or "AWSCURRENT"))
+    for arn in (secret_id, region_arn):
+        parts = arn.split(":")
+        if len(parts) > 3 and parts[0] == "arn" and parts[3]:
+            if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+                argv += ["--region", parts[3]]
+            break
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=timeout)
     except FileNotFoundError:
-        raise RolloutFailure("fetch", EXIT_FETCH, "secret fetch failed: aws CLI not found on PATH") from None
+        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} fetch failed: aws CLI not found on PATH") from None
     except subprocess.TimeoutExpired:
         raise RolloutFailure("fetch", EXIT_FETCH,
-                             f"secret fetch failed: aws CLI timed out after {timeout:g} s") from None
+                             f"{what} fetch failed: aws CLI timed out after {timeout:g} s") from None
     if proc.returncode != 0:
         err = str(REDACT(_decode(proc.stderr).strip()))[-500:]
-        raise RolloutFailure("fetch", EXIT_FETCH, f"secret fetch failed (exit {proc.returncode}): {err}")
-    text = _decode(proc.stdout).rstrip("\n")
+        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} fetch failed (exit {proc.returncode}): {err}")
+    return _decode(proc.stdout)
+
+
+def fetch_password(secret_id: str, timeout: float, region_arn: str = "") -> str:
+    """The password kept in the Secrets Manager secret ``secret_id`` (its SecretString, one
+    trailing newline dropped); added to the redaction set at once. Refused (fetch, 13,
+    naming the secret, never the value): empty, NUL/CR/LF inside, no SecretString."""
+    what = f"password secret {secret_id!r}"
+    log(f"fetching {what}")
+    password = _secret_string(secret_id, "", timeout, what, region_arn)
+    if password.endswith("\n"):
+        password = password[:-1]
+    for part in [password] + password.splitlines():
+        REDACT.add_password(part)
+    if not password:
+        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} is empty")
+    if password == "None":  # `--output text` of a secret with only SecretBinary
+        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} has no SecretString (a binary secret?)")
+    if any(ch in password for ch in "\x00\r\n"):
+        raise RolloutFailure("fetch", EXIT_FETCH,
+                             f"{what} holds a NUL, CR or newline character: the password must be one line")
+    return password
+
+
+def fetch_secret(arn: str, version_id: str, timeout: float) -> dict[str, Any]:
+    """`aws secretsmanager get-secret-value` -> parsed secret JSON. Output is captured,
+    never printed. Raises RolloutFailure(fetch, 13) with the CLI's error text."""
+    log("fetching secret version %s" % (version_id or "AWSCURRENT"))
+    text = _secret_string(arn, version_id, timeout, "secret").rstrip("\n")
     try:
         secret = json.loads(text)
     except ValueError:
@@ -695,28 +754,40 @@ def new_password() -> str:
     return secrets.token_hex(24)
 
 
-def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str, key_pipe: bytes | None = None) -> bytes:
-    """Run the system openssl with ``stdin`` and return its stdout. Key material is never
-    an argument nor a plain file: it goes through stdin, or with ``key_pipe`` through a
-    pipe that openssl reads as /dev/fd/N (the argument "{keyfd}" is replaced by that path).
+def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str, key_pipe: bytes | None = None,
+             password: str | None = None) -> bytes:
+    """Run the system openssl with ``stdin`` and return its stdout. Key material and
+    passwords are never arguments nor plain files: they go through stdin, or with
+    ``key_pipe`` through a pipe that openssl reads as /dev/fd/N (the argument "{keyfd}" is
+    replaced by that path), ``password`` through a pipe read by "-passout fd:N" ("{passfd}").
     Raises RolloutFailure(write, 12) with openssl's redacted error text."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl not found on PATH")
-    fds: tuple[int, ...] = ()
-    if key_pipe is not None:
-        if len(key_pipe) > 60000:
-            raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: key too large")
-        r, w = os.pipe()
-        try:
-            os.write(w, key_pipe)  # fits the pipe buffer: no reader needed yet
-        finally:
-            os.close(w)
-        fds = (r,)
-        argv = [a.replace("{keyfd}", f"/dev/fd/{r}") for a in argv]
+    fds: list[int] = []
+    pipes = [("{keyfd}", "/dev/fd/", key_pipe)]
+    if password is not None:
+        pipes.append(("{passfd}", "fd:", (password + "\n").encode("utf-8")))
+    try:
+        for placeholder, prefix, data in pipes:
+            if data is None:
+                continue
+            if len(data) > 60000:
+                raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: key or password too large")
+            r, w = os.pipe()
+            fds.append(r)
+            try:
+                os.write(w, data)  # fits the pipe buffer: no reader needed yet
+            finally:
+                os.close(w)
+            argv = [a.replace(placeholder, f"{prefix}{r}") for a in argv]
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     try:
         proc = subprocess.run([openssl] + argv, input=stdin, capture_output=True, timeout=timeout,
-                              pass_fds=fds)
+                              pass_fds=tuple(fds))
     except subprocess.TimeoutExpired:
         raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl timed out") from None
     finally:
@@ -729,10 +800,10 @@ def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str, key_pipe:
     return proc.stdout
 
 
-def encrypt_key(plain_key_pem: str, password_file: str, timeout: float) -> bytes:
-    """Plain key PEM -> encrypted PKCS#8 PEM (PBES2, AES-256-CBC), password from the file."""
-    out = _openssl(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "file:" + password_file],
-                   plain_key_pem.encode("ascii"), timeout, "an encrypted key")
+def encrypt_key(plain_key_pem: str, password: str, timeout: float) -> bytes:
+    """Plain key PEM -> encrypted PKCS#8 PEM (PBES2, AES-256-CBC) under ``password``."""
+    out = _openssl(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "{passfd}"],
+                   plain_key_pem.encode("ascii"), timeout, "an encrypted key", password=password)
     REDACT.add_secret_text(_decode(out))
     blocks = pem_blocks(_decode(out))
     if len(blocks) != 1 or blocks[0][0] != "ENCRYPTED " + _PK:
@@ -751,9 +822,16 @@ def read_password_file(path: str) -> None:
     REDACT.add_password(first.strip())
 
 
-def make_pkcs12(bundle: Bundle, spec: FileSpec, timeout: float) -> bytes:
-    """A PKCS#12 keystore of leaf + chain + key. The password is the first line of the
-    spec's passwordFile; a missing file is created once with a random password (0600)."""
+def make_pkcs12(bundle: Bundle, spec: FileSpec, timeout: float, password: str | None = None) -> bytes:
+    """A PKCS#12 keystore of leaf + chain + key. The password is ``password`` (from the
+    spec's passwordSecret), else the first line of the spec's passwordFile; a missing file
+    is created once with a random password (0600)."""
+    certs = bundle.content("fullchain", spec.path)  # leaf first: the key's certificate
+    key = bundle.content("key", spec.path)
+    argv = ["pkcs12", "-export", "-name", spec.alias or "certificate", "-inkey", "{keyfd}", "-passout"]
+    if password is not None:
+        return _openssl(argv + ["{passfd}"], certs.encode("ascii"), timeout, "a PKCS#12 keystore",
+                        key_pipe=key.encode("ascii"), password=password)
     password_file = spec.password_file or spec.path + PASSWORD_SUFFIX
     if _read(password_file) is None:
         if not os.path.isdir(os.path.dirname(password_file)):
@@ -764,17 +842,23 @@ def make_pkcs12(bundle: Bundle, spec: FileSpec, timeout: float) -> bytes:
         write_file(password_file, (password + "\n").encode("ascii"), 0o600, uid, gid)
         log(f"created keystore password file {password_file}")
     read_password_file(password_file)
-    certs = bundle.content("fullchain", spec.path)  # leaf first: the key's certificate
-    key = bundle.content("key", spec.path)
-    return _openssl(["pkcs12", "-export", "-name", spec.alias or "certificate", "-inkey", "{keyfd}",
-                     "-passout", "file:" + password_file], certs.encode("ascii"), timeout,
+    return _openssl(argv + ["file:" + password_file], certs.encode("ascii"), timeout,
                     "a PKCS#12 keystore", key_pipe=key.encode("ascii"))
 
 
-def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0) -> list[tuple[FileSpec, str]]:
-    """Build every file's content and write it to "<path>.rollout-new". On any error,
-    remove what was staged and raise RolloutFailure(write, 12): nothing changed."""
+def fetch_passwords(target: Target, timeout: float, region_arn: str = "") -> dict[str, str]:
+    """{file path: password} of every file whose password is kept in Secrets Manager."""
+    return {spec.path: fetch_password(spec.password_secret, timeout, region_arn)
+            for spec in target.files if spec.password_secret}
+
+
+def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0,
+                passwords: dict[str, str] | None = None) -> list[tuple[FileSpec, str]]:
+    """Build every file's content and write it to "<path>.rollout-new". ``passwords``:
+    fetch_passwords' {path: password}. On any error, remove what was staged and raise
+    RolloutFailure(write, 12): nothing changed."""
     staged: list[tuple[FileSpec, str]] = []
+    passwords = dict(passwords or {})
     current = ""
     try:
         check_targets(target)
@@ -785,14 +869,15 @@ def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0) -> list[t
             uid, gid = _owner_ids(spec.owner, spec.group)
             new = spec.path + NEW_SUFFIX
             if spec.content == PASSWORD:
-                password = new_password()
-                REDACT.add_password(password)
-                data = (password + "\n").encode("ascii")
+                owner = spec.key_spec.path
+                if owner not in passwords:  # an encrypted key's new random password
+                    passwords[owner] = new_password()
+                    REDACT.add_password(passwords[owner])
+                data = (passwords[owner] + "\n").encode("utf-8")
             elif spec.content == "encrypted-key":
-                pw_new = (spec.password_file or "") + NEW_SUFFIX
-                data = encrypt_key(bundle.content("key", spec.path), pw_new, timeout)
+                data = encrypt_key(bundle.content("key", spec.path), passwords[spec.path], timeout)
             elif spec.content == "pkcs12":
-                data = make_pkcs12(bundle, spec, timeout)
+                data = make_pkcs12(bundle, spec, timeout, passwords.get(spec.path))
             else:
                 data = bundle.content(spec.content, spec.path).encode("ascii")
             write_file(new, data, spec.mode, uid, gid)
@@ -918,6 +1003,7 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         bundle = Bundle.from_secret(secret)
     finally:
         secret.clear()
+    passwords = fetch_passwords(target, runner.timeout, arn)
 
     result["stage"] = "write"
     serial = der_serial(bundle.leaf)
@@ -929,7 +1015,7 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
     if expected is not None and serial != expected:
         raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial)} is not "
                                                   f"the expected serial {format_serial(expected)}")
-    staged = stage_files(target, bundle, runner.timeout)
+    staged = stage_files(target, bundle, runner.timeout, passwords)
     swap_in(staged)
     paths = [spec.path for spec in target.files]
 

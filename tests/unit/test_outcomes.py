@@ -96,3 +96,19 @@ def test_installer_result_line_is_parsed_and_key_blocks_redacted():
     assert installer_result(out) == {"status": "failed", "stage": "test"}
     text = "x -----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY----- y"
     assert "MIIE" not in redact(text) and "PRIVATE KEY-----" not in redact(text)
+
+
+def test_target_settings_too_large_for_the_ssm_parameter_are_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from rollout_core.models import INSTALL_SETTINGS_MAX_B64, Target
+
+    files = [{"path": f"/etc/ssl/{'d' * 200}/{i}/web.pem", "content": "fullchain", "mode": "0644"} for i in range(30)]
+    entry = {"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x1", "targetId": "web-1",
+             "host": "web.internal.example", "port": 443, "server": "nginx", "instanceId": "i-0123456789abcdef0",
+             "files": files, "testCommand": ["nginx", "-t"], "reloadCommand": ["nginx", "-s", "reload"]}
+    with pytest.raises(ValidationError, match="TargetConfig"):
+        Target.model_validate(entry)
+    entry["files"] = files[:2]
+    assert len(Target.model_validate(entry).install_settings_b64()) <= INSTALL_SETTINGS_MAX_B64

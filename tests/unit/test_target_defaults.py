@@ -136,3 +136,21 @@ def test_given_world_readable_key_is_refused_by_the_model():
 def test_names_and_directories_are_matched_whole(bad, field):
     with pytest.raises(TargetDefaultsError, match=field.replace(".", r"\.")):
         complete_target(entry(**bad))
+
+
+def test_java_keystore_password_from_secrets_manager():
+    item = complete_target(entry(server="java", paths={"directory": "/opt/tomcat/conf", "name": "web",
+                                                       "passwordSecret": "cert-rollout/keystores/web"}))
+    assert item["files"] == [{"path": "/opt/tomcat/conf/web.p12", "content": "pkcs12", "mode": "0600",
+                              "passwordSecret": "cert-rollout/keystores/web",
+                              "passwordFile": "/opt/tomcat/conf/web.p12.pass"}]
+    target = Target.model_validate(item)
+    assert target.files[0].passwordSecret == "cert-rollout/keystores/web"
+    assert target.install_settings()["files"][0]["passwordSecret"] == "cert-rollout/keystores/web"
+
+
+def test_password_secret_hint_is_java_only_and_a_string():
+    with pytest.raises(TargetDefaultsError, match="passwordSecret"):
+        complete_target(entry(server="nginx", paths={"passwordSecret": "cert-rollout/keystores/web"}))
+    with pytest.raises(TargetDefaultsError, match="passwordSecret"):
+        complete_target(entry(server="java", paths={"passwordSecret": 42}))

@@ -417,3 +417,63 @@ def test_install_settings_carry_the_checked_modes() -> None:
 def test_hostile_values_end_in_a_validation_error(changes: dict[str, Any]) -> None:
     text = refused(item(**changes))
     assert len(text) < 5000
+
+
+# --- passwordSecret: a keystore / encrypted-key password kept in Secrets Manager ----------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "cert-rollout/keystores/web",
+        "cert-rollout/keystores/app_1+v2=x.y@z",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cert-rollout/keystores/web-AbCdEf",
+        "a" * 512,
+    ],
+)
+def test_password_secret_is_a_secret_name_or_arn(secret: str) -> None:
+    for content in ("pkcs12", "encrypted-key"):
+        target = Target.model_validate(item(files=files({"path": "/etc/tls/a.p12", "content": content,
+                                                          "passwordSecret": secret})))
+        assert target.files[0].passwordSecret == secret
+        assert target.install_settings()["files"][0]["passwordSecret"] == secret
+
+
+@pytest.mark.parametrize(
+    ("secret", "rule"),
+    [
+        ("", "1-512"),
+        ("a" * 513, "1-512"),
+        ("cert-rollout/../other", ".."),
+        ("cert rollout/web", "1-512"),
+        ("cert-rollout/web\n", "1-512"),
+        ("cert-rollout/w\u00e9b", "1-512"),
+        ("cert-rollout/web;rm", "1-512"),
+        ("-debug", "'-'"),
+    ],
+)
+def test_bad_password_secrets_are_refused(secret: str, rule: str) -> None:
+    refused(item(files=files({"path": "/etc/tls/a.p12", "content": "pkcs12", "passwordSecret": secret})),
+            "passwordSecret", rule)
+
+
+def test_password_secret_is_refused_where_no_password_is_used() -> None:
+    for content in ("fullchain", "leaf", "chain", "key", "combined"):
+        refused(item(files=files({"path": "/etc/tls/a.pem", "content": content,
+                                  "passwordSecret": "cert-rollout/keystores/web"})),
+                "passwordSecret is only used by encrypted-key and pkcs12")
+    refused(item(files=files({"path": "/etc/tls/a.p12", "content": "pkcs12", "passwordSecret": 42})),
+            "passwordSecret")
+
+
+def test_password_secret_without_password_file_has_no_password_path() -> None:
+    secret_only = TargetFile.model_validate({"path": "/etc/tls/a.p12", "content": "pkcs12",
+                                             "passwordSecret": "cert-rollout/keystores/web"})
+    assert secret_only.password_path is None
+    # so a file at the would-be default password path is no conflict
+    Target.model_validate(item(files=files(
+        {"path": "/etc/tls/a.p12", "content": "pkcs12", "passwordSecret": "cert-rollout/keystores/web"},
+        {"path": "/etc/tls/a.p12.pass", "content": "chain"})))
+    both = TargetFile.model_validate({"path": "/etc/tls/a.p12", "content": "pkcs12", "passwordFile": "/etc/tls/pw",
+                                      "passwordSecret": "cert-rollout/keystores/web"})
+    assert both.password_path == "/etc/tls/pw"

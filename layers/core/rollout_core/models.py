@@ -25,16 +25,21 @@ CERTIFICATE_ARN_PATTERN = r"\Aarn:aws(-[a-z]+)*:acm:[a-z0-9-]+:[0-9]{12}:certifi
 DNS_LABEL_PATTERN = r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z"
 ALIAS_PATTERN = r"\A[A-Za-z0-9._-]{1,64}\Z"
 MODE_PATTERN = r"\A0?[0-7]{3,4}\Z"  # chmod's octal forms: "640", "0640", "4755", "04755"
+# A Secrets Manager secret name or ARN (the characters of both, ':' for the ARN); never
+# starting with '-' (it is an argument of the node's `aws` CLI).
+PASSWORD_SECRET_PATTERN = r"\A[A-Za-z0-9/_+=.@:-]{1,512}\Z"
 _TARGET_ID = re.compile(TARGET_ID_PATTERN)
 _INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 _CERTIFICATE_ARN = re.compile(CERTIFICATE_ARN_PATTERN)
 _DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
 _MODE = re.compile(MODE_PATTERN)
+_PASSWORD_SECRET = re.compile(PASSWORD_SECRET_PATTERN)
 
 #: File contents that carry private key material (the key itself, or a keystore holding it).
 KEY_MATERIAL_CONTENTS = frozenset({"key", "combined", "encrypted-key", "pkcs12"})
-#: Contents whose password lives in a password file (default ``<path>.pass``, the installer's).
+#: Contents with a password: in a password file (default ``<path>.pass``, the installer's) and/or
+#: in a Secrets Manager secret (``passwordSecret``).
 PASSWORD_CONTENTS = frozenset({"encrypted-key", "pkcs12"})
 PASSWORD_SUFFIX = ".pass"
 #: Mode bits a key-material file must not have: setuid/setgid/sticky (07000), owner execute
@@ -141,6 +146,10 @@ def _same_path(path: str) -> str:
     return re.sub("/{2,}", "/", path)
 
 
+# template.yaml InstallBundleDocument: TargetConfig allowedPattern "^[A-Za-z0-9+/=]{1,8000}$".
+INSTALL_SETTINGS_MAX_B64 = 8000
+
+
 class TargetFile(BaseModel):
     """One file the installer writes on the node.
 
@@ -148,8 +157,19 @@ class TargetFile(BaseModel):
     encrypted-key, pkcs12), else 0644 (as installer/install_bundle.py). Never setuid, setgid
     or sticky; key material at most owner read/write + group read (``mode & 0o7137 == 0``:
     0600, 0640, 0400, 0440). ``passwordFile`` (encrypted-key/pkcs12 only; default
-    ``<path>.pass``) and ``alias`` (pkcs12 only). Raises pydantic.ValidationError naming the
-    field and the rule.
+    ``<path>.pass``) and ``alias`` (pkcs12 only).
+
+    ``passwordSecret`` (encrypted-key/pkcs12 only): the name or ARN of a Secrets Manager
+    secret whose SecretString is the password itself (plain text, not JSON): 1-512 of
+    ``A-Za-z0-9/_+=.@:-``, no "..", not starting with "-". The node reads it with its own
+    identity, so it must live under the stack's SecretPrefix (e.g.
+    "cert-rollout/keystores/web"): TargetNodePolicy allows GetSecretValue on
+    ``secret:${SecretPrefix}/*`` only (encrypt it with the default aws/secretsmanager key or
+    the stack's KeyMaterialKey). With it the installer uses that password for the keystore
+    (or the encrypted key) and writes it to ``passwordFile`` only when one is given (0600,
+    installed and rolled back with the file); without it, the password file works as before.
+
+    Raises pydantic.ValidationError naming the field and the rule.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -162,6 +182,8 @@ class TargetFile(BaseModel):
     # encrypted-key / pkcs12: where the node keeps the password (mode 0600; default "<path>.pass")
     passwordFile: str | None = Field(default=None, max_length=MAX_PATH)
     alias: str | None = None  # pkcs12 friendly name
+    # encrypted-key / pkcs12: Secrets Manager secret (name or ARN, under SecretPrefix) holding the password
+    passwordSecret: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -198,6 +220,21 @@ class TargetFile(BaseModel):
             raise ValueError(f"alias {_show(value)} must be 1-64 letters, digits, '.', '_' or '-'")
         return value
 
+    @field_validator("passwordSecret", mode="before")
+    @classmethod
+    def _secret_name(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, str) or not _PASSWORD_SECRET.fullmatch(value):
+            raise ValueError(
+                f"passwordSecret {_show(value)} must be a Secrets Manager secret name or ARN: "
+                "1-512 letters, digits or /_+=.@:- (e.g. \"cert-rollout/keystores/web\")")
+        if ".." in value:
+            raise ValueError(f"passwordSecret {_show(value)} must not contain '..'")
+        if value.startswith("-"):
+            raise ValueError(f"passwordSecret {_show(value)} must not start with '-'")
+        return value
+
     @model_validator(mode="after")
     def _key_material_is_private(self) -> TargetFile:
         mode = int(self.mode, 8)
@@ -211,6 +248,11 @@ class TargetFile(BaseModel):
                 f"file {self.path}: passwordFile is only used by encrypted-key and pkcs12 files, "
                 f"not by {self.content}"
             )
+        if self.passwordSecret is not None and self.content not in PASSWORD_CONTENTS:
+            raise ValueError(
+                f"file {self.path}: passwordSecret is only used by encrypted-key and pkcs12 files, "
+                f"not by {self.content}"
+            )
         if self.alias is not None and self.content != "pkcs12":
             raise ValueError(f"file {self.path}: alias is the PKCS#12 friendly name, only for pkcs12 files")
         if self.passwordFile is not None and _same_path(self.passwordFile) == _same_path(self.path):
@@ -219,8 +261,11 @@ class TargetFile(BaseModel):
 
     @property
     def password_path(self) -> str | None:
-        """Where the installer keeps this file's password (None: the content has none)."""
+        """Where the installer keeps this file's password (None: the content has none, or
+        the password comes from ``passwordSecret`` and no ``passwordFile`` is named)."""
         if self.content not in PASSWORD_CONTENTS:
+            return None
+        if self.passwordFile is None and self.passwordSecret is not None:
             return None
         return self.passwordFile or self.path + PASSWORD_SUFFIX
 
@@ -348,7 +393,19 @@ class Target(BaseModel):
         self._files_are_distinct()
         if self.server == "generic" and self.reloadCommand is None:
             raise ValueError(f"target {self.targetId}: a generic target needs a reloadCommand")
+        encoded = len(self.install_settings_b64())
+        if encoded > INSTALL_SETTINGS_MAX_B64:
+            raise ValueError(
+                f"target {self.targetId}: files and commands take {encoded} base64 characters; the SSM "
+                f"document's TargetConfig parameter holds at most {INSTALL_SETTINGS_MAX_B64} (shorten paths or commands)")
         return self
+
+    def install_settings_b64(self) -> str:
+        """install_settings() as the SSM document's TargetConfig parameter (base64 of compact JSON)."""
+        import base64
+        import json
+
+        return base64.b64encode(json.dumps(self.install_settings(), separators=(",", ":")).encode()).decode()
 
     def _files_are_distinct(self) -> None:
         """No two files share a path, and no password file is another file (installs would
@@ -380,7 +437,7 @@ class Target(BaseModel):
         return {
             "targetId": self.targetId,
             "server": self.server,
-            "files": [f.model_dump() for f in self.files],
+            "files": [f.model_dump(exclude_none=True) for f in self.files],  # small: SSM parameter cap
             "testCommand": self.testCommand,
             "reloadCommand": self.reloadCommand,
         }

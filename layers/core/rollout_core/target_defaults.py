@@ -11,8 +11,9 @@ and ``complete_target`` fills what that kind of server expects:
   haproxy  NAME.pem (combined: leaf, chain, key; 0600)                haproxy -c -f CFG /
                                                                       systemctl reload haproxy
   java     NAME.p12 (pkcs12 0600, alias NAME; password file           none / none (operator's restart
-           NAME.p12.pass, see installer/install_bundle.py)             command; Tomcat reloads on its own
-                                                                      with reloadSSLHostConfigs)
+           NAME.p12.pass, see installer/install_bundle.py; with        command; Tomcat reloads on its own
+           paths.passwordSecret the password comes from that           with reloadSSLHostConfigs)
+           Secrets Manager secret and is written to NAME.p12.pass)
   generic  nothing: files, testCommand and reloadCommand must be given
   embedded nothing (the local test server; its entries are always complete)
 
@@ -22,13 +23,18 @@ Rules (kept simple on purpose):
 - ``paths`` keys: ``directory`` (absolute, default per kind below), ``name`` (default the
   targetId), ``config`` (haproxy only: the config file for ``haproxy -c -f``, default
   /etc/haproxy/haproxy.cfg), ``reload`` ("signal" | "systemctl", default "signal" for nginx
-  and apache, "systemctl" for haproxy), ``owner`` / ``group`` (applied to every default file).
+  and apache, "systemctl" for haproxy), ``owner`` / ``group`` (applied to every default file),
+  ``passwordSecret`` (java only: the Secrets Manager secret, name or ARN, whose SecretString is
+  the keystore password, e.g. "cert-rollout/keystores/web"; it must be under the stack's
+  SecretPrefix, which TargetNodePolicy lets the node read; rules in models.TargetFile).
 - ``paths`` is an input hint only: it is removed from the returned item.
 - Default directories: nginx /etc/nginx/tls, apache /etc/apache2/tls, haproxy /etc/haproxy/certs,
   java /etc/ssl/java.
 
-TODO(java): the keystore password should come from Secrets Manager on the node (a secret the
-operator names) instead of a password file; until then the installer reads/creates the file.
+Java keystore password: with ``paths.passwordSecret`` the node's installer fetches it from
+Secrets Manager for every install and also writes it to NAME.p12.pass (0600, rolled back with
+the keystore) for the server's config; without it the installer keeps the password file
+(creating a random password once).
 The returned item is then validated by ``rollout_core.models.Target`` as usual.
 """
 
@@ -39,7 +45,7 @@ import posixpath
 import re
 from typing import Any
 
-from rollout_core.models import default_mode
+from rollout_core.models import PASSWORD_SUFFIX, default_mode
 
 SERVER_KINDS = ("nginx", "apache", "haproxy", "java", "generic", "embedded")
 DEFAULT_DIRECTORIES = {"nginx": "/etc/nginx/tls", "apache": "/etc/apache2/tls", "haproxy": "/etc/haproxy/certs",
@@ -117,9 +123,15 @@ def complete_target(entry: dict[str, Any]) -> dict[str, Any]:
     paths = item.pop("paths", None) or {}
     if not isinstance(paths, dict):
         raise TargetDefaultsError("paths must be a mapping")
-    unknown = set(paths) - {"directory", "name", "config", "reload", "owner", "group"}
+    unknown = set(paths) - {"directory", "name", "config", "reload", "owner", "group", "passwordSecret"}
     if unknown:
         raise TargetDefaultsError(f"paths: unknown key(s) {', '.join(sorted(unknown))}")
+    password_secret = paths.get("passwordSecret")
+    if password_secret is not None:
+        if kind != "java":
+            raise TargetDefaultsError("paths.passwordSecret is for java targets only (the keystore password)")
+        if not isinstance(password_secret, str) or not password_secret:
+            raise TargetDefaultsError("paths.passwordSecret must be a Secrets Manager secret name or ARN")
     if kind in ("generic", "embedded"):
         if not item.get("files"):
             raise TargetDefaultsError(f"a {kind} target has no defaults: give files (and commands)")
@@ -139,6 +151,9 @@ def complete_target(entry: dict[str, Any]) -> dict[str, Any]:
             for owner_key in ("owner", "group"):
                 if paths.get(owner_key):
                     f[owner_key] = paths[owner_key]
+            if password_secret is not None and f["content"] == "pkcs12":
+                f["passwordSecret"] = password_secret  # checked by models.TargetFile
+                f["passwordFile"] = f["path"] + PASSWORD_SUFFIX  # for the server's config, as before
         item["files"] = files
     if "testCommand" not in item:
         item["testCommand"] = default_test_command(kind, paths)

@@ -9,7 +9,6 @@ a task token; logic.callback completes it when SSM reports a terminal status.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -63,7 +62,7 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
                                               timeout=settings.probe_timeout_seconds).serial_hex
         except ProbeError as e:
             logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(e)})
-    config = base64.b64encode(json.dumps(target.install_settings(), separators=(",", ":")).encode()).decode()
+    config = target.install_settings_b64()
     wait_key = waiting_task_key(rollout_id, target_id, action)
     if task_token:
         # Stored BEFORE the command is sent: a fast node's status event can never arrive first.
