@@ -108,9 +108,11 @@ def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, 
     raise typer.Exit(_run(loaded, report, history))
 
 
-from cert_rollout.ops import register; register(app)  # noqa: E402,E702 - operator commands
+from cert_rollout.bench import register_bench  # noqa: E402  (commands defined in their own modules)
+from cert_rollout.ops import register  # noqa: E402
 
-from cert_rollout.bench import register_bench; register_bench(app)  # noqa: E402,E702 - benchmark command
+register(app)  # operator commands: targets, check, history, renew, invoke, status
+register_bench(app)
 
 
 def main() -> None:
