@@ -103,8 +103,7 @@ class LocalCloud:
     def stop(self) -> None:
         if self.runtime:
             self.runtime.shutdown()
-        for (_, _), proc in list(self.fleet._procs.items()):
-            proc.kill()
+        self.fleet.stop()
         if self.server:
             self.server.stop()
             self.server = None
@@ -143,11 +142,11 @@ class LocalCloud:
     def inject_error(self, service: str, operation: str, code: str, times: int = 1) -> None:
         """Make the next ``times`` calls of ``operation`` answer AWS error ``code`` (e.g.
         ThrottlingException, RequestInProgressException, AccessDeniedException)."""
-        with _LOG_LOCK:
+        with _INJECT_LOCK:
             self._injected.setdefault((service, operation), []).extend([code] * times)
 
     def take_injected_error(self, service: str, operation: str) -> str | None:
-        with _LOG_LOCK:
+        with _INJECT_LOCK:
             queue = self._injected.get((service, operation))
             return queue.pop(0) if queue else None
 
@@ -321,6 +320,7 @@ class LocalCloud:
 
 
 _LOG_LOCK = threading.Lock()
+_INJECT_LOCK = threading.Lock()
 
 
 def _quiet_werkzeug() -> None:

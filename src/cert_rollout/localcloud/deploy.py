@@ -302,10 +302,11 @@ class Deployer:
         d.attributes[lid] = {"Arn": self._arn("logs", f"log-group:{name}:*")}
 
     def _create_AWS_Lambda_LayerVersion(self, lid: str, p: dict, d: Deployment, code_dirs: dict[str, str], *_: Any) -> None:
-        sam_lid = lid.rsplit(lid[-10:], 1)[0] if lid not in code_dirs else lid
-        source = next((code_dirs[k] for k in code_dirs if lid.startswith(k)), None)
-        if source is None:
+        # samtranslator names the version "<SAM logical id><hash>": the longest SAM id it starts with.
+        sam_lid = max((k for k in code_dirs if lid.startswith(k)), key=len, default=None)
+        if sam_lid is None:
             raise DeployError(f"{lid}: no ContentUri folder")
+        source = code_dirs[sam_lid]
         arn = self._arn("lambda", f"layer:{sam_lid}:1")
         d.physical[lid] = arn
         d.attributes[lid] = {"Arn": arn}

@@ -51,7 +51,7 @@ class InvocationStats:
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, base_env: dict[str, str], index: int) -> None:
+    def __init__(self, spec: FunctionSpec, base_env: dict[str, str]) -> None:
         self.stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -146,7 +146,7 @@ class LambdaRuntime:
                 worker = self._idle[name].pop()
                 if worker.proc.poll() is None:
                     return worker
-        worker = _Worker(self.specs[name], self.base_env, len(self._all))
+        worker = _Worker(self.specs[name], self.base_env)
         with self._lock:
             self._all.append(worker)
         return worker

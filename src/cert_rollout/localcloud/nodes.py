@@ -120,6 +120,14 @@ class NodeFleet:
         if cancelled:
             self._status(command_id, instance_id, invocation, "Cancelled")
 
+    def stop(self) -> None:
+        """Kill every command still running on a node (the local cloud is stopping)."""
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
     def _run(self, command_id: str, node: LocalNode, document: dict[str, Any], values: dict[str, str],
              invocation: dict[str, Any]) -> None:
         key = (command_id, node.instance_id)
