@@ -4,26 +4,43 @@ once with its name (pydantic ValidationError), not deep inside a request."""
 from __future__ import annotations
 
 import os
-from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-T = TypeVar("T", bound=BaseModel)
 
+def load_settings[T: BaseModel](model: type[T]) -> T:
+    """Build ``model`` from os.environ (field name upper-cased = variable name).
 
-def load_settings(model: type[T]) -> T:
-    """Build ``model`` from os.environ (field name upper-cased = variable name)."""
+    Raises pydantic ValidationError naming each missing or bad variable's field."""
     values = {name: os.environ[name.upper()] for name in model.model_fields if name.upper() in os.environ}
     return model.model_validate(values)
 
 
+SECONDS_PER_DAY = 86400
+
+# Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency
+# says (AWS Step Functions Developer Guide, "Using Map state in Inline mode"). MaxConcurrency 0
+# means "no limit" to Step Functions, which for an inline Map is again 40: the parameter is
+# 1..40, so the number deployed is the number that runs (ask for 40, not 0, for the most).
+INLINE_MAP_MAX_CONCURRENCY = 40
+
+
 class ValidateSettings(BaseModel):
+    """ValidateEvent's environment. Bounds equal template.yaml's parameter bounds
+    (tests/unit/test_template_parameters.py checks that they agree)."""
+
     inventory_table: str = Field(min_length=3)
     idempotency_table: str = Field(min_length=3)
-    idempotency_ttl_seconds: int = Field(default=400 * 86400, ge=60)
-    max_concurrency: int = Field(default=10, ge=0, le=1000)
+    idempotency_ttl_days: int = Field(default=400, ge=1, le=3653)
+    max_concurrency: int = Field(default=10, ge=1, le=INLINE_MAP_MAX_CONCURRENCY)
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
     max_targets_per_rollout: int = Field(default=900, ge=1, le=1000)
+
+    @property
+    def idempotency_ttl_seconds(self) -> int:
+        """How long a (certificate ARN, serial) claim lives, in seconds (Powertools Idempotency's
+        ``expires_after_seconds``): IDEMPOTENCY_TTL_DAYS x 86,400."""
+        return self.idempotency_ttl_days * SECONDS_PER_DAY
 
 
 class ExportSettings(BaseModel):
@@ -37,20 +54,20 @@ class InstallSettings(BaseModel):
     install_document: str = Field(min_length=3)
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
     poll_interval_seconds: int = Field(default=5, ge=1, le=60)
-    probe_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    probe_timeout_seconds: float = Field(default=5.0, ge=1, le=30)
 
 
 class VerifySettings(BaseModel):
     inventory_table: str = Field(min_length=3)
     verify_timeout_seconds: int = Field(default=60, ge=1, le=900)
     poll_interval_seconds: int = Field(default=5, ge=1, le=60)
-    probe_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    probe_timeout_seconds: float = Field(default=5.0, ge=1, le=30)
 
 
 class RecordSettings(BaseModel):
     inventory_table: str = Field(min_length=3)
     rollout_table: str = Field(min_length=3)
-    probe_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    probe_timeout_seconds: float = Field(default=5.0, ge=1, le=30)
 
 
 class NotifySettings(BaseModel):
