@@ -67,7 +67,8 @@ def _claimer(table_name: str, ttl_seconds: int):  # type: ignore[no-untyped-def]
     """The idempotent claim on (certificate ARN, serial), Powertools Idempotency on DynamoDB.
 
     The first caller's rolloutId is stored and returned to every later caller for the same
-    pair until the record expires (ttl_seconds).
+    pair until the record expires ``ttl_seconds`` later (Powertools' expires_after_seconds;
+    the caller passes ValidateSettings.idempotency_ttl_seconds, IdempotencyTtlDays x 86,400).
     """
     persistence = DynamoDBPersistenceLayer(table_name=table_name)
     config = IdempotencyConfig(event_key_jmespath="[certificateArn, serial]",
