@@ -53,7 +53,9 @@ SNAKE_UNIT_SUFFIXES = {"_seconds": "seconds", "_days": "days"}
 # A Number parameter named Max<Something> is a count (MaxConcurrency, MaxTargetsPerRollout).
 COUNT_PREFIXES = ("Max",)
 # Names AWS gives to unit-carrying fields, where the name itself states no unit.
-SSM_PARAMETER_UNITS = {"ExecutionTimeout": "seconds"}  # aws:runShellScript timeoutSeconds, seconds
+# SSM gives every timeout in seconds (aws:runShellScript timeoutSeconds, SendCommand TimeoutSeconds):
+# a document parameter named ...Timeout is in seconds.
+SSM_PARAMETER_SUFFIX_UNITS = {"Timeout": "seconds"}
 ASL_FIELD_UNITS = {"MaxConcurrency": "count", "MaxAttempts": "count", "Seconds": "seconds",
                    "TimeoutSeconds": "seconds", "HeartbeatSeconds": "seconds", "IntervalSeconds": "seconds"}
 # Resource properties that AWS reads (no code of ours): (resource type, property) -> unit.
@@ -93,11 +95,11 @@ def snake_unit(name: str) -> str | None:
     return None
 
 
-def camel_unit(name: str, table: dict[str, str]) -> str | None:
+def camel_unit(name: str, table: dict[str, str], suffixes: dict[str, str] | None = None) -> str | None:
     """The unit of an AWS field name: the explicit table first, then a CamelCase suffix."""
     if name in table:
         return table[name]
-    for suffix, unit in CAMEL_UNIT_SUFFIXES.items():
+    for suffix, unit in {**CAMEL_UNIT_SUFFIXES, **(suffixes or {})}.items():
         if name.endswith(suffix):
             return unit
     return None
@@ -262,15 +264,21 @@ class Function:
 
 
 def settings_model_of(code_dir: Path) -> type[BaseModel] | None:
-    """The model ``app.py`` in ``code_dir`` passes to ``load_settings(...)``, None when none."""
+    """The model ``app.py`` in ``code_dir`` passes to ``load_settings(...)``; failing that, the one
+    settings model it imports from rollout_core.settings; None when neither."""
     app = code_dir / "app.py"
     if not app.is_file():
         return None
-    for node in ast.walk(ast.parse(app.read_text())):
+    tree = ast.parse(app.read_text())
+    for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "load_settings"
                 and node.args and isinstance(node.args[0], ast.Name)):
             return getattr(settings_module, node.args[0].id)  # type: ignore[no-any-return]
-    return None
+    imported = {getattr(settings_module, alias.name, None) for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module == "rollout_core.settings"
+                for alias in node.names}
+    models = [m for m in imported if isinstance(m, type) and issubclass(m, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 def functions_of(template: dict[str, Any], root: Path) -> list[Function]:
@@ -483,7 +491,7 @@ class ParameterChecker:
     def check_document_parameter(self, name: str, spec: dict[str, Any], unit: str, lid: str, parameter: str,
                                  definition: dict[str, Any]) -> None:
         where = f"SSM document {lid} parameter {parameter} default"
-        carrier = camel_unit(parameter, SSM_PARAMETER_UNITS)
+        carrier = camel_unit(parameter, {}, SSM_PARAMETER_SUFFIX_UNITS)
         if not units_agree(unit, carrier):
             self.findings.append(f"{name}: {where}: {parameter} is in {carrier or 'no unit'}, the parameter in {unit}")
             return
@@ -578,13 +586,18 @@ class ParameterChecker:
         """The template parameter whose value a task result at ``path`` carries, or why not found:
         path -> the Task whose ResultPath holds it -> its ResultSelector -> the Lambda payload field
         -> the function (DefinitionSubstitutions) -> its settings field -> its environment."""
-        prefix, _, field = path.rpartition(".")
-        for task in states.values():
-            selector = task.get("ResultSelector") or {}
-            if task.get("ResultPath") != prefix or f"{field}.$" not in selector:
+        # the innermost ResultPath holding ``path`` wins ($.rollout over $)
+        for task in sorted(states.values(), key=lambda t: -len(str(t.get("ResultPath", "")))):
+            result_path = str(task.get("ResultPath", ""))
+            if task.get("Type") != "Task" or not path.startswith(result_path + "."):
                 continue
-            payload_field = str(selector[f"{field}.$"]).rpartition(".")[2]
-            function_key = str(task.get("Parameters", {}).get("FunctionName", "")).strip("${}")
+            rest = path[len(result_path) + 1:].split(".")
+            selector = task.get("ResultSelector")
+            if selector is not None and f"{rest[0]}.$" not in selector:
+                continue
+            payload_field = str(selector[f"{rest[0]}.$"]).rpartition(".")[2] if selector is not None else rest[-1]
+            function = task.get("Parameters", {}).get("FunctionName") or task.get("Resource", "")
+            function_key = str(function).removeprefix("${").removesuffix("}")
             target = referenced_names((props.get("DefinitionSubstitutions") or {}).get(function_key))
             for function in self.functions:
                 if function.logical_id in target and function.settings is not None:
@@ -592,7 +605,7 @@ class ParameterChecker:
                     names = referenced_names(function.environment.get(variable)) & set(self.parameters)
                     return names.pop() if len(names) == 1 else f"{function.logical_id} {variable} carries {names or 'none'}"
             return f"function {function_key} not found"
-        return f"no Task with ResultPath {prefix} selecting {field}"
+        return f"no Task whose result holds {path}"
 
     def check_map_bounds(self, name: str, spec: dict[str, Any], state: str, body: dict[str, Any]) -> None:
         mode = map_mode(body)
