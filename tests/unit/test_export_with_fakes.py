@@ -4,6 +4,8 @@ references out. The key reaches the staging fake and nothing else (DESIGN.md har
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -45,13 +47,16 @@ def test_export_stages_a_decrypted_matching_bundle_and_returns_references(algori
     assert w.staging.kms_keys[NAME] == "alias/cert-rollout"
 
 
-def test_key_material_and_passphrase_reach_only_the_staging_store() -> None:
+def test_key_material_and_passphrase_reach_only_the_staging_store(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
     w = world()
     result = run(w)
     [passphrase] = w.certificates.passphrases()
     staged = w.staging.latest(NAME)
     secrets_out = [passphrase.decode(), *staged["privateKey"].splitlines()[1:-1]]  # every base64 line of the key
-    elsewhere = result.model_dump_json() + recorded_text(*(f for f in w.fakes() if f is not w.certificates))
+    logs = "\n".join(json.dumps(vars(r), default=repr) for r in caplog.records)
+    assert "certificate exported and staged" in logs
+    elsewhere = result.model_dump_json() + recorded_text(*(f for f in w.fakes() if f is not w.certificates)) + logs
     assert "PRIVATE KEY" not in elsewhere
     for secret in secrets_out:
         assert secret not in elsewhere
