@@ -17,7 +17,13 @@ from rollout_core.logic.outcome import record_outcome
 from rollout_core.logic.validate import validate_event
 from rollout_core.logic.verify import verify_target
 from rollout_core.models import RolloutOutcome
-from rollout_core.settings import ExportSettings, InstallSettings, RecordSettings, ValidateSettings, VerifySettings
+from rollout_core.settings import (
+    ExportSettings,
+    InstallSettings,
+    RecordSettings,
+    ValidateSettings,
+    VerifySettings,
+)
 
 from tests.fakes import recorded_text
 from tests.fakes.world import ARN, EXECUTION_ARN, target, world
