@@ -3,11 +3,17 @@
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from rollout_core.adapters.dynamo import DynamoWaitingTasks
+from rollout_core.adapters.ssm import SsmCommands
+from rollout_core.adapters.stepfunctions import StepFunctionsCallbacks
 from rollout_core.logic.callback import CommandEventDetail, complete_waiting_task
 from rollout_core.observability import logger, tracer
 from rollout_core.settings import CallbackSettings, load_settings
 
 SETTINGS = load_settings(CallbackSettings)
+COMMANDS = SsmCommands()
+WAITING_TASKS = DynamoWaitingTasks(SETTINGS.rollout_table)
+CALLBACKS = StepFunctionsCallbacks()
 
 
 class CommandStatusChange(EventBridgeModel):
@@ -20,4 +26,4 @@ class CommandStatusChange(EventBridgeModel):
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     parse(event=event, model=CommandStatusChange)
-    return complete_waiting_task(event, table=SETTINGS.rollout_table)
+    return complete_waiting_task(event, commands=COMMANDS, waiting_tasks=WAITING_TASKS, callbacks=CALLBACKS)

@@ -2,11 +2,15 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from rollout_core.adapters.acm import AcmCertificates
+from rollout_core.adapters.secrets import SecretsManagerStaging
 from rollout_core.logic.export import export_certificate
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import ExportSettings, load_settings
 
 SETTINGS = load_settings(ExportSettings)
+CERTIFICATES = AcmCertificates()
+STAGING = SecretsManagerStaging()
 
 
 class ExportInput(BaseModel):
@@ -20,5 +24,6 @@ class ExportInput(BaseModel):
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     request = ExportInput.model_validate(event)
-    result = export_certificate(request.certificateArn, request.serial, request.rolloutId, settings=SETTINGS)
+    result = export_certificate(request.certificateArn, request.serial, request.rolloutId, settings=SETTINGS,
+                                certificates=CERTIFICATES, staging=STAGING)
     return result.model_dump(mode="json")

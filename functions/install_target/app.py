@@ -5,11 +5,18 @@ from typing import Literal
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from rollout_core.adapters.dynamo import DynamoInventory, DynamoWaitingTasks
+from rollout_core.adapters.ssm import SsmCommands
+from rollout_core.adapters.tls import SocketTlsProbe
 from rollout_core.logic.commands import send_target_command
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import InstallSettings, load_settings
 
 SETTINGS = load_settings(InstallSettings)
+INVENTORY = DynamoInventory(SETTINGS.inventory_table)
+COMMANDS = SsmCommands()
+WAITING_TASKS = DynamoWaitingTasks(SETTINGS.rollout_table)
+PROBE = SocketTlsProbe()
 
 
 class TargetCommandInput(BaseModel):
@@ -29,5 +36,7 @@ class TargetCommandInput(BaseModel):
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     r = TargetCommandInput.model_validate(event)
     result = send_target_command(r.action, r.certificateArn, r.targetId, r.rolloutId, r.expectedSerial,
-                                 r.secretArn, r.secretVersionId, settings=SETTINGS, task_token=r.taskToken)
+                                 r.secretArn, r.secretVersionId, settings=SETTINGS, inventory=INVENTORY,
+                                 commands=COMMANDS, waiting_tasks=WAITING_TASKS, probe=PROBE,
+                                 task_token=r.taskToken)
     return result.model_dump(mode="json")

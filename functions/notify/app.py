@@ -4,11 +4,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from rollout_core.adapters.dynamo import DynamoRolloutRecords
+from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.logic.notify import notify
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import NotifySettings, load_settings
 
 SETTINGS = load_settings(NotifySettings)
+RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
+NOTIFICATIONS = SnsNotifications(SETTINGS.topic_arn)
 
 
 class NotifyInput(BaseModel):
@@ -20,4 +24,4 @@ class NotifyInput(BaseModel):
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     r = NotifyInput.model_validate(event)
-    return notify(r.rollout, settings=SETTINGS).model_dump(mode="json")
+    return notify(r.rollout, records=RECORDS, notifications=NOTIFICATIONS).model_dump(mode="json")

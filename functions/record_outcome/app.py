@@ -4,11 +4,16 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords
+from rollout_core.adapters.tls import SocketTlsProbe
 from rollout_core.logic.outcome import record_outcome
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import RecordSettings, load_settings
 
 SETTINGS = load_settings(RecordSettings)
+INVENTORY = DynamoInventory(SETTINGS.inventory_table)
+RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
+PROBE = SocketTlsProbe()
 
 
 class RecordInput(BaseModel):
@@ -20,5 +25,5 @@ class RecordInput(BaseModel):
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     r = RecordInput.model_validate(event)
-    record = record_outcome(r.target, settings=SETTINGS)
+    record = record_outcome(r.target, settings=SETTINGS, inventory=INVENTORY, records=RECORDS, probe=PROBE)
     return record.model_dump(mode="json", include={"targetId", "outcome", "reason"})

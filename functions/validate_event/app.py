@@ -5,11 +5,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from rollout_core.adapters.acm import AcmCertificates
+from rollout_core.adapters.claims import PowertoolsClaims
+from rollout_core.adapters.dynamo import DynamoInventory
 from rollout_core.logic.validate import validate_event
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import ValidateSettings, load_settings
 
 SETTINGS = load_settings(ValidateSettings)
+CERTIFICATES = AcmCertificates()
+INVENTORY = DynamoInventory(SETTINGS.inventory_table)
+CLAIMS = PowertoolsClaims(SETTINGS.idempotency_table, SETTINGS.idempotency_ttl_seconds)
 
 
 class ValidateInput(BaseModel):
@@ -24,5 +30,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     request = ValidateInput.model_validate(event)
     account_id = context.invoked_function_arn.split(":")[4]
     result = validate_event(request.event, request.executionArn, region=os.environ["AWS_REGION"],
-                            account_id=account_id, settings=SETTINGS)
+                            account_id=account_id, settings=SETTINGS, certificates=CERTIFICATES,
+                            inventory=INVENTORY, claims=CLAIMS)
     return result.model_dump(mode="json")

@@ -4,11 +4,15 @@ from datetime import UTC, datetime
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
+from rollout_core.adapters.dynamo import DynamoInventory
+from rollout_core.adapters.tls import SocketTlsProbe
 from rollout_core.logic.verify import verify_target
 from rollout_core.observability import logger, tracer
 from rollout_core.settings import VerifySettings, load_settings
 
 SETTINGS = load_settings(VerifySettings)
+INVENTORY = DynamoInventory(SETTINGS.inventory_table)
+PROBE = SocketTlsProbe()
 
 
 class VerifyInput(BaseModel):
@@ -24,7 +28,7 @@ class VerifyInput(BaseModel):
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     r = VerifyInput.model_validate(event)
     result = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since, settings=SETTINGS,
-                           now=datetime.now(UTC))
+                           now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE)
     logger.info("verification", extra={"target_id": r.targetId, "state": result.state,
                                        "served_serial": result.servedSerial})
     return result.model_dump(mode="json")

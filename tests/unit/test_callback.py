@@ -1,82 +1,118 @@
-"""CommandCallback: SSM status change -> the waiting task gets the classified final status."""
+"""CommandCallback: SSM status change -> the waiting task gets the classified final status
+(logic/callback.py with the fakes of tests/fakes)."""
 
-import json
 from typing import Any
 
 import pytest
-
+from rollout_core.adapters.errors import AwsPermanentError
 from rollout_core.logic import callback, commands
 
+from tests.fakes import FakeCallbacks, FakeCommands, FakeWaitingTasks
+
 KEY = commands.waiting_task_key("rollout-1", "web-1", "install")
+COMMENT = f"{commands.COMMENT_PREFIX}{KEY} install web-1"
 
 
-def _event(status: str) -> dict[str, Any]:
+def _event(status: str, command_id: str = "cmd-0001") -> dict[str, Any]:
     return {"source": "aws.ssm", "detail-type": "EC2 Command Invocation Status-change Notification",
-            "detail": {"command-id": "c-1", "instance-id": "mi-0123456789abcdef0", "document-name": "doc",
+            "detail": {"command-id": command_id, "instance-id": "mi-0123456789abcdef0", "document-name": "doc",
                        "status": status}}
 
 
-class FakeSfn:
+class Wired:
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.commands, self.waiting, self.callbacks = FakeCommands(), FakeWaitingTasks(), FakeCallbacks()
+        self.command_id = self.commands.send("doc", "mi-0123456789abcdef0", {}, timeout_seconds=600, comment=COMMENT)
 
-    def send_task_success(self, taskToken: str, output: str) -> None:  # noqa: N803 (boto3 names)
-        self.sent.append({"token": taskToken, "output": json.loads(output)})
+    def complete(self, status: str) -> dict[str, Any]:
+        return callback.complete_waiting_task(_event(status, self.command_id), commands=self.commands,
+                                              waiting_tasks=self.waiting, callbacks=self.callbacks)
 
 
 @pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    state: dict[str, Any] = {"sfn": FakeSfn(), "records": {}, "invocation": {}}
-    monkeypatch.setattr(callback.ssm, "get_invocation", lambda c, i: state["invocation"])
-    monkeypatch.setattr(commands.ssm, "get_invocation", lambda c, i: state["invocation"])
-    monkeypatch.setattr(callback.dynamo, "list_rollout_records", lambda t, pk: state["records"].get(pk, []))
-    monkeypatch.setattr(callback, "client", lambda service: state["sfn"])
-    return state
+def wired() -> Wired:
+    return Wired()
 
 
 def test_key_round_trips_through_the_command_comment():
-    comment = f"{commands.COMMENT_PREFIX}{KEY} install web-1"
-    assert len(comment) <= 100
-    assert commands.waiting_task_key_from_comment(comment) == KEY
+    assert len(COMMENT) <= 100
+    assert commands.waiting_task_key_from_comment(COMMENT) == KEY
     assert commands.waiting_task_key_from_comment("someone else's command") is None
 
 
-def test_success_completes_the_waiting_task_with_endpoint_and_served_serial(wired):
-    wired["invocation"] = {"Status": "Success", "StatusDetails": "Success", "ResponseCode": 0,
-                           "Comment": f"{commands.COMMENT_PREFIX}{KEY} install web-1"}
-    wired["records"][f"waiting#{KEY}"] = [{"taskToken": "tok", "context": json.dumps(
-        {"endpoint": "h:443", "servedSerialBefore": "01:02", "action": "install"})}]
-    assert callback.complete_waiting_task(_event("Success"), table="t")["state"] == "SUCCEEDED"
-    [sent] = wired["sfn"].sent
-    assert sent["token"] == "tok"
-    assert sent["output"]["state"] == "SUCCEEDED" and sent["output"]["endpoint"] == "h:443"
+def test_success_completes_the_waiting_task_with_endpoint_and_served_serial(wired: Wired):
+    wired.commands.finish(wired.command_id, "Success")
+    wired.waiting.remember(KEY, "tok", {"endpoint": "h:443", "servedSerialBefore": "01:02", "action": "install"},
+                           ttl_seconds=60)
+    assert wired.complete("Success")["state"] == "SUCCEEDED"
+    [(token, output)] = wired.callbacks.succeeded
+    assert token == "tok"
+    assert output["state"] == "SUCCEEDED" and output["endpoint"] == "h:443"
+    assert (output["commandId"], output["instanceId"]) == (wired.command_id, "mi-0123456789abcdef0")
 
 
-def test_failed_install_reports_the_installers_stage_and_server_text(wired):
+def test_failed_install_reports_the_installers_stage_and_server_text(wired: Wired):
     out = 'ROLLOUT_RESULT {"status": "failed", "stage": "reload", "error": "reload failed", "serverOutput": "bind() failed"}\n'
-    wired["invocation"] = {"Status": "Failed", "StatusDetails": "Failed", "ResponseCode": 11,
-                           "StandardOutputContent": out, "Comment": f"{commands.COMMENT_PREFIX}{KEY} install web-1"}
-    wired["records"][f"waiting#{KEY}"] = [{"taskToken": "tok", "context": "{}"}]
-    callback.complete_waiting_task(_event("Failed"), table="t")
-    output = wired["sfn"].sent[0]["output"]
+    wired.commands.finish(wired.command_id, "Failed", response_code=11, stdout=out)
+    wired.waiting.remember(KEY, "tok", {}, ttl_seconds=60)
+    wired.complete("Failed")
+    output = wired.callbacks.succeeded[0][1]
     assert (output["state"], output["reason"], output["restored"]) == ("FAILED", "install-failed", True)
     assert "bind() failed" in output["detail"]
 
 
-def test_delivery_timeout_is_timed_out_not_failed(wired):
-    wired["invocation"] = {"Status": "TimedOut", "StatusDetails": "DeliveryTimedOut", "ResponseCode": -1,
-                           "Comment": f"{commands.COMMENT_PREFIX}{KEY} install web-1"}
-    wired["records"][f"waiting#{KEY}"] = [{"taskToken": "tok", "context": "{}"}]
-    callback.complete_waiting_task(_event("TimedOut"), table="t")
-    assert wired["sfn"].sent[0]["output"]["reason"] == "command-timed-out"
+def test_delivery_timeout_is_timed_out_not_failed(wired: Wired):
+    wired.commands.finish(wired.command_id, "TimedOut", status_details="DeliveryTimedOut", response_code=-1)
+    wired.waiting.remember(KEY, "tok", {}, ttl_seconds=60)
+    wired.complete("TimedOut")
+    assert wired.callbacks.succeeded[0][1]["reason"] == "command-timed-out"
 
 
-def test_non_terminal_status_is_ignored(wired):
-    assert "ignored" in callback.complete_waiting_task(_event("InProgress"), table="t")
-    assert wired["sfn"].sent == []
+def test_status_change_whose_invocation_cannot_be_read_is_ignored(wired: Wired):
+    wired.waiting.remember(KEY, "tok", {}, ttl_seconds=60)
+    # no invocation scripted: InvocationDoesNotExist, so no Comment names the waiting task
+    assert wired.complete("Undeliverable") == {"ignored": "unknown command"}
+    assert wired.callbacks.calls == []
 
 
-def test_missing_waiting_record_raises_for_an_async_retry(wired):
-    wired["invocation"] = {"Status": "Success", "Comment": f"{commands.COMMENT_PREFIX}{KEY} install web-1"}
+def test_non_terminal_status_is_ignored(wired: Wired):
+    assert "ignored" in wired.complete("InProgress")
+    assert wired.callbacks.calls == [] and wired.commands.operations() == ["send"]
+
+
+def test_command_ssm_does_not_know_is_ignored():
+    fakes = FakeCommands(), FakeWaitingTasks(), FakeCallbacks()
+    answer = callback.complete_waiting_task(_event("Success", "cmd-unknown"), commands=fakes[0],
+                                            waiting_tasks=fakes[1], callbacks=fakes[2])
+    assert answer == {"ignored": "unknown command"}
+
+
+def test_other_permanent_ssm_errors_are_raised(wired: Wired, monkeypatch: pytest.MonkeyPatch):
+    def denied(command_id: str, instance_id: str) -> dict[str, Any]:
+        raise AwsPermanentError("GetCommandInvocation", "AccessDeniedException", "no")
+
+    monkeypatch.setattr(wired.commands, "invocation", denied)
+    with pytest.raises(AwsPermanentError, match="AccessDeniedException"):
+        wired.complete("Success")
+
+
+def test_command_someone_else_sent_is_ignored():
+    fakes = FakeCommands(), FakeWaitingTasks(), FakeCallbacks()
+    command_id = fakes[0].send("doc", "mi-0123456789abcdef0", {}, timeout_seconds=60, comment="patching run")
+    fakes[0].finish(command_id, "Success")
+    answer = callback.complete_waiting_task(_event("Success", command_id), commands=fakes[0],
+                                            waiting_tasks=fakes[1], callbacks=fakes[2])
+    assert answer == {"ignored": "unknown command"} and fakes[2].calls == []
+
+
+def test_missing_waiting_record_raises_for_an_async_retry(wired: Wired):
+    wired.commands.finish(wired.command_id, "Success")
     with pytest.raises(callback.WaitingTaskNotFound):
-        callback.complete_waiting_task(_event("Success"), table="t")
+        wired.complete("Success")
+
+
+def test_task_that_no_longer_waits_is_logged_not_retried(wired: Wired):
+    wired.commands.finish(wired.command_id, "Success")
+    wired.waiting.remember(KEY, "tok", {}, ttl_seconds=60)
+    wired.callbacks.gone.add("tok")
+    assert wired.complete("Success") == {"ignored": "task no longer waiting"}

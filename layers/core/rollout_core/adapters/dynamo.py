@@ -1,25 +1,31 @@
-"""DynamoDB: the inventory (which targets serve which certificate) and the rollout records
-(one item per target per rollout)."""
+"""DynamoDB adapters: the inventory (which targets serve which certificate), the rollout
+records (one item per target per rollout) and the waiting-task records (in the rollout table).
+
+Ports: rollout_core/ports.py Inventory, RolloutRecords, WaitingTasks. Every DynamoDB failure
+becomes a named AwsError (adapters/errors.py); numbers come back as int/float, not Decimal.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rollout_core.adapters.aws import table
+from rollout_core.adapters.aws import table as cached_table
 from rollout_core.adapters.errors import named_aws_error
 from rollout_core.models import Target
+from rollout_core.ports import DeploymentState, TargetNotFound, WaitingTask
 
-
-class TargetNotFound(Exception):
-    """The inventory has no such target for this certificate."""
+__all__ = ["DynamoInventory", "DynamoRolloutRecords", "DynamoWaitingTasks", "TargetNotFound", "plain"]
 
 
 def plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; give ints/floats back."""
+    """DynamoDB numbers come back as Decimal; give ints/floats back (recursively)."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
@@ -29,112 +35,164 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _query_all(tbl: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
+def _table(table_name: str, dynamodb: Any | None) -> Any:
+    """The Table resource: from ``dynamodb`` (a boto3 DynamoDB resource, e.g. the CLI's with its
+    own region and endpoint) or the process-wide cached one (adapters/aws.py)."""
+    return dynamodb.Table(table_name) if dynamodb is not None else cached_table(table_name)
+
+
+def _pages(call: Any, operation: str, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    """Follow LastEvaluatedKey; one list of plain items per page. Raises a named AwsError."""
     while True:
-        page = tbl.query(**kwargs)
-        items.extend(plain(i) for i in page.get("Items", []))
+        try:
+            page = call(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, operation) from None
+        yield [plain(i) for i in page.get("Items", [])]
         if "LastEvaluatedKey" not in page:
-            return items
+            return
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def list_targets(table_name: str, certificate_arn: str) -> list[Target]:
-    """Every target of ``certificate_arn``, ordered by targetId. Raises a named AwsError."""
-    try:
-        items = _query_all(table(table_name), KeyConditionExpression=Key("certificateArn").eq(certificate_arn))
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "Query") from None
-    return [Target.model_validate(i) for i in items]
+class DynamoInventory:
+    """The inventory table (hash key certificateArn, range key targetId)."""
+
+    def __init__(self, table_name: str, *, dynamodb: Any | None = None) -> None:
+        self.table_name = table_name
+        self._table = _table(table_name, dynamodb)
+
+    def _query(self, certificate_arn: str, **kwargs: Any) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in _pages(self._table.query, "Query",
+                           KeyConditionExpression=Key("certificateArn").eq(certificate_arn), **kwargs):
+            items.extend(page)
+        return items
+
+    def get(self, certificate_arn: str, target_id: str) -> Target:
+        """One target, validated. Raises TargetNotFound, pydantic.ValidationError or a named AwsError."""
+        try:
+            item = self._table.get_item(Key={"certificateArn": certificate_arn, "targetId": target_id}).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "GetItem") from None
+        if not item:
+            raise TargetNotFound(f"target {target_id} of {certificate_arn} is not in the inventory")
+        return Target.model_validate(plain(item))
+
+    def targets_for(self, certificate_arn: str) -> list[Target]:
+        """Every target of ``certificate_arn``, validated, ordered by targetId (the range key)."""
+        return [Target.model_validate(i) for i in self._query(certificate_arn)]
+
+    def deployment_states(self, certificate_arn: str) -> list[DeploymentState]:
+        """Each target's id and deployment state, read with a projection, settings not validated."""
+        items = self._query(certificate_arn, ProjectionExpression="targetId, lastDeployedSerial, lastOutcome")
+        return [DeploymentState(target_id=str(i["targetId"]), last_deployed_serial=i.get("lastDeployedSerial"),
+                                last_outcome=i.get("lastOutcome")) for i in items]
+
+    def items_for(self, certificate_arn: str) -> list[dict[str, Any]]:
+        """Every raw item of ``certificate_arn``, ordered by targetId."""
+        return self._query(certificate_arn)
+
+    def scan_pages(self, page_size: int = 100) -> Iterator[list[dict[str, Any]]]:
+        """The whole inventory, one list of raw items per Scan page (Limit ``page_size``, 1..1000)."""
+        if not 1 <= page_size <= 1000:
+            raise ValueError(f"page_size must be 1..1000 items, got {page_size}")
+        return _pages(self._table.scan, "Scan", Limit=page_size)
+
+    def put(self, target: Target) -> None:
+        """Add or replace a target's item (keeps nothing of a previous item)."""
+        try:
+            self._table.put_item(Item=target.model_dump(exclude_none=True))
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "PutItem") from None
+
+    def put_many(self, targets: Sequence[Target]) -> None:
+        """Add or replace several targets with BatchWriteItem (boto3's batch writer resends
+        unprocessed items)."""
+        try:
+            with self._table.batch_writer(overwrite_by_pkeys=["certificateArn", "targetId"]) as batch:
+                for target in targets:
+                    batch.put_item(Item=target.model_dump(exclude_none=True))
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "BatchWriteItem") from None
+
+    def delete(self, certificate_arn: str, target_id: str) -> bool:
+        """Remove a target; True if it existed."""
+        try:
+            answer = self._table.delete_item(Key={"certificateArn": certificate_arn, "targetId": target_id},
+                                             ReturnValues="ALL_OLD")
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "DeleteItem") from None
+        return bool(answer.get("Attributes"))
+
+    def mark_deployed(self, certificate_arn: str, target_id: str, serial: str, outcome: str,
+                      at_iso: str) -> None:
+        """Record on the item what the target was last verified to serve (no-op when the target
+        was removed from the inventory meanwhile)."""
+        try:
+            self._table.update_item(
+                Key={"certificateArn": certificate_arn, "targetId": target_id},
+                UpdateExpression="SET lastDeployedSerial = :s, lastDeployedAt = :t, lastOutcome = :o",
+                ConditionExpression="attribute_exists(targetId)",
+                ExpressionAttributeValues={":s": serial, ":t": at_iso, ":o": outcome},
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            raise named_aws_error(e, "UpdateItem") from None
+        except BotoCoreError as e:
+            raise named_aws_error(e, "UpdateItem") from None
 
 
-def list_target_states(table_name: str, certificate_arn: str) -> list[dict[str, Any]]:
-    """Each target's id and deployment state (targetId, lastDeployedSerial, lastOutcome), without
-    validating its settings: one bad inventory item must fail only its own target (in the Map,
-    as invalid-target-settings), never the whole rollout."""
-    try:
-        return _query_all(table(table_name), KeyConditionExpression=Key("certificateArn").eq(certificate_arn),
-                          ProjectionExpression="targetId, lastDeployedSerial, lastOutcome")
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "Query") from None
+class DynamoRolloutRecords:
+    """The rollout table (hash key rolloutId, range key targetId): one outcome per target."""
+
+    def __init__(self, table_name: str, *, dynamodb: Any | None = None) -> None:
+        self.table_name = table_name
+        self._table = _table(table_name, dynamodb)
+
+    def put(self, record: Mapping[str, Any]) -> None:
+        """Write one record; None values are dropped. Raises a named AwsError."""
+        try:
+            self._table.put_item(Item={k: v for k, v in record.items() if v is not None})
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "PutItem") from None
+
+    def list(self, rollout_id: str) -> list[dict[str, Any]]:
+        """Every record of ``rollout_id``, ordered by targetId."""
+        items: list[dict[str, Any]] = []
+        for page in _pages(self._table.query, "Query", KeyConditionExpression=Key("rolloutId").eq(rollout_id)):
+            items.extend(page)
+        return items
 
 
-def get_target(table_name: str, certificate_arn: str, target_id: str) -> Target:
-    """One target. Raises TargetNotFound or a named AwsError."""
-    try:
-        item = table(table_name).get_item(Key={"certificateArn": certificate_arn, "targetId": target_id}).get("Item")
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "GetItem") from None
-    if not item:
-        raise TargetNotFound(f"target {target_id} of {certificate_arn} is not in the inventory")
-    return Target.model_validate(plain(item))
+def waiting_record_key(key: str) -> dict[str, str]:
+    """Rollout-table key of a waiting-task record (beside the outcome records, never listed
+    with them: no rollout id starts with "waiting#")."""
+    return {"rolloutId": f"waiting#{key}", "targetId": "-"}
 
 
-def put_target(table_name: str, target: Target) -> None:
-    """Add or replace a target's settings (keeps nothing of a previous item)."""
-    item = target.model_dump(exclude_none=True)
-    try:
-        table(table_name).put_item(Item=item)
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "PutItem") from None
+class DynamoWaitingTasks:
+    """Waiting-task records in the rollout table, expiring through its TTL attribute expiresAt."""
 
+    def __init__(self, table_name: str, *, dynamodb: Any | None = None) -> None:
+        self.table_name = table_name
+        self._table = _table(table_name, dynamodb)
 
-def delete_target(table_name: str, certificate_arn: str, target_id: str) -> bool:
-    """Remove a target; True if it existed."""
-    try:
-        answer = table(table_name).delete_item(Key={"certificateArn": certificate_arn, "targetId": target_id},
-                                               ReturnValues="ALL_OLD")
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "DeleteItem") from None
-    return bool(answer.get("Attributes"))
+    def remember(self, key: str, task_token: str, context: Mapping[str, Any], *, ttl_seconds: int) -> None:
+        """Store the task token and context under ``key``; expires ``ttl_seconds`` seconds from now."""
+        item = {**waiting_record_key(key), "taskToken": task_token, "context": json.dumps(dict(context)),
+                "expiresAt": int(time.time()) + ttl_seconds}
+        try:
+            self._table.put_item(Item=item)
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "PutItem") from None
 
-
-def scan_targets(table_name: str) -> list[Target]:
-    """The whole inventory (for status views)."""
-    tbl = table(table_name)
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
-    try:
-        while True:
-            page = tbl.scan(**kwargs)
-            items.extend(plain(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "Scan") from None
-    return [Target.model_validate(i) for i in items]
-
-
-def mark_deployed(table_name: str, certificate_arn: str, target_id: str, serial: str, outcome: str,
-                  at_iso: str) -> None:
-    """Record on the inventory item what the target was last verified to serve."""
-    try:
-        table(table_name).update_item(
-            Key={"certificateArn": certificate_arn, "targetId": target_id},
-            UpdateExpression="SET lastDeployedSerial = :s, lastDeployedAt = :t, lastOutcome = :o",
-            ConditionExpression="attribute_exists(targetId)",
-            ExpressionAttributeValues={":s": serial, ":t": at_iso, ":o": outcome},
-        )
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return  # the target was removed from the inventory meanwhile
-        raise named_aws_error(e, "UpdateItem") from None
-    except BotoCoreError as e:
-        raise named_aws_error(e, "UpdateItem") from None
-
-
-def put_rollout_record(table_name: str, record: dict[str, Any]) -> None:
-    """One target's outcome in one rollout (keys rolloutId, targetId). No key material."""
-    try:
-        table(table_name).put_item(Item={k: v for k, v in record.items() if v is not None})
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "PutItem") from None
-
-
-def list_rollout_records(table_name: str, rollout_id: str) -> list[dict[str, Any]]:
-    """Every target outcome recorded for ``rollout_id``."""
-    try:
-        return _query_all(table(table_name), KeyConditionExpression=Key("rolloutId").eq(rollout_id))
-    except (ClientError, BotoCoreError) as e:
-        raise named_aws_error(e, "Query") from None
+    def find(self, key: str) -> WaitingTask | None:
+        """The task stored under ``key`` (a consistent read), or None."""
+        try:
+            item = self._table.get_item(Key=waiting_record_key(key), ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "GetItem") from None
+        if not item:
+            return None
+        return WaitingTask(task_token=str(item["taskToken"]), context=json.loads(item.get("context") or "{}"))

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from rollout_core.adapters import dynamo, ssm
+from rollout_core import ports
 from rollout_core.domain.ssm_status import CommandState, classify_invocation
 from rollout_core.observability import logger
-from rollout_core.probe import ProbeError, probe_served_certificate
+from rollout_core.probe import ProbeError
 from rollout_core.settings import InstallSettings
 
 RESULT_LINE = re.compile(r"^ROLLOUT_RESULT (\{.*\})\s*$", re.MULTILINE)
@@ -45,20 +45,23 @@ class CommandStatus(BaseModel):
 
 def send_target_command(action: Literal["install", "rollback"], certificate_arn: str, target_id: str,
                         rollout_id: str, expected_serial: str, secret_arn: str, secret_version_id: str, *,
-                        settings: InstallSettings, task_token: str | None = None,
+                        settings: InstallSettings, inventory: ports.Inventory, commands: ports.Commands,
+                        waiting_tasks: ports.WaitingTasks, probe: ports.TlsProbe, task_token: str | None = None,
                         now: float | None = None) -> CommandRef:
     """Send the install (or rollback) document to the target's managed node.
 
     Before an install, probes what the target serves (served_serial_before; None when it
     cannot be reached). With ``task_token`` (the waiting Map task's), remembers the token
     under the command id, so the status-change callback can complete the task.
+    Ports: ``inventory`` (the target), ``probe`` (served serial before), ``waiting_tasks``
+    (the token), ``commands`` (SendCommand).
     Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a named AwsError.
     """
-    target = dynamo.get_target(settings.inventory_table, certificate_arn, target_id)
+    target = inventory.get(certificate_arn, target_id)
     before = None
     if action == "install":
         try:
-            before = probe_served_certificate(target.host, target.port, target.sni,
+            before = probe.served_certificate(target.host, target.port, target.sni,
                                               timeout=settings.probe_timeout_seconds).serial_hex
         except ProbeError as e:
             logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(e)})
@@ -66,12 +69,10 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
     wait_key = waiting_task_key(rollout_id, target_id, action)
     if task_token:
         # Stored BEFORE the command is sent: a fast node's status event can never arrive first.
-        from rollout_core.logic.callback import remember_waiting_task
-
-        remember_waiting_task(settings.rollout_table, wait_key, task_token,
-                              {"endpoint": target.endpoint, "servedSerialBefore": before, "action": action},
-                              ttl_seconds=settings.command_timeout_seconds + 86400)
-    command_id = ssm.send_command(
+        waiting_tasks.remember(wait_key, task_token,
+                               {"endpoint": target.endpoint, "servedSerialBefore": before, "action": action},
+                               ttl_seconds=settings.command_timeout_seconds + 86400)
+    command_id = commands.send(
         settings.install_document, target.instanceId,
         {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
          "TargetConfig": config, "ExpectedSerial": expected_serial,
@@ -122,19 +123,25 @@ def installer_result(stdout: str) -> dict[str, Any] | None:
 
 
 def command_status(command_id: str, instance_id: str, *, event_status: str | None = None,
-                   invocation: dict[str, Any] | None = None) -> CommandStatus:
+                   invocation: dict[str, Any] | None = None,
+                   commands: ports.Commands | None = None) -> CommandStatus:
     """Classify one finished invocation (D3) from GetCommandInvocation, with the installer's
     ROLLOUT_RESULT for the reason and the server's error text.
 
     ``event_status`` is the status EventBridge reported; it is used when the invocation
-    cannot be read (InvocationDoesNotExist for an undeliverable command).
+    cannot be read (InvocationDoesNotExist for an undeliverable command). Without
+    ``invocation``, it is read through ``commands`` (GetCommandInvocation); with neither, the
+    invocation counts as not found.
     Raises a named AwsError for API failures.
     """
     try:
-        invocation = invocation if invocation is not None else ssm.get_invocation(command_id, instance_id)
+        if invocation is None:
+            if commands is None:
+                raise ports.InvocationNotFound(command_id)
+            invocation = commands.invocation(command_id, instance_id)
         state = classify_invocation(invocation.get("Status") or event_status or "Pending",
                                     invocation.get("StatusDetails"), invocation.get("ResponseCode"))
-    except ssm.InvocationNotFound:
+    except ports.InvocationNotFound:
         invocation = {"StatusDetails": event_status}
         state = classify_invocation(event_status or "Pending", event_status, None)
     if state == CommandState.PENDING:

@@ -14,7 +14,7 @@ import json
 from cryptography import x509
 from pydantic import BaseModel
 
-from rollout_core.adapters import acm, secrets
+from rollout_core import ports
 from rollout_core.domain.keys import (
     assert_key_matches_certificate,
     decrypt_private_key,
@@ -42,16 +42,18 @@ def secret_name(prefix: str, certificate_arn: str) -> str:
 
 
 def export_certificate(certificate_arn: str, expected_serial: str | None, rollout_id: str, *,
-                       settings: ExportSettings) -> ExportResult:
+                       settings: ExportSettings, certificates: ports.Certificates,
+                       staging: ports.BundleStaging) -> ExportResult:
     """Export ``certificate_arn`` and stage it; returns references only.
 
     ``expected_serial`` is what ValidateEvent saw; when ACM has renewed again since, the
     exported (newer) serial is the one rolled out, and a warning says so.
     Raises InvalidPassphrase, KeyDecryptionFailed, ExportMismatch, InvalidBundle (domain errors),
     or a named AwsError (AwsRequestInProgress and AwsThrottled are retried by the state machine).
+    Ports: ``certificates`` (ExportCertificate), ``staging`` (the one place the key goes).
     """
     passphrase = validate_passphrase(generate_passphrase())
-    exported = acm.export_certificate(certificate_arn, passphrase)
+    exported = certificates.export(certificate_arn, passphrase)
     key = decrypt_private_key(exported.encrypted_private_key, passphrase)
     leaf = x509.load_pem_x509_certificate(exported.certificate.encode())
     assert_key_matches_certificate(key, leaf)
@@ -68,8 +70,8 @@ def export_certificate(certificate_arn: str, expected_serial: str | None, rollou
         "chain": bundle.chain_pem,
         "privateKey": private_key_to_pem(key),
     })
-    staged = secrets.stage_bundle(
-        secret_name(settings.secret_prefix, certificate_arn), document, settings.kms_key_id,
+    staged = staging.stage(
+        secret_name(settings.secret_prefix, certificate_arn), document, kms_key_id=settings.kms_key_id,
         description=f"acm-cert-rollout bundle of {certificate_arn}",
     )
     del document, key, passphrase

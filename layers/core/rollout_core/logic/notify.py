@@ -13,10 +13,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel
 
-from rollout_core.adapters import dynamo, sns
+from rollout_core import ports
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 from rollout_core.observability import logger, metrics
-from rollout_core.settings import NotifySettings
 
 
 class NotifyResult(BaseModel):
@@ -111,24 +110,26 @@ def format_message(outcome: RolloutOutcome, rollout: dict[str, Any], lines: list
     return subject, "\n".join(head) + "\n"
 
 
-def notify(rollout: dict[str, Any], *, settings: NotifySettings) -> NotifyResult:
+def notify(rollout: dict[str, Any], *, records: ports.RolloutRecords,
+           notifications: ports.Notifications) -> NotifyResult:
     """Decide the rollout's outcome, publish one message, return the counts.
 
     ``rollout`` is the state's $.rollout (ValidateEvent's result, or the rejection/export
-    failure with its $.error). Raises a named AwsError when SNS or DynamoDB fails.
+    failure with its $.error). Ports: ``records`` (the targets' outcome records),
+    ``notifications`` (the topic). Raises a named AwsError when SNS or DynamoDB fails.
     """
     decision = rollout.get("decision")
     lines: list[dict[str, Any]] = []
     if decision == Decision.ROLLOUT:
-        lines = target_lines(rollout, dynamo.list_rollout_records(settings.rollout_table, rollout["rolloutId"]))
+        lines = target_lines(rollout, records.list(rollout["rolloutId"]))
         outcome = rollout_outcome(lines)
     elif decision == Decision.EXPORT_FAILED:
         outcome = RolloutOutcome.FAILED
     else:
         outcome = RolloutOutcome(decision)
     subject, body = format_message(outcome, rollout, lines)
-    message_id = sns.publish(settings.topic_arn, subject, body,
-                             {"outcome": outcome.value, "certificateArn": rollout.get("certificateArn") or ""})
+    message_id = notifications.publish(subject, body, {"outcome": outcome.value,
+                                                       "certificateArn": rollout.get("certificateArn") or ""})
     counts = {o: sum(1 for r in lines if r["outcome"] == o) for o in TargetOutcome}
     metrics.add_metric(name=f"Rollout{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="TargetsVerified", unit=MetricUnit.Count, value=counts[TargetOutcome.VERIFIED])

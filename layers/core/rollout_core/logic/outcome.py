@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rollout_core.adapters import dynamo
+from rollout_core import ports
 from rollout_core.models import TargetOutcome
 from rollout_core.observability import logger
-from rollout_core.probe import ProbeError, probe_served_certificate
+from rollout_core.probe import ProbeError
 from rollout_core.settings import RecordSettings
 
 ERROR_REASONS = {
@@ -83,9 +83,13 @@ def classify(state: dict[str, Any]) -> tuple[TargetOutcome, str | None, str | No
     return TargetOutcome.FAILED, "rollback-failed", detail or None
 
 
-def record_outcome(state: dict[str, Any], *, settings: RecordSettings, now: datetime | None = None) -> OutcomeRecord:
+def record_outcome(state: dict[str, Any], *, settings: RecordSettings, inventory: ports.Inventory,
+                   records: ports.RolloutRecords, probe: ports.TlsProbe,
+                   now: datetime | None = None) -> OutcomeRecord:
     """Classify, probe once what the target serves now, write the rollout record, and on
     VERIFIED mark the inventory item as deployed. Returns the record (no key material).
+    Ports: ``inventory`` (the target; mark_deployed), ``records`` (the rollout record),
+    ``probe`` (served serial after).
     Raises a named AwsError when DynamoDB fails (the state machine then reports the target
     as FAILED/outcome-not-recorded)."""
     now = now or datetime.now(UTC)
@@ -95,11 +99,11 @@ def record_outcome(state: dict[str, Any], *, settings: RecordSettings, now: date
     endpoint = install.get("endpoint")
     after = None
     try:
-        target = dynamo.get_target(settings.inventory_table, certificate_arn, target_id)
+        target = inventory.get(certificate_arn, target_id)
         endpoint = endpoint or target.endpoint
-        after = probe_served_certificate(target.host, target.port, target.sni,
+        after = probe.served_certificate(target.host, target.port, target.sni,
                                          timeout=settings.probe_timeout_seconds).serial_hex
-    except (ProbeError, dynamo.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
+    except (ProbeError, ports.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
         logger.info("served serial after the rollout unknown", extra={"target_id": target_id, "error": str(e)})
     record = OutcomeRecord(
         rolloutId=state["rolloutId"], targetId=target_id, certificateArn=certificate_arn, endpoint=endpoint,
@@ -107,10 +111,9 @@ def record_outcome(state: dict[str, Any], *, settings: RecordSettings, now: date
         servedSerialBefore=install.get("servedSerialBefore"), servedSerialAfter=after,
         recordedAt=now.isoformat(), expiresAt=int(time.time()) + RECORD_TTL_SECONDS,
     )
-    dynamo.put_rollout_record(settings.rollout_table, record.model_dump(mode="json"))
+    records.put(record.model_dump(mode="json"))
     if outcome == TargetOutcome.VERIFIED and record.expectedSerial:
-        dynamo.mark_deployed(settings.inventory_table, certificate_arn, target_id, record.expectedSerial,
-                             outcome.value, record.recordedAt)
+        inventory.mark_deployed(certificate_arn, target_id, record.expectedSerial, outcome.value, record.recordedAt)
     log = logger.info if outcome == TargetOutcome.VERIFIED else logger.warning
     log("target outcome", extra={"target_id": target_id, "outcome": outcome.value, "reason": reason})
     return record

@@ -8,20 +8,14 @@ Health and ACM both announce one renewal); a manual request with force=true roll
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from pydantic import BaseModel
 
-from rollout_core.adapters import acm, dynamo
-from rollout_core.domain.errors import RolloutError
+from rollout_core import ports
+from rollout_core.domain.errors import InvalidSerial, RolloutError
 from rollout_core.domain.events import RequestKind, RolloutRequest, parse_event
+from rollout_core.domain.serials import serials_equal
 from rollout_core.models import Decision, TargetOutcome
 from rollout_core.observability import logger
 from rollout_core.settings import ValidateSettings
@@ -62,23 +56,15 @@ class ValidateResult(BaseModel):
     duplicateOf: str | None = None
 
 
-@cache
-def _claimer(table_name: str, ttl_seconds: int):  # type: ignore[no-untyped-def]
-    """The idempotent claim on (certificate ARN, serial), Powertools Idempotency on DynamoDB.
-
-    The first caller's rolloutId is stored and returned to every later caller for the same
-    pair until the record expires ``ttl_seconds`` later (Powertools' expires_after_seconds;
-    the caller passes ValidateSettings.idempotency_ttl_seconds, IdempotencyTtlDays x 86,400).
-    """
-    persistence = DynamoDBPersistenceLayer(table_name=table_name)
-    config = IdempotencyConfig(event_key_jmespath="[certificateArn, serial]",
-                               expires_after_seconds=ttl_seconds, raise_on_no_idempotency_key=True)
-
-    @idempotent_function(data_keyword_argument="claim", persistence_store=persistence, config=config)
-    def claim_rollout(claim: dict[str, str]) -> dict[str, str]:
-        return {"rolloutId": claim["rolloutId"], "claimedAt": datetime.now(UTC).isoformat()}
-
-    return claim_rollout
+def _verified_on(state: ports.DeploymentState, serial: str) -> bool:
+    """True when the target was last verified serving ``serial``, compared as integers
+    (DESIGN.md: serials are integers; an unparseable recorded serial is not this one)."""
+    if state.last_outcome != TargetOutcome.VERIFIED or state.last_deployed_serial is None:
+        return False
+    try:
+        return serials_equal(state.last_deployed_serial, serial)
+    except InvalidSerial:
+        return False
 
 
 def execution_name(execution_arn: str) -> str:
@@ -87,7 +73,8 @@ def execution_name(execution_arn: str) -> str:
 
 
 def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_id: str,
-                   settings: ValidateSettings, now: datetime | None = None) -> ValidateResult:
+                   settings: ValidateSettings, certificates: ports.Certificates, inventory: ports.Inventory,
+                   claims: ports.RolloutClaims, now: datetime | None = None) -> ValidateResult:
     """Decide what to do with ``raw_event`` (an EventBridge event or a manual request).
 
     Returns a ValidateResult with decision ROLLOUT, ALREADY_DEPLOYED, RENEWAL_FAILED or NO_TARGETS.
@@ -95,13 +82,15 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
       MalformedEvent, UnsupportedEvent, MissingCertificateArn, ForeignCertificate (domain.events),
       CertificateNotFound, CertificateNotPrivate, CertificateNotIssued;
       named AwsErrors (transient ones are retried by the state machine).
+    Ports: ``certificates`` (DescribeCertificate), ``inventory`` (the certificate's targets),
+    ``claims`` (the idempotent claim on (certificate ARN, serial)).
     """
     now = now or datetime.now(UTC)
     rollout_id = execution_name(execution_arn)
     request: RolloutRequest = parse_event(raw_event, region=region, account_id=account_id)
     try:
-        cert = acm.describe_certificate(request.certificate_arn)
-    except acm.CertificateNotFound as e:
+        cert = certificates.describe(request.certificate_arn)
+    except ports.CertificateNotFound as e:
         raise CertificateNotFound(str(e)) from None
     # SSM reports delivery and execution time-outs itself; the task's own timeout is the safety
     # net for a lost status event: delivery deadline + execution deadline + a margin.
@@ -123,12 +112,12 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     if cert.status != "ISSUED" or not cert.serial:
         raise CertificateNotIssued(f"{cert.arn} is {cert.status}, not ISSUED: nothing to roll out")
 
-    targets = dynamo.list_target_states(settings.inventory_table, cert.arn)
+    targets = inventory.deployment_states(cert.arn)
     if not targets:
         logger.warning("certificate has no targets in the inventory", extra={"certificate_arn": cert.arn})
         return ValidateResult(decision=Decision.NO_TARGETS, serial=cert.serial, daysToExpiry=days_to_expiry,
                               reason="no targets in the inventory", **base)
-    target_ids = [t["targetId"] for t in targets]
+    target_ids = [t.target_id for t in targets]
     if len(target_ids) > settings.max_targets_per_rollout:
         raise TooManyTargets(
             f"{cert.arn} has {len(target_ids)} targets; one rollout handles at most "
@@ -140,18 +129,13 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         return ValidateResult(decision=Decision.ROLLOUT, serial=cert.serial, targetIds=target_ids,
                               daysToExpiry=days_to_expiry, reason=request.reason, **base)
 
-    claim = _claimer(settings.idempotency_table, settings.idempotency_ttl_seconds)
-    try:
-        claimed = claim(claim={"certificateArn": cert.arn, "serial": cert.serial, "rolloutId": rollout_id})
-    except IdempotencyAlreadyInProgressError:
-        claimed = {"rolloutId": "in-progress"}
-    if claimed["rolloutId"] != rollout_id:
+    claimed_by = claims.claim(cert.arn, cert.serial, rollout_id)
+    if claimed_by != rollout_id:
         logger.info("duplicate event: this serial is already claimed by another rollout",
-                    extra={"certificate_arn": cert.arn, "serial": cert.serial, "duplicate_of": claimed["rolloutId"]})
+                    extra={"certificate_arn": cert.arn, "serial": cert.serial, "duplicate_of": claimed_by})
         return ValidateResult(decision=Decision.ALREADY_DEPLOYED, serial=cert.serial, targetIds=[],
-                              duplicateOf=claimed["rolloutId"], daysToExpiry=days_to_expiry, **base)
-    if all(t.get("lastDeployedSerial") == cert.serial and t.get("lastOutcome") == TargetOutcome.VERIFIED
-           for t in targets):
+                              duplicateOf=claimed_by, daysToExpiry=days_to_expiry, **base)
+    if all(_verified_on(t, cert.serial) for t in targets):
         return ValidateResult(decision=Decision.ALREADY_DEPLOYED, serial=cert.serial, targetIds=[],
                               reason="every target already serves this serial", daysToExpiry=days_to_expiry,
                               **base)

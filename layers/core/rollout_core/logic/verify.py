@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from rollout_core.adapters import dynamo
+from rollout_core import ports
 from rollout_core.domain.serials import canonical_serial, parse_serial
-from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed, verify_served_serial
+from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed
 from rollout_core.settings import VerifySettings
 
 STABLE_PROBES = 3
@@ -32,14 +32,17 @@ class VerifyResult(BaseModel):
 
 
 def verify_target(certificate_arn: str, target_id: str, expected_serial: str, since: str, *,
-                  settings: VerifySettings, now: datetime) -> VerifyResult:
+                  settings: VerifySettings, now: datetime, inventory: ports.Inventory,
+                  probe: ports.TlsProbe) -> VerifyResult:
     """Probe the target once and say where verification stands.
 
     ``since`` is when verification began (ISO 8601, the state's EnteredTime); until
     ``since + VERIFY_TIMEOUT_SECONDS`` a mismatch or an unreachable target answers WAITING.
+    Serials are compared as integers (DESIGN.md). Ports: ``inventory`` (the target's host,
+    port, SNI), ``probe`` (the handshakes).
     Raises TargetNotFound or a named AwsError (inventory read).
     """
-    target = dynamo.get_target(settings.inventory_table, certificate_arn, target_id)
+    target = inventory.get(certificate_arn, target_id)
     started = datetime.fromisoformat(since.replace("Z", "+00:00"))
     expired = now >= started + timedelta(seconds=settings.verify_timeout_seconds)
     expected = parse_serial(expected_serial)
@@ -48,17 +51,17 @@ def verify_target(certificate_arn: str, target_id: str, expected_serial: str, si
         # nginx keeps answering some handshakes from old workers for ~100 ms after a reload:
         # the new serial counts as served only when STABLE_PROBES handshakes in a row show it.
         for _ in range(STABLE_PROBES):
-            result = verify_served_serial(target.host, target.port, target.sni, expected,
-                                          timeout=settings.probe_timeout_seconds)
-            if not result.matches:
+            served_serial = probe.served_certificate(target.host, target.port, target.sni,
+                                                     timeout=settings.probe_timeout_seconds).serial
+            if served_serial != expected:
                 break
     except TargetUnreachable as e:
         return VerifyResult(state="UNREACHABLE" if expired else "WAITING", detail=str(e), **common)
     except TlsHandshakeFailed as e:
         return VerifyResult(state="NOT_SERVING" if expired else "WAITING", detail=f"TLS handshake failed: {e}",
                             **common)
-    served = canonical_serial(result.served_serial)
-    if result.matches:
+    served = canonical_serial(served_serial)
+    if served_serial == expected:
         return VerifyResult(state="VERIFIED", servedSerial=served, **common)
     detail = f"expected serial {canonical_serial(expected)}, served {served} (SNI {target.sni})"
     return VerifyResult(state="NOT_SERVING" if expired else "WAITING", servedSerial=served, detail=detail, **common)

@@ -1,0 +1,260 @@
+"""Ports: what the rollout's logic needs from the world, written as typing.Protocol classes.
+
+logic/*.py takes these as keyword arguments and never builds an AWS client; the handlers
+(functions/*/app.py) build the AWS adapters (rollout_core/adapters/) once per cold start and
+pass them in; unit tests pass the in-memory fakes of tests/fakes/.
+
+  Inventory        which targets serve which certificate (DynamoDB inventory table)
+  Certificates     ACM DescribeCertificate / ExportCertificate
+  BundleStaging    Secrets Manager: the exported bundle staged for the nodes
+  Commands         SSM SendCommand / GetCommandInvocation
+  WaitingTasks     the waiting Map tasks' tokens (records in the rollout table)
+  TaskCallbacks    Step Functions SendTaskSuccess
+  Notifications    SNS Publish to the rollout topic
+  RolloutRecords   one outcome record per target per rollout (rollout table)
+  RolloutClaims    the idempotent claim on (certificate ARN, serial)
+  TlsProbe         one TLS handshake with SNI: the leaf a target serves
+
+Every adapter raises the named errors below (the Step Functions Retry/Catch and
+logic/outcome.py ERROR_REASONS match them by class name) or a named AwsError
+(rollout_core/adapters/errors.py). Nothing a port returns or records holds key material,
+except the one argument that must: BundleStaging.stage's ``secret_string``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from rollout_core.models import Target
+from rollout_core.probe import ServedCertificate
+
+# --------------------------------------------------------------------------- named errors
+
+
+class TargetNotFound(Exception):
+    """The inventory has no such target for this certificate."""
+
+
+class CertificateNotFound(Exception):
+    """ACM has no certificate with this ARN (ResourceNotFoundException)."""
+
+
+class NodeNotManaged(Exception):
+    """SendCommand refused the node (InvalidInstanceId): it is not a managed node, it is not
+    running, or SSM Agent is not registered (SSM API reference, SendCommand errors)."""
+
+
+class InvocationNotFound(Exception):
+    """GetCommandInvocation: InvocationDoesNotExist (normal right after SendCommand, D3)."""
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class CertificateDescription:
+    """What DescribeCertificate says about a certificate (the facts decisions are made on)."""
+
+    arn: str
+    type: str  # PRIVATE, IMPORTED, AMAZON_ISSUED
+    status: str  # ISSUED, INACTIVE, EXPIRED, REVOKED, FAILED, PENDING_VALIDATION, ...
+    serial: str | None  # canonical lowercase colon hex
+    domain_name: str
+    not_after: datetime | None
+    renewal_status: str | None
+    renewal_status_reason: str | None
+    key_algorithm: str | None
+
+
+@dataclass(frozen=True)
+class ExportedCertificate:
+    """ExportCertificate's answer. ``encrypted_private_key`` is secret: never log it."""
+
+    certificate: str
+    chain: str
+    encrypted_private_key: str
+
+    def __repr__(self) -> str:  # keep key material out of reprs and tracebacks
+        return "ExportedCertificate(<redacted>)"
+
+
+@dataclass(frozen=True)
+class StagedSecret:
+    """The staged bundle's references: the only things that enter the state."""
+
+    arn: str
+    version_id: str
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """One inventory item's deployment state, read without validating its settings (one bad
+    item must fail only its own target, in the Map, never the whole rollout)."""
+
+    target_id: str
+    last_deployed_serial: str | None
+    last_outcome: str | None
+
+
+@dataclass(frozen=True)
+class WaitingTask:
+    """A Map task waiting for a command's final status: its token (a capability to complete
+    one task, not key material) and what the callback returns besides the status."""
+
+    task_token: str
+    context: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- ports
+
+
+@runtime_checkable
+class Inventory(Protocol):
+    """The inventory: items keyed (certificateArn, targetId). Used by the Lambdas and the CLI."""
+
+    def get(self, certificate_arn: str, target_id: str) -> Target:
+        """One target, validated. Raises TargetNotFound, pydantic.ValidationError (invalid
+        settings) or a named AwsError."""
+        ...
+
+    def targets_for(self, certificate_arn: str) -> list[Target]:
+        """Every target of the certificate, validated, ordered by targetId (paged Query)."""
+        ...
+
+    def deployment_states(self, certificate_arn: str) -> list[DeploymentState]:
+        """Every target's id and deployment state, settings not validated (paged Query)."""
+        ...
+
+    def items_for(self, certificate_arn: str) -> list[dict[str, Any]]:
+        """Every raw item of the certificate (numbers as int/float), ordered by targetId."""
+        ...
+
+    def scan_pages(self, page_size: int = 100) -> Iterator[list[dict[str, Any]]]:
+        """The whole inventory as raw items, one list per Scan page of at most ``page_size``."""
+        ...
+
+    def put(self, target: Target) -> None:
+        """Add or replace a target's item (keeps nothing of a previous item)."""
+        ...
+
+    def put_many(self, targets: Sequence[Target]) -> None:
+        """Add or replace several targets (batched writes)."""
+        ...
+
+    def delete(self, certificate_arn: str, target_id: str) -> bool:
+        """Remove a target; True if it existed."""
+        ...
+
+    def mark_deployed(self, certificate_arn: str, target_id: str, serial: str, outcome: str,
+                      at_iso: str) -> None:
+        """Record what the target was last verified to serve; a removed target is left alone."""
+        ...
+
+
+@runtime_checkable
+class Certificates(Protocol):
+    """ACM, as the validate and export steps use it."""
+
+    def describe(self, certificate_arn: str) -> CertificateDescription:
+        """DescribeCertificate, serial canonical. Raises CertificateNotFound or a named AwsError."""
+        ...
+
+    def export(self, certificate_arn: str, passphrase: bytes) -> ExportedCertificate:
+        """ExportCertificate with ``passphrase`` (the bytes later used to decrypt). Raises a
+        named AwsError (RequestInProgressException -> AwsRequestInProgress)."""
+        ...
+
+
+@runtime_checkable
+class BundleStaging(Protocol):
+    """Where an exported bundle waits for the nodes (Secrets Manager, customer-managed KMS key)."""
+
+    def stage(self, name: str, secret_string: str, *, kms_key_id: str, description: str) -> StagedSecret:
+        """Create the secret ``name`` or add a version; ``secret_string`` holds key material and
+        goes to the store only. Returns references. Raises a named AwsError."""
+        ...
+
+
+@runtime_checkable
+class Commands(Protocol):
+    """SSM Run Command to one managed node."""
+
+    def send(self, document: str, instance_id: str, parameters: Mapping[str, str], *,
+             timeout_seconds: int, comment: str) -> str:
+        """SendCommand; returns the command id. ``timeout_seconds`` is the delivery timeout.
+        Raises NodeNotManaged or a named AwsError."""
+        ...
+
+    def invocation(self, command_id: str, instance_id: str) -> dict[str, Any]:
+        """GetCommandInvocation's answer. Raises InvocationNotFound or a named AwsError
+        (AwsPermanentError code InvalidCommandId for a command SSM does not know)."""
+        ...
+
+
+@runtime_checkable
+class WaitingTasks(Protocol):
+    """Task tokens of Map tasks waiting on a command, under a short key (logic/commands.py
+    waiting_task_key)."""
+
+    def remember(self, key: str, task_token: str, context: Mapping[str, Any], *, ttl_seconds: int) -> None:
+        """Store the token and context; the record expires after ``ttl_seconds`` seconds."""
+        ...
+
+    def find(self, key: str) -> WaitingTask | None:
+        """The waiting task stored under ``key``, or None (not recorded yet, or expired)."""
+        ...
+
+
+@runtime_checkable
+class TaskCallbacks(Protocol):
+    """Step Functions task tokens."""
+
+    def succeed(self, task_token: str, output: Mapping[str, Any]) -> bool:
+        """SendTaskSuccess with ``output`` (JSON). False when the task no longer waits
+        (TaskTimedOut, InvalidToken, TaskDoesNotExist); raises a named AwsError otherwise."""
+        ...
+
+
+@runtime_checkable
+class Notifications(Protocol):
+    """The rollout topic (SNS)."""
+
+    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+        """Publish one message (subject cut to 100 characters); returns its message id."""
+        ...
+
+
+@runtime_checkable
+class RolloutRecords(Protocol):
+    """One record per target per rollout (keys rolloutId, targetId). No key material."""
+
+    def put(self, record: Mapping[str, Any]) -> None:
+        """Write one record (None values dropped). Raises a named AwsError."""
+        ...
+
+    def list(self, rollout_id: str) -> list[dict[str, Any]]:
+        """Every record of ``rollout_id`` (paged Query). Raises a named AwsError."""
+        ...
+
+
+@runtime_checkable
+class RolloutClaims(Protocol):
+    """The idempotent claim on (certificate ARN, serial): one rollout per serial."""
+
+    def claim(self, certificate_arn: str, serial: str, rollout_id: str) -> str:
+        """Claim the pair for ``rollout_id``; returns the rollout id holding the claim (this one,
+        an earlier one, or "in-progress" while another caller is claiming it)."""
+        ...
+
+
+@runtime_checkable
+class TlsProbe(Protocol):
+    """One TLS handshake to a target (rollout_core/probe.py)."""
+
+    def served_certificate(self, host: str, port: int, sni: str | None, *, timeout: float) -> ServedCertificate:
+        """The leaf the target presents with SNI ``sni``. Raises TargetUnreachable or
+        TlsHandshakeFailed (both ProbeError)."""
+        ...

@@ -1,0 +1,247 @@
+"""Fakes of the AWS-backed ports (rollout_core/ports.py): ACM, the staged bundle, SSM Run
+Command, the waiting-task records, Step Functions task callbacks, SNS, the rollout records and
+the rollout claims. Each says which adapter (rollout_core/adapters/) it stands in for."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rollout_core.adapters.errors import AwsError, AwsPermanentError
+from rollout_core.domain.serials import canonical_serial
+from rollout_core.ports import (
+    CertificateDescription,
+    CertificateNotFound,
+    ExportedCertificate,
+    InvocationNotFound,
+    NodeNotManaged,
+    StagedSecret,
+    WaitingTask,
+)
+
+from tests.fakes.recording import Recording
+from tests.unit.pki_fixtures import Pki, to_pem
+
+REGION, ACCOUNT = "eu-west-1", "123456789012"
+
+
+class FakeCertificates(Recording):
+    """ACM (adapters/acm.py AcmCertificates) holding certificates of tests/unit/pki_fixtures.py.
+
+    ``add`` registers a certificate ARN with its PKI and what DescribeCertificate says about
+    it; export encrypts the PKI's leaf key with the caller's passphrase, as ACM does
+    (encrypted PKCS#8). ``export_key`` replaces the exported key (a mismatching key);
+    ``export_errors`` are raised, one per export call, before exporting.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.certificates: dict[str, dict[str, Any]] = {}
+        self.export_errors: list[AwsError] = []
+
+    def add(self, arn: str, pki: Pki, *, type: str = "PRIVATE", status: str = "ISSUED",  # noqa: A002 (ACM's name)
+            renewal_status: str | None = "SUCCESS", renewal_status_reason: str | None = None,
+            export_key: Any | None = None, chain_pem: str | None = None) -> None:
+        self.certificates[arn] = {"pki": pki, "type": type, "status": status, "renewal_status": renewal_status,
+                                  "renewal_status_reason": renewal_status_reason, "export_key": export_key,
+                                  "chain_pem": chain_pem}
+
+    def serial(self, arn: str) -> str:
+        """The canonical serial of the certificate's leaf."""
+        return canonical_serial(self.certificates[arn]["pki"].leaf_cert.serial_number)
+
+    def describe(self, certificate_arn: str) -> CertificateDescription:
+        self._record("describe", certificate_arn=certificate_arn)
+        entry = self.certificates.get(certificate_arn)
+        if entry is None:
+            raise CertificateNotFound(f"ACM has no certificate {certificate_arn}")
+        leaf = entry["pki"].leaf_cert
+        return CertificateDescription(
+            arn=certificate_arn, type=entry["type"], status=entry["status"], serial=self.serial(certificate_arn),
+            domain_name=leaf.subject.rfc4514_string().split("CN=", 1)[-1].split(",", 1)[0],
+            not_after=leaf.not_valid_after_utc, renewal_status=entry["renewal_status"],
+            renewal_status_reason=entry["renewal_status_reason"], key_algorithm=entry["pki"].algorithm)
+
+    def export(self, certificate_arn: str, passphrase: bytes) -> ExportedCertificate:
+        self._record("export", certificate_arn=certificate_arn, passphrase=passphrase)
+        if self.export_errors:
+            raise self.export_errors.pop(0)
+        entry = self.certificates.get(certificate_arn)
+        if entry is None:
+            raise AwsPermanentError("ExportCertificate", "ResourceNotFoundException", certificate_arn)
+        pki: Pki = entry["pki"]
+        if entry["export_key"] is not None:
+            from cryptography.hazmat.primitives import serialization
+
+            key = entry["export_key"].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.BestAvailableEncryption(passphrase)).decode()
+        else:
+            key = pki.encrypted_key_pem(passphrase)
+        return ExportedCertificate(certificate=to_pem(pki.leaf_cert),
+                                   chain=entry["chain_pem"] if entry["chain_pem"] is not None else pki.chain_pem,
+                                   encrypted_private_key=key)
+
+    def passphrases(self) -> list[bytes]:
+        """Every passphrase an export was called with."""
+        return [args["passphrase"] for op, args in self.calls if op == "export"]
+
+
+class FakeStaging(Recording):
+    """Secrets Manager staging (adapters/secrets.py SecretsManagerStaging): one secret per name,
+    one version per stage call. The secret strings are kept in ``secrets`` (the one place key
+    material is expected), never in ``calls``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[str, list[str]] = {}
+        self.kms_keys: dict[str, str] = {}
+
+    def stage(self, name: str, secret_string: str, *, kms_key_id: str, description: str) -> StagedSecret:
+        self._record("stage", name=name, kms_key_id=kms_key_id, description=description)
+        self.secrets.setdefault(name, []).append(secret_string)
+        self.kms_keys.setdefault(name, kms_key_id)  # CreateSecret sets the key; PutSecretValue keeps it
+        return StagedSecret(arn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf",
+                            version_id=f"version-{len(self.secrets[name])}")
+
+    def latest(self, name: str) -> dict[str, Any]:
+        """The last staged version of ``name``, parsed."""
+        return dict(json.loads(self.secrets[name][-1]))
+
+
+class FakeCommands(Recording):
+    """SSM Run Command (adapters/ssm.py SsmCommands). ``send`` records the command and answers
+    command ids cmd-0001, cmd-0002, ...; an invocation is InvocationDoesNotExist until ``finish``
+    scripts its final status. Nodes in ``unmanaged`` refuse commands (NodeNotManaged)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.invocations: dict[str, dict[str, Any]] = {}
+        self.unmanaged: set[str] = set()
+        self._ids = itertools.count(1)
+
+    def send(self, document: str, instance_id: str, parameters: Mapping[str, str], *,
+             timeout_seconds: int, comment: str) -> str:
+        self._record("send", document=document, instance_id=instance_id, parameters=dict(parameters),
+                     timeout_seconds=timeout_seconds, comment=comment)
+        if instance_id in self.unmanaged:
+            raise NodeNotManaged(f"{instance_id}: Instances [[{instance_id}]] not in a valid state for account")
+        command_id = f"cmd-{next(self._ids):04d}"
+        self.sent[command_id] = {"document": document, "instance_id": instance_id, "parameters": dict(parameters),
+                                 "timeout_seconds": timeout_seconds, "comment": comment[:100]}
+        return command_id
+
+    def finish(self, command_id: str, status: str, *, status_details: str | None = None, response_code: int = 0,
+               stdout: str = "", stderr: str = "") -> None:
+        """Script GetCommandInvocation's answer for a sent command."""
+        sent = self.sent[command_id]
+        self.invocations[command_id] = {
+            "CommandId": command_id, "InstanceId": sent["instance_id"], "Comment": sent["comment"],
+            "DocumentName": sent["document"], "Status": status, "StatusDetails": status_details or status,
+            "ResponseCode": response_code, "StandardOutputContent": stdout, "StandardErrorContent": stderr,
+        }
+
+    def invocation(self, command_id: str, instance_id: str) -> dict[str, Any]:
+        self._record("invocation", command_id=command_id, instance_id=instance_id)
+        if command_id not in self.sent:
+            raise AwsPermanentError("GetCommandInvocation", "InvalidCommandId", command_id)
+        if command_id not in self.invocations:
+            raise InvocationNotFound(command_id)
+        return copy.deepcopy(self.invocations[command_id])
+
+
+class FakeWaitingTasks(Recording):
+    """Waiting-task records (adapters/dynamo.py DynamoWaitingTasks); context stored as JSON, as
+    the adapter does, so a context that is not JSON fails here too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def state(self) -> Any:
+        return self.records
+
+    def remember(self, key: str, task_token: str, context: Mapping[str, Any], *, ttl_seconds: int) -> None:
+        self._record("remember", key=key, task_token=task_token, context=dict(context), ttl_seconds=ttl_seconds)
+        self.records[key] = {"taskToken": task_token, "context": json.dumps(dict(context)),
+                             "ttlSeconds": ttl_seconds}
+
+    def find(self, key: str) -> WaitingTask | None:
+        self._record("find", key=key)
+        record = self.records.get(key)
+        if record is None:
+            return None
+        return WaitingTask(task_token=record["taskToken"], context=json.loads(record["context"]))
+
+
+class FakeCallbacks(Recording):
+    """Step Functions SendTaskSuccess (adapters/stepfunctions.py StepFunctionsCallbacks);
+    tokens in ``gone`` belong to tasks that no longer wait (answer False)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.succeeded: list[tuple[str, dict[str, Any]]] = []
+        self.gone: set[str] = set()
+
+    def succeed(self, task_token: str, output: Mapping[str, Any]) -> bool:
+        self._record("succeed", task_token=task_token, output=dict(output))
+        if task_token in self.gone:
+            return False
+        self.succeeded.append((task_token, json.loads(json.dumps(dict(output)))))
+        return True
+
+
+class FakeNotifications(Recording):
+    """The SNS topic (adapters/sns.py SnsNotifications): ``messages`` as published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[dict[str, Any]] = []
+
+    def publish(self, subject: str, message: str, attributes: Mapping[str, str]) -> str:
+        self._record("publish", subject=subject, message=message, attributes=dict(attributes))
+        self.messages.append({"subject": subject, "message": message, "attributes": dict(attributes)})
+        return f"message-{len(self.messages)}"
+
+
+class FakeRolloutRecords(Recording):
+    """The rollout records (adapters/dynamo.py DynamoRolloutRecords): None values dropped,
+    records keyed (rolloutId, targetId), a put replaces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def state(self) -> Any:
+        return list(self.records.values())
+
+    def put(self, record: Mapping[str, Any]) -> None:
+        self._record("put", record=dict(record))
+        item = {k: v for k, v in record.items() if v is not None}
+        json.dumps(item)  # DynamoDB takes JSON-like values only
+        self.records[(item["rolloutId"], item["targetId"])] = item
+
+    def list(self, rollout_id: str) -> list[dict[str, Any]]:
+        self._record("list", rollout_id=rollout_id)
+        return [copy.deepcopy(r) for (rid, _), r in sorted(self.records.items()) if rid == rollout_id]
+
+
+class FakeClaims(Recording):
+    """The idempotent claim (adapters/claims.py PowertoolsClaims): the first rollout id per
+    (certificate ARN, serial) wins; pairs in ``in_progress`` answer "in-progress"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self.in_progress: set[tuple[str, str]] = set()
+
+    def claim(self, certificate_arn: str, serial: str, rollout_id: str) -> str:
+        self._record("claim", certificate_arn=certificate_arn, serial=serial, rollout_id=rollout_id)
+        if (certificate_arn, serial) in self.in_progress:
+            return "in-progress"
+        holder, _ = self.claims.setdefault((certificate_arn, serial), (rollout_id, datetime.now(UTC)))
+        return holder
