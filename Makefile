@@ -38,3 +38,7 @@ clean:
 
 bench: setup  ## one rollout at 1, 10, 100, 1,000 targets: BENCHMARKS.md, bench/results.json
 	$(VENV)/bin/cert-rollout bench --sizes 1,10,100,1000
+
+.PHONY: security-lint
+security-lint: setup  ## checkov on template.yaml, parliament on every IAM policy SAM makes of it (README, Security review)
+	bash scripts/security_lint.sh

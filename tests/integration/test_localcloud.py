@@ -73,3 +73,41 @@ def test_passphrase_with_forbidden_character_is_refused_like_acm(cloud):
         cloud.client("acm").export_certificate(CertificateArn=arn, Passphrase=b"abc$defg")
     answer = cloud.client("acm").export_certificate(CertificateArn=arn, Passphrase=b"abcdefgh")
     assert "ENCRYPTED PRIVATE KEY" in answer["PrivateKey"]
+
+
+def test_callback_event_that_keeps_failing_lands_in_the_alarmed_dead_letter_queue(cloud):
+    """CommandCallback is invoked asynchronously: after Lambda's two retries the event goes to its
+    DeadLetterQueue (template.yaml), whose depth alarm notifies the operations topic."""
+    import time
+
+    spec = cloud.deployment.function_by_logical_id("CommandCallbackFunction")
+    queue_arn = cloud.deployment.dead_letter_targets[spec.name]
+    assert queue_arn == cloud.deployment.attributes["CommandCallbackDeadLetterQueue"]["Arn"]
+    sqs = cloud.client("sqs")
+    url = cloud.deployment.physical["CommandCallbackDeadLetterQueue"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["KmsMasterKeyId"] == cloud.deployment.physical["OperationsKey"]
+    alarm, = cloud.client("cloudwatch").describe_alarms(
+        AlarmNames=[cloud.deployment.physical["CommandCallbackDeadLetterAlarm"]])["MetricAlarms"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_arn.rsplit(":", 1)[-1]}]
+    assert alarm["AlarmActions"] == [cloud.deployment.physical["OperationsAlarmTopic"]]
+
+    event = {"version": "0", "id": "dlq-1", "detail-type": "EC2 Command Invocation Status-change Notification",
+             "source": "aws.ssm", "account": cloud.account_id, "time": "2026-11-30T00:00:00Z",
+             "region": cloud.region, "resources": [], "detail": {"status": "Success"}}  # no command id: refused
+    cloud.invoke_async(spec.arn, event)
+    deadline = time.monotonic() + 60
+    messages: list = []
+    while not messages and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"],
+                                       WaitTimeSeconds=1).get("Messages", [])
+    assert messages, "the failed event did not reach the dead-letter queue"
+    assert json.loads(messages[0]["Body"])["id"] == "dlq-1"
+    assert messages[0]["MessageAttributes"]["ErrorMessage"]["StringValue"]
+
+
+def test_state_machine_log_group_is_encrypted_with_the_operations_key(cloud):
+    name = cloud.deployment.physical["RolloutStateMachineLogs"]
+    group, = [g for g in cloud.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+              if g["logGroupName"] == name]
+    assert group["kmsKeyId"] == cloud.deployment.attributes["OperationsKey"]["Arn"]

@@ -184,17 +184,35 @@ class LocalCloud:
 
     def invoke_async(self, function_arn: str, event: dict[str, Any]) -> None:
         """Lambda's asynchronous invocation (EventBridge targets): run it on a thread; on an
-        error, retry twice with a delay, as Lambda does for asynchronous invocations."""
+        error, retry twice with a delay, as Lambda does for asynchronous invocations; when the
+        last attempt fails too, send the event to the function's dead-letter queue (its
+        DeadLetterConfig) with the message attributes Lambda adds (RequestID, ErrorCode,
+        ErrorMessage)."""
         assert self.runtime and self.deployment
         name = function_arn.rsplit(":", 1)[-1]
         payload = json.dumps(event).encode()
+        dead_letter_arn = self.deployment.dead_letter_targets.get(name)
 
         def run() -> None:
+            body = b""
             for attempt in range(3):
-                _, error = self.runtime.invoke(name, payload)  # type: ignore[union-attr]
+                body, error = self.runtime.invoke(name, payload)  # type: ignore[union-attr]
                 if error is None:
                     return
-                time.sleep(1 + attempt)
+                if attempt < 2:
+                    time.sleep(1 + attempt)
+            if dead_letter_arn:
+                try:
+                    message = json.loads(body).get("errorMessage", "")
+                except ValueError:
+                    message = ""
+                sqs = self.client("sqs")
+                url = sqs.get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[-1])["QueueUrl"]
+                sqs.send_message(QueueUrl=url, MessageBody=payload.decode(), MessageAttributes={
+                    "RequestID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
+                    "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                    "ErrorMessage": {"DataType": "String", "StringValue": str(message)[:1000] or "Unhandled"},
+                })
 
         threading.Thread(target=run, daemon=True).start()
 

@@ -55,6 +55,7 @@ class Deployment:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     resource_types: dict[str, str] = field(default_factory=dict)
     cfn_template: dict[str, Any] = field(default_factory=dict)
+    dead_letter_targets: dict[str, str] = field(default_factory=dict)  # function name -> SQS queue ARN
 
     def function_by_logical_id(self, logical_id: str) -> FunctionSpec:
         for spec in self.functions.values():
@@ -295,7 +296,7 @@ class Deployer:
     def _create_AWS_Logs_LogGroup(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
         name = p.get("LogGroupName") or self._name(lid, 512)
         logs = self.client("logs")
-        logs.create_log_group(logGroupName=name)
+        logs.create_log_group(logGroupName=name, **({"kmsKeyId": p["KmsKeyId"]} if p.get("KmsKeyId") else {}))
         if p.get("RetentionInDays"):
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
         d.physical[lid] = name
@@ -324,7 +325,10 @@ class Deployer:
             MemorySize=int(p.get("MemorySize", 128)), Environment={"Variables": env},
             Description=p.get("Description", "")[:256],
             TracingConfig=p.get("TracingConfig", {"Mode": "PassThrough"}),
+            **({"DeadLetterConfig": p["DeadLetterConfig"]} if p.get("DeadLetterConfig") else {}),
         )
+        if p.get("DeadLetterConfig", {}).get("TargetArn"):
+            d.dead_letter_targets[name] = p["DeadLetterConfig"]["TargetArn"]
         layer_dirs = [d.attributes.get("_layer_dirs", {})[arn] for arn in p.get("Layers", [])]
         d.functions[name] = FunctionSpec(name=name, logical_id=lid, arn=answer["FunctionArn"], handler=p["Handler"],
                                          code_dir=code_dirs[lid], layer_dirs=layer_dirs, environment=env,
@@ -345,6 +349,28 @@ class Deployer:
             **kwargs)["stateMachineArn"]
         d.physical[lid] = arn
         d.attributes[lid] = {"Arn": arn, "Name": name}
+
+    def _create_AWS_SQS_Queue(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("QueueName") or self._name(lid, 80)
+        attributes = {k: str(p[k]) for k in ("MessageRetentionPeriod", "KmsMasterKeyId", "VisibilityTimeout",
+                                             "DelaySeconds") if k in p}
+        url = self.client("sqs").create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        d.physical[lid] = url
+        d.attributes[lid] = {"Arn": self._arn("sqs", name), "QueueName": name, "QueueUrl": url}
+
+    def _create_AWS_CloudWatch_Alarm(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        name = p.get("AlarmName") or self._name(lid, 255)
+        keys = ("AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
+                "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions")
+        kwargs = {k: p[k] for k in keys if k in p}
+        for k in ("Period", "EvaluationPeriods"):
+            if k in kwargs:
+                kwargs[k] = int(kwargs[k])
+        if "Threshold" in kwargs:
+            kwargs["Threshold"] = float(kwargs["Threshold"])
+        self.client("cloudwatch").put_metric_alarm(AlarmName=name, **kwargs)
+        d.physical[lid] = name
+        d.attributes[lid] = {"Arn": self._arn("cloudwatch", f"alarm:{name}")}
 
     def _create_AWS_Events_Rule(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
         name = p.get("Name") or self._name(lid, 64)
