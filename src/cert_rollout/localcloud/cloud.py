@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from cert_rollout.leaks import SecretRegistry
+from cert_rollout.localcloud.leaks import SecretRegistry
 from cert_rollout.localcloud import patches
 from cert_rollout.localcloud.deploy import Deployer, Deployment
 from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
