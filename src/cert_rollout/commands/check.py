@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -69,7 +70,7 @@ def check(
               host=host, port=port, sni=sni)
     except ValueError as e:
         fail(str(e), 2, as_json)
-    info = {
+    info: dict[str, Any] = {
         "endpoint": endpoint, "sni": sni, "subject": served.subject, "sans": served.sans,
         "serial": canonical(served.serial), "serialDecimal": str(served.serial), "issuer": served.issuer,
         "notBefore": served.not_before.isoformat(), "notAfter": served.not_after.isoformat(),

@@ -20,15 +20,12 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-if TYPE_CHECKING:
-    from mypy_boto3_acm import ACMClient
 
 # --------------------------------------------------------------------------- options
 
@@ -84,12 +81,12 @@ def progress_bar(console: Console) -> Progress:
 # --------------------------------------------------------------------------- AWS
 
 
-def aws_client(service: str, region: str | None, endpoint_url: str | None) -> Any:
+def aws_client(service: Literal["acm", "stepfunctions"], region: str | None, endpoint_url: str | None) -> Any:
     """A boto3 client with standard retries (3 attempts)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url,  # type: ignore[call-overload]
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url,
                         config=Config(retries={"max_attempts": 3, "mode": "standard"}))
 
 
@@ -153,7 +150,7 @@ def iso(value: Any) -> str | None:
     return str(value)
 
 
-def describe_certificate(acm: ACMClient, arn: str) -> dict[str, Any]:
+def describe_certificate(acm: Any, arn: str) -> dict[str, Any]:
     """DescribeCertificate reduced to serial (colon hex), notAfter (ISO), status and the
     RenewalSummary (datetimes as ISO). Raises botocore's ClientError / BotoCoreError."""
     c = acm.describe_certificate(CertificateArn=arn)["Certificate"]

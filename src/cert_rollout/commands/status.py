@@ -87,14 +87,14 @@ def status(
                 out.print(f"[red]{c['error']}[/]", highlight=False)
             else:
                 out.print(f"Current serial [bold]{c['serial']}[/], not after {c['notAfter']}")
-            t = Table(title_justify="left")
+            table = Table(title_justify="left")
             for col in ("Target", "Endpoint", "Last deployed serial", "At", "Outcome", "Drift"):
-                t.add_column(col, overflow="fold")
+                table.add_column(col, overflow="fold")
             for r in c["targets"]:
-                d = "?" if r["drift"] is None else ("[red]DRIFT[/]" if r["drift"] else "[green]no[/]")
-                t.add_row(r["targetId"], r["endpoint"], r["lastDeployedSerial"] or "-", r["lastDeployedAt"] or "-",
-                          r["lastOutcome"] or "-", d)
-            out.print(t)
+                drift_cell = "?" if r["drift"] is None else ("[red]DRIFT[/]" if r["drift"] else "[green]no[/]")
+                table.add_row(r["targetId"], r["endpoint"], r["lastDeployedSerial"] or "-", r["lastDeployedAt"] or "-",
+                              r["lastOutcome"] or "-", drift_cell)
+            out.print(table)
     raise typer.Exit(1 if drift else 0)
 
 

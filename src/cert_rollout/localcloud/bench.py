@@ -166,14 +166,14 @@ class ApiCounter:
         if not getattr(DomainDispatcherApplication.__call__, "_bench_counting", False):
             original = DomainDispatcherApplication.__call__
 
-            def counting(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+            def counting(self: DomainDispatcherApplication, environ: dict[str, Any], start_response: Any) -> Any:
                 active = _ACTIVE_COUNTER
                 if active is not None and active.enabled:
                     try:
                         active._count(environ, io)
                     except Exception:  # counting never breaks a request
                         pass
-                return original(app, environ, start_response)
+                return original(self, environ, start_response)
 
             counting._bench_counting = True  # type: ignore[attr-defined]
             DomainDispatcherApplication.__call__ = counting  # type: ignore[method-assign]
@@ -244,7 +244,7 @@ def history_metrics(history: list[dict[str, Any]], inner_states: set[str]) -> di
     inside = sum(c for n, c in by_state.items() if n in inner_states)
 
     def biggest(kind: str, field: str) -> dict[str, Any]:
-        best = {"bytes": 0, "state": None}
+        best: dict[str, Any] = {"bytes": 0, "state": None}
         for e in history:
             details = e.get(kind)
             if details and details.get(field) is not None:
