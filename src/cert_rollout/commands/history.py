@@ -12,7 +12,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cert_rollout.commands.common import AsJson, EndpointUrl, Region, aws_client, aws_error, emit_json, fail, iso, out_console
+from cert_rollout.commands.common import (
+    AsJson,
+    EndpointUrl,
+    Region,
+    aws_client,
+    aws_error,
+    emit_json,
+    fail,
+    iso,
+    out_console,
+)
 from cert_rollout.sfn import fetch_history, history_table
 
 

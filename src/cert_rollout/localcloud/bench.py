@@ -326,8 +326,8 @@ def run_size(size: int, *, parameters: dict[str, str] | None = None, lambda_work
     from rollout_core.domain.serials import canonical_serial, parse_serial
 
     from cert_rollout.localcloud.cloud import LocalCloud
-    from cert_rollout.localcloud.targets import LocalTargets
     from cert_rollout.localcloud.scenario import fill_placeholders
+    from cert_rollout.localcloud.targets import LocalTargets
 
     say = log or (lambda m: print(f"[bench {size}] {m}", file=sys.stderr, flush=True))
     params = {**DEFAULT_PARAMETERS, **(parameters or {})}

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import boto3
 from botocore.config import Config
 
-from cert_rollout.localcloud.leaks import SecretRegistry
 from cert_rollout.localcloud import patches
 from cert_rollout.localcloud.deploy import Deployer, Deployment
 from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
+from cert_rollout.localcloud.leaks import SecretRegistry
 from cert_rollout.localcloud.nodes import LocalNode, NodeFleet
 from cert_rollout.localcloud.pki import LocalPrivateCA
 from cert_rollout.sfn import fetch_history
