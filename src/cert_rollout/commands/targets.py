@@ -79,7 +79,7 @@ def target_row(t: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- DynamoDB
 # How these commands read and write the inventory table (moved unchanged from the former
-# cert_rollout/ops.py; the inventory port in layers/core/rollout_core is to replace them).
+# ops module of this package; the inventory port in layers/core/rollout_core is to replace them).
 
 
 def inventory_table(name: str, region: str | None, endpoint_url: str | None) -> Any:
