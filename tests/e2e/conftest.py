@@ -14,8 +14,8 @@ from typing import Any
 
 from rollout_core.probe import probe_served_certificate
 
-from cert_rollout import report as report_module
-from cert_rollout.scenario import Scenario, ScenarioRunner
+from cert_rollout.localcloud import report as report_module
+from cert_rollout.localcloud.scenario import Scenario, ScenarioRunner
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ROOT = Path(__file__).resolve().parents[2]

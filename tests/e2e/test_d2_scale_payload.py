@@ -3,7 +3,7 @@
 
 import pytest
 
-from cert_rollout import bench
+from cert_rollout.localcloud import bench
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

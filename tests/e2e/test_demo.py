@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cert_rollout.scenario import demo_scenario
+from cert_rollout.localcloud.scenario import demo_scenario
 
 from .conftest import explain, run_scenario
 

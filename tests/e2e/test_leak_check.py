@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cert_rollout.leaks import collect_surfaces, scan
-from cert_rollout.scenario import ScenarioRunner
+from cert_rollout.localcloud.leaks import collect_surfaces, scan
+from cert_rollout.localcloud.scenario import ScenarioRunner
 
 from .conftest import run_scenario
 

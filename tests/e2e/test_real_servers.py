@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cert_rollout import report as report_module
+from cert_rollout.localcloud import report as report_module
 from cert_rollout.localcloud import real_servers
 from cert_rollout.localcloud.cloud import free_port
-from cert_rollout.scenario import Scenario, ScenarioRunner
+from cert_rollout.localcloud.scenario import Scenario, ScenarioRunner
 from tests.e2e.conftest import SCENARIOS, probe_serial, target_by_id
 
 MISSING = [name for name in ("nginx", "haproxy") if not real_servers.available(name)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cert_rollout import bench
+from cert_rollout.localcloud import bench
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Operator commands (cert_rollout.ops) against the embedded local cloud and real TLS servers."""
+"""Operator commands (cert_rollout.commands) against the embedded local cloud and real TLS servers."""
 
 from __future__ import annotations
 

@@ -16,20 +16,26 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
 from botocore.config import Config
 
-from cert_rollout.leaks import SecretRegistry
 from cert_rollout.localcloud import patches
 from cert_rollout.localcloud.deploy import Deployer, Deployment
 from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
+from cert_rollout.localcloud.leaks import SecretRegistry
 from cert_rollout.localcloud.nodes import LocalNode, NodeFleet
 from cert_rollout.localcloud.pki import LocalPrivateCA
 from cert_rollout.sfn import fetch_history
 
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+# The services the local cloud's clients talk to (boto3's client() is typed per service name).
+ServiceName = Literal["acm", "acm-pca", "cloudformation", "dynamodb", "events", "iam", "kms", "lambda", "logs",
+                      "s3", "secretsmanager", "sns", "sqs", "ssm", "stepfunctions", "sts"]
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud"}
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
@@ -111,7 +117,7 @@ class LocalCloud:
         patches.ACTIVE["cloud"] = None
 
     # ------------------------------------------------------------------ clients and environments
-    def client(self, service: str) -> Any:
+    def client(self, service: ServiceName) -> Any:
         if service not in self._clients:
             self._clients[service] = boto3.client(
                 service, region_name=self.region, endpoint_url=self.endpoint,
@@ -179,7 +185,7 @@ class LocalCloud:
         bus = events_backends[self.account_id][self.region].describe_event_bus("default")
         for rule in list(bus.rules.values()):
             if rule.state == "ENABLED":
-                rule.send_to_targets(event)
+                rule.send_to_targets(cast("EventMessageType", event))
         return [r["executionArn"] for r in self.routed[before:]]
 
     def invoke_async(self, function_arn: str, event: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from samtranslator.parser.parser import Parser
@@ -27,6 +27,9 @@ from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 from cert_rollout.localcloud.lambda_runtime import FunctionSpec
+
+if TYPE_CHECKING:
+    from cert_rollout.localcloud.cloud import ServiceName
 
 PSEUDO = ("AWS::Region", "AWS::AccountId", "AWS::StackName", "AWS::Partition", "AWS::URLSuffix", "AWS::NoValue")
 
@@ -122,7 +125,7 @@ def check_parameter(name: str, spec: dict[str, Any], value: str) -> None:
 class Deployer:
     """Creates the CloudFormation resources through boto3 clients of the local cloud."""
 
-    def __init__(self, client: Callable[[str], Any], region: str, account_id: str, stack_name: str,
+    def __init__(self, client: Callable[[ServiceName], Any], region: str, account_id: str, stack_name: str,
                  layer_dir_for: Callable[[str], str] | None = None) -> None:
         self.client = client
         self.region = region

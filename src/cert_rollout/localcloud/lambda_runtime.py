@@ -169,6 +169,7 @@ class LambdaRuntime:
                                   "deadline": started + spec.timeout}, timeout=spec.timeout)
             duration = time.time() - started
             logs = [f"START RequestId: {request_id} Version: $LATEST"]
+            error: str | None
             if answer is None:
                 worker.kill()
                 logs += worker.take_stderr()

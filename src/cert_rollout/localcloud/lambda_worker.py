@@ -30,7 +30,7 @@ class _Capture(io.TextIOBase):
         self._buf: list[str] = []
         self._lock = threading.Lock()
 
-    def write(self, s: str) -> int:  # type: ignore[override]
+    def write(self, s: str) -> int:
         with self._lock:
             self._buf.append(s)
         return len(s)

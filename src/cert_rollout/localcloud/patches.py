@@ -95,7 +95,7 @@ def _send_command(self: SimpleSystemManagerBackend, **kwargs: Any) -> Any:
     for instance_id in instance_ids:
         if instance_id not in cloud.fleet.nodes:
             raise JsonRESTError("InvalidInstanceId", f"Instances [[{instance_id}]] not in a valid state for account {self.account_id}")
-    document = json.loads(self.get_document(kwargs["document_name"], None, None, "JSON")["Content"])
+    document = json.loads(self.get_document(kwargs["document_name"], "", "", "JSON")["Content"])
     try:
         values = cloud.fleet.validate_parameters(document, kwargs.get("parameters") or {})
     except InvalidParameters as e:
@@ -117,7 +117,7 @@ def _cancel_command_backend(self: SimpleSystemManagerBackend, command_id: str, i
 
 
 def _cancel_command_response(self: SimpleSystemManagerResponse) -> Any:
-    self.ssm_backend.cancel_command(self._get_param("CommandId"), self._get_param("InstanceIds", []))
+    _cancel_command_backend(self.ssm_backend, self._get_param("CommandId"), self._get_param("InstanceIds", []))
     return EmptyResult()
 
 
@@ -127,12 +127,15 @@ _orig_describe = CertBundle.describe
 
 def _describe(self: CertBundle) -> dict[str, Any]:
     result = _orig_describe(self)
-    if getattr(self, "_local_key_algorithm", None):
+    # Set on the bundle by cert_rollout/localcloud/pki.py (moto's CertBundle has no such fields).
+    key_algorithm = getattr(self, "_local_key_algorithm", None)
+    renewal = getattr(self, "_local_renewal", None)
+    if key_algorithm:
         cert = result["Certificate"]
-        cert["KeyAlgorithm"] = self._local_key_algorithm
+        cert["KeyAlgorithm"] = key_algorithm
         cert["RenewalEligibility"] = "ELIGIBLE"
-        if getattr(self, "_local_renewal", None):
-            cert["RenewalSummary"] = dict(self._local_renewal)
+        if renewal:
+            cert["RenewalSummary"] = dict(renewal)
     return result
 
 
@@ -211,7 +214,7 @@ def install() -> None:
     LambdaBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
-    SimpleSystemManagerBackend.send_command = _send_command  # type: ignore[method-assign]
+    SimpleSystemManagerBackend.send_command = _send_command  # type: ignore[method-assign, assignment]
     SimpleSystemManagerBackend.cancel_command = _cancel_command_backend  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
     CertBundle.describe = _describe  # type: ignore[method-assign]

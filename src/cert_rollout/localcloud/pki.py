@@ -13,12 +13,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from cert_rollout.localcloud.cloud import ServiceName
 
 KEY_ALGORITHMS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1")
 
@@ -36,7 +39,7 @@ def generate_key(algorithm: str) -> Any:
 class LocalPrivateCA:
     """Root and subordinate CA in moto's ACM-PCA, and ACM certificates issued by them."""
 
-    def __init__(self, client: Callable[[str], Any], region: str, account_id: str, name: str = "Local Private",
+    def __init__(self, client: Callable[[ServiceName], Any], region: str, account_id: str, name: str = "Local Private",
                  on_key: Callable[[bytes], None] | None = None) -> None:
         self.client = client
         self.on_key = on_key

@@ -272,17 +272,17 @@ class _Listener:
         self.config = config
         self.sites = [_Site(s, load_site_context(s.cert, s.key), _stamp(s)) for s in config.sites]
         self.fault_context: ssl.SSLContext | None = None
+        fallback_cert, fallback_key = config.sites[0].cert, config.sites[0].key
         if config.fault == "wrong-cert":
             assert config.fault_cert and config.fault_key
             self.fault_context = load_site_context(config.fault_cert, config.fault_key)
+            fallback_cert, fallback_key = config.fault_cert, config.fault_key
         # The dispatch context: its SNI callback (called also without SNI) swaps in the
         # site's current context, so a reload takes effect for every new handshake. Its
-        # own certificate (the default site's at start) is only a fallback.
+        # own certificate (the default site's at start, the wrong one for that fault) is only
+        # a fallback.
         self.dispatch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        if config.fault == "wrong-cert":
-            self.dispatch.load_cert_chain(config.fault_cert, config.fault_key)
-        else:
-            self.dispatch.load_cert_chain(config.sites[0].cert, config.sites[0].key)
+        self.dispatch.load_cert_chain(fallback_cert, fallback_key)
         self.dispatch.sni_callback = self._select
         self.server: asyncio.base_events.Server | None = None
 

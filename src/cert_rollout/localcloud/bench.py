@@ -36,9 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = PROJECT_ROOT / "bench" / "results.json"
-DOC = PROJECT_ROOT / "BENCHMARKS.md"
+from cert_rollout.paths import BENCH_DOC as DOC
+from cert_rollout.paths import BENCH_RESULTS as RESULTS
+from cert_rollout.paths import PROJECT_ROOT
+
 READING_START = "<!-- READING:START (hand-written; `cert-rollout bench` keeps this section) -->"
 READING_END = "<!-- READING:END -->"
 
@@ -165,14 +166,14 @@ class ApiCounter:
         if not getattr(DomainDispatcherApplication.__call__, "_bench_counting", False):
             original = DomainDispatcherApplication.__call__
 
-            def counting(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+            def counting(self: DomainDispatcherApplication, environ: dict[str, Any], start_response: Any) -> Any:
                 active = _ACTIVE_COUNTER
                 if active is not None and active.enabled:
                     try:
                         active._count(environ, io)
                     except Exception:  # counting never breaks a request
                         pass
-                return original(app, environ, start_response)
+                return original(self, environ, start_response)
 
             counting._bench_counting = True  # type: ignore[attr-defined]
             DomainDispatcherApplication.__call__ = counting  # type: ignore[method-assign]
@@ -243,7 +244,7 @@ def history_metrics(history: list[dict[str, Any]], inner_states: set[str]) -> di
     inside = sum(c for n, c in by_state.items() if n in inner_states)
 
     def biggest(kind: str, field: str) -> dict[str, Any]:
-        best = {"bytes": 0, "state": None}
+        best: dict[str, Any] = {"bytes": 0, "state": None}
         for e in history:
             details = e.get(kind)
             if details and details.get(field) is not None:
@@ -325,8 +326,8 @@ def run_size(size: int, *, parameters: dict[str, str] | None = None, lambda_work
     from rollout_core.domain.serials import canonical_serial, parse_serial
 
     from cert_rollout.localcloud.cloud import LocalCloud
+    from cert_rollout.localcloud.scenario import fill_placeholders
     from cert_rollout.localcloud.targets import LocalTargets
-    from cert_rollout.scenario import fill_placeholders
 
     say = log or (lambda m: print(f"[bench {size}] {m}", file=sys.stderr, flush=True))
     params = {**DEFAULT_PARAMETERS, **(parameters or {})}
@@ -440,7 +441,7 @@ def run_size(size: int, *, parameters: dict[str, str] | None = None, lambda_work
         result["price_usd"] = price(result)
         result["key_algorithm"] = key_algorithm
         if leak_check:
-            from cert_rollout.leaks import collect_surfaces, scan
+            from cert_rollout.localcloud.leaks import collect_surfaces, scan
 
             result["leak_findings"] = [f.as_dict() for f in scan(collect_surfaces(cloud, [execution_arn]), cloud.secrets)]
         return result
@@ -485,7 +486,7 @@ def run_in_child(size: int, parameters: dict[str, str], lambda_workers: int,
     """run_size in a fresh interpreter (memory, moto state and ru_maxrss belong to this size)."""
     with tempfile.TemporaryDirectory(prefix="cert-rollout-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "cert_rollout.bench", "--size", str(size), "--out", str(out),
+        cmd = [sys.executable, "-m", "cert_rollout.localcloud.bench", "--size", str(size), "--out", str(out),
                "--lambda-workers", str(lambda_workers), "--timeout", str(timeout),
                "--parameters", json.dumps(parameters)]
         proc = subprocess.run(cmd, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
@@ -675,50 +676,8 @@ def bench(sizes: list[int], *, results_path: Path = RESULTS, doc_path: Path = DO
     return results
 
 
-def register_bench(app: Any) -> None:
-    import typer
-
-    @app.command("bench")
-    def bench_command(
-        sizes: str = typer.Option("1,10,100,1000", "--sizes", help="Comma-separated target counts."),
-        results: str = typer.Option(str(RESULTS), "--results", help="Results JSON (merged by size)."),
-        doc: str = typer.Option(str(DOC), "--doc", help="Markdown regenerated from the results."),
-        max_concurrency: int = typer.Option(40, "--max-concurrency", help="Map MaxConcurrency parameter."),
-        lambda_workers: int = typer.Option(8, "--lambda-workers", help="Warm workers per function."),
-        timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait for one execution."),
-        fresh: bool = typer.Option(False, "--fresh", help="Drop earlier results instead of merging."),
-    ) -> None:
-        """Measure one rollout at several target counts on the local cloud (wall time, state
-        transitions, Lambda invocations and seconds, payload sizes, peak memory, price)."""
-        try:
-            wanted = [int(s) for s in sizes.split(",") if s.strip()]
-        except ValueError:
-            raise typer.BadParameter("--sizes takes integers, e.g. 1,10,100") from None
-        if not wanted or min(wanted) < 1:
-            raise typer.BadParameter("--sizes needs at least one size >= 1")
-
-        def show(r: dict[str, Any]) -> None:
-            if "error" in r:
-                print(f"size {r['size']}: {r['error']}", flush=True)
-                return
-            print(f"size {r['size']}: {r['status']} {r['targets_verified']}/{r['size']} verified, "
-                  f"rollout {r['wall_seconds']['rollout']} s, {r['transitions']} transitions, "
-                  f"{r['lambda']['invocations']} invocations, {r['lambda']['seconds']} Lambda-s, "
-                  "largest payload "
-                  f"{r['largest_payload_bytes']} B, peak RSS {r['memory']['peak_tree_rss_mib']} MiB, "
-                  f"~${r['price_usd']['total']:.4f}", flush=True)
-
-        out = bench(wanted, results_path=Path(results), doc_path=Path(doc),
-                    parameters={"MaxConcurrency": str(max_concurrency)},
-                    lambda_workers=lambda_workers, timeout=timeout, fresh=fresh, on_result=show)
-        print(f"results: {results}  document: {doc}")
-        done = {r["size"]: r for r in out["runs"]}
-        ok = all("error" not in done[s] and done[s]["all_verified"] for s in wanted)
-        raise typer.Exit(0 if ok else 1)
-
-
 def _child_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cert_rollout.bench")
+    parser = argparse.ArgumentParser(prog="python -m cert_rollout.localcloud.bench")
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--lambda-workers", type=int, default=8)

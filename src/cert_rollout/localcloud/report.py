@@ -4,7 +4,6 @@ Functions console shows it, and the per-target outcome."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cert_rollout.leaks import collect_surfaces, scan
-from cert_rollout.scenario import attach_sns_messages
+from cert_rollout.localcloud.leaks import collect_surfaces, scan
+from cert_rollout.localcloud.scenario import attach_sns_messages
+from cert_rollout.sfn import history_table
 
 
 def finalize(report: dict[str, Any], cloud: Any) -> dict[str, Any]:
@@ -32,47 +32,6 @@ def finalize(report: dict[str, Any], cloud: Any) -> dict[str, Any]:
 
 def write(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-
-
-def _ts(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-
-
-def _step(event: dict[str, Any]) -> str:
-    for key, details in event.items():
-        if key.endswith("EventDetails") and isinstance(details, dict) and details.get("name"):
-            return str(details["name"])
-    return ""
-
-
-def _resource(event: dict[str, Any]) -> str:
-    for key in ("taskScheduledEventDetails", "taskSucceededEventDetails", "taskFailedEventDetails"):
-        details = event.get(key)
-        if details:
-            return f"{details.get('resourceType', '')}:{details.get('resource', '')}"
-    return ""
-
-
-def history_table(history: list[dict[str, Any]], title: str) -> Table:
-    """The execution's events as the console lists them: ID, type, step, resource, elapsed."""
-    table = Table(title=title, show_lines=False, title_justify="left")
-    for col in ("ID", "Type", "Step", "Resource", "Elapsed (ms)", "Timestamp"):
-        table.add_column(col, no_wrap=True)
-    start = _ts(history[0]["timestamp"]) if history else None
-    steps: dict[int, str] = {}
-    for e in history:
-        steps[e["id"]] = _step(e) or steps.get(e.get("previousEventId", -1), "")
-        ts = _ts(e.get("timestamp"))
-        elapsed = int((ts - start).total_seconds() * 1000) if ts and start else ""
-        style = "red" if "Failed" in e["type"] else None
-        table.add_row(str(e["id"]), e["type"], escape(steps[e["id"]]), escape(_resource(e)), str(elapsed),
-                      ts.strftime("%H:%M:%S.%f")[:-3] if ts else "", style=style)
-    return table
 
 
 def targets_table(entry: dict[str, Any]) -> Table:

@@ -302,9 +302,9 @@ class ScenarioRunner:
             if step.sleep is not None:
                 time.sleep(step.sleep)
             elif step.inject_error is not None:
-                spec = step.inject_error
-                cloud.inject_error("acm", spec.operation, spec.code, spec.times)
-                self.on_step(f"the next {spec.times} {spec.operation} call(s) answer {spec.code}")
+                injected = step.inject_error
+                cloud.inject_error("acm", injected.operation, injected.code, injected.times)
+                self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
@@ -357,7 +357,8 @@ class ScenarioRunner:
             entry.update(status=None, outcome="NOT_ROUTED", targets=[], history=[])
             return
         arn = arns[-1]
-        callback = (lambda e: self.on_event(arn, e)) if self.on_event else None
+        on_event = self.on_event
+        callback = (lambda e: on_event(arn, e)) if on_event else None
         description = cloud.wait_for_execution(arn, timeout=self.execution_timeout, on_event=callback)
         history = cloud.history(arn)
         outcome, detail = event_outcome(description["status"], history)

@@ -1,0 +1,180 @@
+"""What the commands share: the option definitions, console output, errors, AWS clients.
+
+Every operator command takes ``--json`` (machine-readable output on stdout) and the AWS ones take
+``--region`` / ``--endpoint-url`` (boto3's usual credentials and region otherwise), and
+``--stack-outputs FILE`` (JSON of the stack's outputs) or the explicit resource name. Each option
+is defined once here as an ``Annotated`` alias; a command declares ``region: Region = None``.
+
+Exit codes: 0 ok; 1 the thing checked is not as expected (function error, serial mismatch,
+execution not SUCCEEDED, drift); 2 usage / validation / unreachable / AWS errors, or a local-cloud
+command run without the ``[local]`` extra installed.
+
+Nothing here imports the local cloud (cert_rollout.localcloud): the operator commands work with
+the package's base dependencies only (pyproject.toml ``[project] dependencies``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+# --------------------------------------------------------------------------- options
+
+Region = Annotated[str | None, typer.Option("--region", help="AWS region (default: boto3's usual lookup).")]
+EndpointUrl = Annotated[str | None, typer.Option("--endpoint-url", help="AWS endpoint (e.g. the local cloud's).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+StackOutputs = Annotated[Path | None, typer.Option(
+    "--stack-outputs", exists=True, dir_okay=False,
+    help="JSON file of the stack outputs (sam list stack-outputs --output json).")]
+InventoryTable = Annotated[str | None, typer.Option(
+    "--inventory-table", envvar="CERT_ROLLOUT_INVENTORY_TABLE",
+    help="Inventory DynamoDB table (or InventoryTableName from --stack-outputs).")]
+StateMachineArn = Annotated[str | None, typer.Option(
+    "--state-machine-arn", envvar="CERT_ROLLOUT_STATE_MACHINE_ARN",
+    help="Rollout state machine (or RolloutStateMachineArn from --stack-outputs).")]
+ReportPath = Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")]
+
+# --------------------------------------------------------------------------- output
+
+
+def out_console() -> Console:
+    """Console on stdout, 160 columns when not a terminal (stable for logs and tests)."""
+    # emoji=False: serials and ids such as "a:b:c" must never render as ":b:" emoji.
+    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False, emoji=False)
+
+
+def err_console() -> Console:
+    """Console on stderr, for progress and errors."""
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, emoji=False)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout (datetimes and other values as ``str``)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def fail(message: str, code: int = 2, as_json: bool = False, **extra: Any) -> NoReturn:
+    """End the command with exit ``code``: ``{"error": message, **extra}`` on stdout with
+    ``--json``, else ``error: message`` on stderr. Raises typer.Exit."""
+    if as_json:
+        emit_json({"error": message, **extra})
+    else:
+        err_console().print(f"[red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def progress_bar(console: Console) -> Progress:
+    """A transient spinner + elapsed time on ``console`` (stderr), for bounded waits."""
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+# --------------------------------------------------------------------------- AWS
+
+
+def aws_client(service: Literal["acm", "stepfunctions"], region: str | None, endpoint_url: str | None) -> Any:
+    """A boto3 client with standard retries (3 attempts)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url,
+                        config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+
+def read_stack_outputs(path: Path | None) -> dict[str, str]:
+    """`sam list stack-outputs --output json`, `aws cloudformation describe-stacks` or a plain
+    {key: value} object, as {OutputKey: OutputValue}. Raises OSError / ValueError / KeyError /
+    IndexError on an unreadable or malformed file."""
+    if path is None:
+        return {}
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "Stacks" in data:
+        data = data["Stacks"][0].get("Outputs", [])
+    if isinstance(data, list):
+        return {o["OutputKey"]: o["OutputValue"] for o in data}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def resolve(value: str | None, outputs_file: Path | None, key: str, option: str, as_json: bool) -> str:
+    """``value`` when given, else output ``key`` of the stack outputs file; fails (exit 2)
+    naming ``option`` when neither holds it."""
+    if value:
+        return value
+    try:
+        found = read_stack_outputs(outputs_file).get(key)
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        fail(f"cannot read stack outputs {outputs_file}: {e}", 2, as_json)
+    if not found:
+        fail(f"give {option} or --stack-outputs FILE holding {key}", 2, as_json)
+    return found
+
+
+def aws_error(e: Exception) -> str:
+    """``Code: Message`` of a ClientError, else ``ExceptionType: text``."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(e, ClientError):
+        err = e.response.get("Error", {})
+        return f"{err.get('Code')}: {err.get('Message')}"
+    return f"{type(e).__name__}: {e}"
+
+
+def canonical(serial: Any) -> str | None:
+    """A serial in ACM's colon hex (rollout_core.domain.serials.canonical_serial); None when
+    empty; the value as text when it does not parse (a status view shows what was there)."""
+    from rollout_core.domain.serials import canonical_serial
+
+    if serial in (None, ""):
+        return None
+    try:
+        return canonical_serial(serial)
+    except Exception:  # noqa: BLE001 - show what was there rather than fail a status view
+        return str(serial)
+
+
+def iso(value: Any) -> str | None:
+    """ISO 8601 text of a datetime, ``str`` of anything else, None for None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def describe_certificate(acm: Any, arn: str) -> dict[str, Any]:
+    """DescribeCertificate reduced to serial (colon hex), notAfter (ISO), status and the
+    RenewalSummary (datetimes as ISO). Raises botocore's ClientError / BotoCoreError."""
+    c = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+    return {"serial": canonical(c.get("Serial")), "notAfter": iso(c.get("NotAfter")), "status": c.get("Status"),
+            "renewalSummary": {k: iso(v) if isinstance(v, datetime) else v
+                               for k, v in (c.get("RenewalSummary") or {}).items()}}
+
+
+# --------------------------------------------------------------------------- the [local] extra
+
+LOCAL_EXTRA = "acm-cert-rollout[local]"
+# Modules the local cloud cannot run without, each brought by the [local] extra (pyproject.toml):
+# moto (the AWS services), samtranslator (deploys template.yaml), aws_lambda_powertools (the real
+# handlers run in local Lambda workers), awscli (the installer's `aws` calls on the local node).
+LOCAL_MODULES = ("moto", "samtranslator", "aws_lambda_powertools", "awscli")
+
+
+def require_local(command: str) -> None:
+    """Exit 2 with one line naming what to install when the ``[local]`` extra is missing.
+
+    Called first by every local-cloud command (demo, local run, invoke, bench), before any
+    import of cert_rollout.localcloud."""
+    missing = [m for m in LOCAL_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        typer.echo(f"cert-rollout {command} runs the embedded local cloud, which needs {', '.join(missing)}: "
+                   f"pip install '{LOCAL_EXTRA}'", err=True)
+        raise typer.Exit(2)

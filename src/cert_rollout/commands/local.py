@@ -1,0 +1,107 @@
+"""`cert-rollout local run SCENARIO`: a scenario file on the embedded local cloud, followed live,
+with its report and leak check (cert_rollout.localcloud; needs the [local] extra). Also the
+runner `cert-rollout demo` shares (run_scenario)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cert_rollout.commands.common import ReportPath, require_local
+
+if TYPE_CHECKING:
+    from cert_rollout.localcloud.scenario import Scenario
+
+local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
+# emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
+console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+err = Console(stderr=True, emoji=False)
+
+
+class _Progress:
+    """Live per-target progress, read from the execution history as events appear."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+
+    def __call__(self, arn: str, event: dict[str, Any]) -> None:
+        entered = event.get("stateEnteredEventDetails")
+        if entered:
+            try:
+                data = json.loads(entered.get("input") or "{}")
+            except json.JSONDecodeError:
+                data = {}
+            target = data.get("targetId") if isinstance(data, dict) else None
+            name = entered.get("name", "")
+            if target:
+                if self.last.get(target) != name:
+                    self.last[target] = name
+                    console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {target:<12} {name}")
+            else:
+                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {name}")
+        exited = event.get("stateExitedEventDetails")
+        if exited and exited.get("name") == "RecordTargetOutcome":
+            try:
+                out = json.loads(exited.get("output") or "{}")
+                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {escape(str(out.get('targetId', ''))):<12} "
+                              f"[bold]{escape(str(out.get('outcome')))}[/] {escape(out.get('reason') or '')}")
+            except json.JSONDecodeError:
+                pass
+        if event["type"] in ("ExecutionSucceeded", "ExecutionFailed"):
+            console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {event['type']}")
+
+
+def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) -> int:
+    """Run ``scenario`` on a fresh local cloud, print its report (and write it to
+    ``report_path``); the exit code: 0 when every event step ends as expected and the leak check
+    is clean, 1 otherwise, 2 on a scenario or deploy error."""
+    from cert_rollout.localcloud import report as reporting
+    from cert_rollout.localcloud.deploy import DeployError
+    from cert_rollout.localcloud.scenario import ScenarioError, ScenarioRunner, step_as_expected
+
+    runner = ScenarioRunner(scenario, on_event=_Progress(),
+                            on_step=lambda m: console.print(f"[cyan]>[/] {escape(m)}"))
+    try:
+        result = runner.run(keep_running=True)
+        reporting.finalize(result, runner.cloud)
+    except (ScenarioError, DeployError) as e:
+        err.print(f"[red]scenario error:[/] {escape(str(e))}")
+        return 2
+    finally:
+        runner.close()
+    reporting.render(result, console, show_history=history)
+    if report_path:
+        reporting.write(result, report_path)
+        console.print(f"Report written to {report_path}")
+    unexpected = [step for step in result["events"] if not step_as_expected(step)]
+    for step in unexpected:
+        err.print(escape(f"step {step['step']}: outcome {step['outcome']}, expected {step.get('expect') or 'ROLLED_OUT'}"))
+    return 0 if not unexpected and not result["leak_check"]["findings"] else 1
+
+
+@local_app.command("run")
+def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML file."),
+              report: ReportPath = None,
+              history: bool = typer.Option(True, "--history/--no-history")) -> None:
+    """Run a scenario file on the local cloud. Exit 0 when every event step ends as its
+    `expect:` says (default: ROLLED_OUT for a rollout) and the leak check is clean."""
+    require_local("local run")
+    from cert_rollout.localcloud.scenario import Scenario, ScenarioError
+
+    try:
+        loaded = Scenario.load(scenario)
+    except ScenarioError as e:
+        err.print(f"[red]scenario error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_scenario(loaded, report, history))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``local`` group to the cert-rollout app."""
+    app.add_typer(local_app, name="local")

@@ -1,0 +1,174 @@
+"""`cert-rollout renew CERTIFICATE_ARN [--follow]`: acm:RenewCertificate, then the renewal's
+status and serial; with --follow, the rollout execution the renewal's event starts, followed
+(bounded) until it ends."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.progress import Progress
+
+from cert_rollout.commands.common import (
+    AsJson,
+    EndpointUrl,
+    Region,
+    StackOutputs,
+    StateMachineArn,
+    aws_client,
+    aws_error,
+    describe_certificate,
+    emit_json,
+    err_console,
+    fail,
+    out_console,
+    progress_bar,
+    resolve,
+)
+from cert_rollout.commands.history import json_or_none, summarize_history, target_of
+from cert_rollout.sfn import fetch_history
+
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+def _find_execution(sfn: Any, sm_arn: str, after: datetime, wait: float, progress: Progress | None) -> str | None:
+    deadline = time.monotonic() + wait
+    task = progress.add_task("waiting for the rollout execution", total=None) if progress else None
+    try:
+        while True:
+            found: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"stateMachineArn": sm_arn, "maxResults": 100}
+            while True:
+                page = sfn.list_executions(**kwargs)
+                found += [x for x in page["executions"] if x["startDate"] >= after]
+                if not page.get("nextToken") or found:
+                    break
+                kwargs["nextToken"] = page["nextToken"]
+            if found:
+                return max(found, key=lambda x: x["startDate"])["executionArn"]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+    finally:
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+
+
+def follow_execution(sfn: Any, arn: str, timeout: float, progress: Progress | None,
+                     on_line: Any = None) -> dict[str, Any]:
+    """Poll (bounded) until the execution ends; show each state entered and target outcome."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    task = progress.add_task("rollout RUNNING", total=None) if progress else None
+    try:
+        while True:
+            desc = sfn.describe_execution(executionArn=arn)
+            events = fetch_history(sfn, arn)
+            for e in events[seen:]:
+                entered = e.get("stateEnteredEventDetails")
+                exited = e.get("stateExitedEventDetails")
+                line = None
+                if entered:
+                    target = target_of(json_or_none(entered.get("input")))
+                    line = f"{e['timestamp']:%H:%M:%S} {target or 'execution':<14} {entered.get('name')}"
+                elif exited and exited.get("name") == "RecordTargetOutcome":
+                    out = json_or_none(exited.get("output")) or {}
+                    line = (f"{e['timestamp']:%H:%M:%S} {out.get('targetId', ''):<14} "
+                            f"{out.get('outcome')} {out.get('reason') or ''}")
+                if line and on_line:
+                    on_line(line)
+            seen = len(events)
+            if progress is not None and task is not None:
+                progress.update(task, description=f"rollout {desc['status']} ({seen} events)")
+            if desc["status"] in TERMINAL:
+                return desc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {arn} still {desc['status']} after {timeout:.0f} s")
+            time.sleep(0.5)
+    finally:
+        if progress is not None and task is not None:
+            progress.remove_task(task)
+
+
+def renew(
+    certificate_arn: str = typer.Argument(..., help="ACM private certificate to renew."),
+    follow: bool = typer.Option(False, "--follow", help="Find the rollout the renewal triggers and follow it."),
+    state_machine_arn: StateMachineArn = None,
+    stack_outputs: StackOutputs = None,
+    wait: float = typer.Option(300.0, "--wait", min=1, help="Seconds to wait for the rollout execution to start."),
+    timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds to follow the execution."),
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """acm:RenewCertificate, then DescribeCertificate's RenewalSummary and Serial. With --follow,
+    find the execution the renewal's event starts (newest started after the call; bounded wait)
+    and follow it until it ends: exit 1 unless it SUCCEEDED (or none started within --wait)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    sm_arn = resolve(state_machine_arn, stack_outputs, "RolloutStateMachineArn", "--state-machine-arn",
+                      as_json) if follow else None
+    acm = aws_client("acm", region, endpoint_url)
+    out, err = out_console(), err_console()
+    result: dict[str, Any] = {"certificateArn": certificate_arn}
+    try:
+        before = describe_certificate(acm, certificate_arn)
+        started = datetime.now(UTC).replace(microsecond=0)
+        acm.renew_certificate(CertificateArn=certificate_arn)
+        after = describe_certificate(acm, certificate_arn)
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    result.update({"serialBefore": before["serial"], "serial": after["serial"], "notAfter": after["notAfter"],
+                   "renewalSummary": after["renewalSummary"], "serialChanged": before["serial"] != after["serial"]})
+    if not as_json:
+        out.print(f"RenewCertificate requested for {certificate_arn}", highlight=False)
+        rs = after["renewalSummary"]
+        out.print(f"Renewal status [bold]{rs.get('RenewalStatus', 'not reported yet')}[/]"
+                  + (f" ({rs['RenewalStatusReason']})" if rs.get("RenewalStatusReason") else ""))
+        out.print(f"Serial {before['serial']} -> [bold]{after['serial']}[/]  (not after {after['notAfter']})")
+    code = 0
+    if follow:
+        sfn = aws_client("stepfunctions", region, endpoint_url)
+        lines: list[str] = []
+        with progress_bar(err) as progress:
+            def show(line: str) -> None:
+                lines.append(line)
+                if not as_json:
+                    progress.console.print(line, highlight=False, markup=False)
+            try:
+                arn = _find_execution(sfn, sm_arn, started, wait, progress)  # type: ignore[arg-type]
+                if arn is None:
+                    result["execution"] = None
+                    code = 1
+                    if not as_json:
+                        err.print(f"[red]no rollout execution started within {wait:.0f} s[/]")
+                else:
+                    if not as_json:
+                        progress.console.print(f"Following {arn}", highlight=False)
+                    desc = follow_execution(sfn, arn, timeout, progress, show)
+                    summary = summarize_history(fetch_history(sfn, arn))
+                    result["execution"] = {"executionArn": arn, "status": desc["status"], "error": desc.get("error"),
+                                           "cause": desc.get("cause"), "targets": summary["targets"]}
+                    code = 0 if desc["status"] == "SUCCEEDED" else 1
+            except TimeoutError as e:
+                result["execution"] = {"error": "TimedOut", "cause": str(e)}
+                code = 1
+                if not as_json:
+                    err.print(f"[red]{e}[/]")
+            except (ClientError, BotoCoreError) as e:
+                fail(aws_error(e), 2, as_json)
+        if not as_json and result.get("execution") and result["execution"].get("status"):
+            ex = result["execution"]
+            out.print(f"Execution [bold]{ex['status']}[/]" + (f": {ex['error']}" if ex.get("error") else ""))
+            for t in ex["targets"]:
+                out.print(f"  {t['targetId']}: {t['outcome']} {t.get('reason') or ''}", highlight=False)
+    if as_json:
+        emit_json(result)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``renew`` to the cert-rollout app."""
+    app.command("renew")(renew)

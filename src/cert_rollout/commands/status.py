@@ -1,0 +1,103 @@
+"""`cert-rollout status`: for every certificate in the inventory, ACM's current serial and
+NotAfter, and per target what was last deployed, when, with which outcome, and whether it drifts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from cert_rollout.commands.common import (
+    AsJson,
+    EndpointUrl,
+    InventoryTable,
+    Region,
+    StackOutputs,
+    aws_client,
+    aws_error,
+    describe_certificate,
+    emit_json,
+    err_console,
+    fail,
+    out_console,
+    progress_bar,
+    resolve,
+)
+from cert_rollout.commands.targets import inventory_table, scan_inventory, target_row
+
+
+def status(
+    inventory_table_name: InventoryTable = None,
+    stack_outputs: StackOutputs = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """For every certificate in the inventory: ACM's current serial and NotAfter, and per target
+    what was last deployed, when, with which outcome, and whether it is drift (last deployed
+    serial != current serial). Exit 1 when any target drifts."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from rollout_core.domain.serials import parse_serial
+
+    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    acm = aws_client("acm", region, endpoint_url)
+    try:
+        items = scan_inventory(inventory_table(name, region, endpoint_url))
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    by_cert: dict[str, list[dict[str, Any]]] = {}
+    for i in items:
+        by_cert.setdefault(i["certificateArn"], []).append(i)
+    certs: list[dict[str, Any]] = []
+    with progress_bar(err_console()) as progress:
+        task = progress.add_task("DescribeCertificate", total=len(by_cert))
+        for arn, targets in by_cert.items():
+            entry: dict[str, Any] = {"certificateArn": arn, "serial": None, "notAfter": None, "error": None}
+            current: int | None = None
+            try:
+                d = describe_certificate(acm, arn)
+                entry.update(serial=d["serial"], notAfter=d["notAfter"])
+                current = parse_serial(d["serial"]) if d["serial"] else None
+            except (ClientError, BotoCoreError) as e:
+                entry["error"] = aws_error(e)
+            rows = []
+            for t in targets:
+                row = target_row(t)
+                last = t.get("lastDeployedSerial")
+                try:
+                    deployed = parse_serial(last) if last else None
+                except Exception:  # noqa: BLE001
+                    deployed = None
+                row["drift"] = None if current is None else deployed != current
+                rows.append(row)
+            entry["targets"] = rows
+            certs.append(entry)
+            progress.advance(task)
+    drift = any(r["drift"] for c in certs for r in c["targets"])
+    if as_json:
+        emit_json({"certificates": certs, "drift": drift})
+    else:
+        out = out_console()
+        if not certs:
+            out.print(f"The inventory {name} is empty.")
+        for c in certs:
+            out.rule(c["certificateArn"])
+            if c["error"]:
+                out.print(f"[red]{c['error']}[/]", highlight=False)
+            else:
+                out.print(f"Current serial [bold]{c['serial']}[/], not after {c['notAfter']}")
+            table = Table(title_justify="left")
+            for col in ("Target", "Endpoint", "Last deployed serial", "At", "Outcome", "Drift"):
+                table.add_column(col, overflow="fold")
+            for r in c["targets"]:
+                drift_cell = "?" if r["drift"] is None else ("[red]DRIFT[/]" if r["drift"] else "[green]no[/]")
+                table.add_row(r["targetId"], r["endpoint"], r["lastDeployedSerial"] or "-", r["lastDeployedAt"] or "-",
+                              r["lastOutcome"] or "-", drift_cell)
+            out.print(table)
+    raise typer.Exit(1 if drift else 0)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status`` to the cert-rollout app."""
+    app.command("status")(status)

@@ -1,0 +1,271 @@
+"""`cert-rollout targets add|list|remove|import`: the inventory (which targets serve which
+certificate), read and written in its DynamoDB table.
+
+Every target is validated as rollout_core.models.Target (completed with its server kind's
+defaults, rollout_core.target_defaults) before anything is written; an invalid one is refused
+with exit 2 naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from cert_rollout.commands.common import (
+    AsJson,
+    EndpointUrl,
+    InventoryTable,
+    Region,
+    StackOutputs,
+    aws_error,
+    canonical,
+    emit_json,
+    fail,
+    out_console,
+    resolve,
+)
+
+targets_app = typer.Typer(no_args_is_help=True, help="The inventory: which targets serve which certificate.")
+
+
+def _validation_message(e: Any) -> str:
+    parts = []
+    for item in e.errors():
+        loc = ".".join(str(x) for x in item.get("loc", ())) or "target"
+        parts.append(f"{loc}: {item.get('msg')}")
+    return "; ".join(parts)
+
+
+def _parse_file_spec(spec: str) -> dict[str, str]:
+    parts = spec.split(":")
+    if len(parts) >= 3 and re.fullmatch(r"0?[0-7]{3}", parts[-1]):
+        return {"path": ":".join(parts[:-2]), "content": parts[-2], "mode": parts[-1]}
+    if len(parts) >= 2:
+        return {"path": ":".join(parts[:-1]), "content": parts[-1]}
+    raise ValueError(f"--file {spec!r} is not PATH:CONTENT[:MODE]")
+
+
+def _validate_target(data: dict[str, Any], where: str = "") -> Any:
+    """Complete a short entry with its server kind's defaults (files, test and reload
+    commands; rollout_core.target_defaults), then validate it as a Target."""
+    from pydantic import ValidationError
+    from rollout_core.models import Target
+    from rollout_core.target_defaults import TargetDefaultsError, complete_target
+
+    try:
+        return Target.model_validate(complete_target(data))
+    except TargetDefaultsError as e:
+        raise ValueError(f"{where}{e}") from None
+    except ValidationError as e:
+        raise ValueError(f"{where}{_validation_message(e)}") from None
+
+
+def target_row(t: dict[str, Any]) -> dict[str, Any]:
+    """One inventory item as the list / status views show it (endpoint as HOST:PORT, serial in
+    colon hex)."""
+    host = t.get("host", "")
+    endpoint = f"[{host}]:{t.get('port')}" if ":" in str(host) else f"{host}:{t.get('port')}"
+    return {"certificateArn": t.get("certificateArn"), "targetId": t.get("targetId"), "endpoint": endpoint,
+            "sni": t.get("sni"), "server": t.get("server"), "instanceId": t.get("instanceId"),
+            "lastDeployedSerial": canonical(t.get("lastDeployedSerial")), "lastDeployedAt": t.get("lastDeployedAt"),
+            "lastOutcome": t.get("lastOutcome")}
+
+
+# --------------------------------------------------------------------------- DynamoDB
+# How these commands read and write the inventory table (moved unchanged from the former
+# ops module of this package; the inventory port in layers/core/rollout_core is to replace them).
+
+
+def inventory_table(name: str, region: str | None, endpoint_url: str | None) -> Any:
+    """The inventory table as a boto3 DynamoDB Table resource."""
+    import boto3
+
+    return boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint_url).Table(name)
+
+
+def scan_inventory(tbl: Any, certificate_arn: str | None = None) -> list[dict[str, Any]]:
+    """Every item (a Query on ``certificate_arn`` when given, else a Scan; all pages) as plain
+    values, sorted by (certificate ARN, target id). Raises botocore's ClientError / BotoCoreError."""
+    from boto3.dynamodb.conditions import Key
+    from rollout_core.adapters.dynamo import plain as _plain
+
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    if certificate_arn:
+        kwargs["KeyConditionExpression"] = Key("certificateArn").eq(certificate_arn)
+    while True:
+        page = tbl.query(**kwargs) if certificate_arn else tbl.scan(**kwargs)
+        items += [_plain(i) for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda i: (i.get("certificateArn", ""), i.get("targetId", "")))
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@targets_app.command("add")
+def targets_add(
+    certificate_arn: str = typer.Option(..., "--certificate-arn"),
+    target_id: str = typer.Option(..., "--id", help="Target id (unique per certificate)."),
+    host: str = typer.Option(..., "--host", help="DNS name or IP address to connect to."),
+    port: int = typer.Option(443, "--port"),
+    sni: str | None = typer.Option(None, "--sni", help="SNI name (required when --host is an IP)."),
+    server: str = typer.Option("generic", "--server", help="embedded|nginx|apache|haproxy|java|generic"),
+    instance_id: str = typer.Option(..., "--instance-id", help="SSM managed node id (i-... or mi-...)."),
+    files: list[str] | None = typer.Option(None, "--file", help="PATH:CONTENT[:MODE], CONTENT one of "
+                                              "fullchain|leaf|chain|key|combined|pkcs12 (repeatable)."),
+    test_command: str | None = typer.Option(None, "--test-command", help="Config test command (shell-split)."),
+    reload_command: str | None = typer.Option(None, "--reload-command", help="Reload command (shell-split)."),
+    inventory_table_name: InventoryTable = None,
+    stack_outputs: StackOutputs = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Add (or replace) a target of a certificate. Refused (exit 2, naming the field) when
+    invalid: a bad port, an unknown server kind, an IP host without --sni, ..."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        data: dict[str, Any] = {
+            "certificateArn": certificate_arn, "targetId": target_id, "host": host, "port": port, "sni": sni,
+            "server": server, "instanceId": instance_id, "files": [_parse_file_spec(f) for f in files or []],
+            "testCommand": shlex.split(test_command) if test_command is not None else None,
+            "reloadCommand": shlex.split(reload_command) if reload_command is not None else None,
+        }
+        target = _validate_target(data)
+    except ValueError as e:
+        fail(f"invalid target: {e}", 2, as_json)
+    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    try:
+        inventory_table(name, region, endpoint_url).put_item(Item=target.model_dump(exclude_none=True))
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    if as_json:
+        emit_json({"added": target.model_dump(exclude_none=True)})
+    else:
+        out_console().print(f"Added target [bold]{target.targetId}[/] ({target.endpoint}, SNI {target.sni}) "
+                            f"of {certificate_arn}", highlight=False)
+
+
+@targets_app.command("list")
+def targets_list(
+    certificate_arn: str | None = typer.Option(None, "--certificate-arn", help="Only this certificate's targets."),
+    inventory_table_name: InventoryTable = None,
+    stack_outputs: StackOutputs = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """The inventory as a table: target, endpoint, SNI, server, node, last deployed serial/at."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    try:
+        items = scan_inventory(inventory_table(name, region, endpoint_url), certificate_arn)
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    rows = [target_row(i) for i in items]
+    if as_json:
+        emit_json(rows)
+        return
+    t = Table(title=f"Inventory {name} ({len(rows)} targets)", title_justify="left")
+    for col in ("Certificate", "Target", "Endpoint", "SNI", "Server", "Node", "Last deployed serial", "At", "Outcome"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(str(r["certificateArn"]).rsplit("/", 1)[-1], r["targetId"], r["endpoint"], r["sni"] or "",
+                  r["server"] or "", r["instanceId"] or "", r["lastDeployedSerial"] or "-", r["lastDeployedAt"] or "-",
+                  r["lastOutcome"] or "-")
+    out_console().print(t)
+
+
+@targets_app.command("remove")
+def targets_remove(
+    certificate_arn: str = typer.Option(..., "--certificate-arn"),
+    target_id: str = typer.Option(..., "--id"),
+    inventory_table_name: InventoryTable = None,
+    stack_outputs: StackOutputs = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Remove a target from the inventory. Exit 1 if it was not there."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    try:
+        answer = inventory_table(name, region, endpoint_url).delete_item(
+            Key={"certificateArn": certificate_arn, "targetId": target_id}, ReturnValues="ALL_OLD")
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    existed = bool(answer.get("Attributes"))
+    if as_json:
+        emit_json({"removed": existed, "certificateArn": certificate_arn, "targetId": target_id})
+    else:
+        out_console().print(f"Removed target {target_id}" if existed
+                            else f"[yellow]No target {target_id} of that certificate[/]", highlight=False)
+    raise typer.Exit(0 if existed else 1)
+
+
+@targets_app.command("import")
+def targets_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML or JSON list of targets."),
+    inventory_table_name: InventoryTable = None,
+    stack_outputs: StackOutputs = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Import targets (the Target shape: certificateArn, targetId, host, port, sni, server,
+    instanceId, files, testCommand, reloadCommand). Every one is validated before any is
+    written: one invalid target refuses the whole file (exit 2)."""
+    import yaml
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        text = file.read_text()
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        fail(f"{file}: cannot parse: {e}", 2, as_json)
+    if isinstance(data, dict) and isinstance(data.get("targets"), list):
+        data = data["targets"]
+    if not isinstance(data, list):
+        fail(f"{file}: expected a list of targets", 2, as_json)
+    targets, problems = [], []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            problems.append(f"item {i}: not a mapping")
+            continue
+        try:
+            targets.append(_validate_target(item, f"item {i} ({item.get('targetId', '?')}): "))
+        except ValueError as e:
+            problems.append(str(e))
+    keys = [(t.certificateArn, t.targetId) for t in targets]
+    dupes = sorted({k[1] for k in keys if keys.count(k) > 1})
+    if dupes:
+        problems.append(f"duplicate target ids for one certificate: {', '.join(dupes)}")
+    if problems:
+        fail("nothing imported: " + " | ".join(problems), 2, as_json, problems=problems)
+    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    try:
+        with inventory_table(name, region, endpoint_url).batch_writer() as batch:
+            for t in targets:
+                batch.put_item(Item=t.model_dump(exclude_none=True))
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    if as_json:
+        emit_json({"imported": [t.targetId for t in targets]})
+    else:
+        out_console().print(f"Imported {len(targets)} target(s) into {name}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``targets`` group to the cert-rollout app."""
+    app.add_typer(targets_app, name="targets")
