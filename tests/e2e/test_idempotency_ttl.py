@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from cert_rollout.scenario import state_outputs
+from cert_rollout.localcloud.scenario import state_outputs
 
 from .conftest import explain, install_commands_on, run_scenario
 
