@@ -119,9 +119,13 @@ def resolve(value: str | None, outputs_file: Path | None, key: str, option: str,
 
 
 def aws_error(e: Exception) -> str:
-    """``Code: Message`` of a ClientError, else ``ExceptionType: text``."""
+    """``Code: Message`` of a ClientError, ``Operation: Code: Message`` of the layer's named
+    AwsError (rollout_core.adapters.errors), else ``ExceptionType: text``."""
     from botocore.exceptions import ClientError
+    from rollout_core.adapters.errors import AwsError
 
+    if isinstance(e, AwsError):
+        return str(e)
     if isinstance(e, ClientError):
         err = e.response.get("Error", {})
         return f"{err.get('Code')}: {err.get('Message')}"

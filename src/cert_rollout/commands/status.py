@@ -24,7 +24,7 @@ from cert_rollout.commands.common import (
     progress_bar,
     resolve,
 )
-from cert_rollout.commands.targets import inventory_table, scan_inventory, target_row
+from cert_rollout.commands.targets import inventory, scan_inventory, target_row
 
 
 def status(
@@ -38,13 +38,14 @@ def status(
     what was last deployed, when, with which outcome, and whether it is drift (last deployed
     serial != current serial). Exit 1 when any target drifts."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from rollout_core.adapters.errors import AwsError
     from rollout_core.domain.serials import parse_serial
 
     name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
     acm = aws_client("acm", region, endpoint_url)
     try:
-        items = scan_inventory(inventory_table(name, region, endpoint_url))
-    except (ClientError, BotoCoreError) as e:
+        items = scan_inventory(inventory(name, region, endpoint_url))
+    except (AwsError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
     by_cert: dict[str, list[dict[str, Any]]] = {}
     for i in items:

@@ -78,33 +78,27 @@ def target_row(t: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- DynamoDB
-# How these commands read and write the inventory table (moved unchanged from the former
-# ops module of this package; the inventory port in layers/core/rollout_core is to replace them).
+# The inventory port of the layer (rollout_core.adapters.dynamo.DynamoInventory): the same
+# reads and writes the Lambdas use, so the CLI and the rollout agree on the item's shape.
 
 
-def inventory_table(name: str, region: str | None, endpoint_url: str | None) -> Any:
-    """The inventory table as a boto3 DynamoDB Table resource."""
+def inventory(name: str, region: str | None, endpoint_url: str | None) -> Any:
+    """The inventory table ``name`` as the layer's DynamoInventory (boto3 resource in ``region``,
+    at ``endpoint_url`` when given, e.g. the local cloud)."""
     import boto3
+    from rollout_core.adapters.dynamo import DynamoInventory
 
-    return boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint_url).Table(name)
+    return DynamoInventory(name, dynamodb=boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint_url))
 
 
-def scan_inventory(tbl: Any, certificate_arn: str | None = None) -> list[dict[str, Any]]:
-    """Every item (a Query on ``certificate_arn`` when given, else a Scan; all pages) as plain
-    values, sorted by (certificate ARN, target id). Raises botocore's ClientError / BotoCoreError."""
-    from boto3.dynamodb.conditions import Key
-    from rollout_core.adapters.dynamo import plain as _plain
-
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
+def scan_inventory(inv: Any, certificate_arn: str | None = None) -> list[dict[str, Any]]:
+    """Every item (a paged Query on ``certificate_arn`` when given, else a paged Scan) as plain
+    values, sorted by (certificate ARN, target id). Raises rollout_core.adapters.errors.AwsError."""
     if certificate_arn:
-        kwargs["KeyConditionExpression"] = Key("certificateArn").eq(certificate_arn)
-    while True:
-        page = tbl.query(**kwargs) if certificate_arn else tbl.scan(**kwargs)
-        items += [_plain(i) for i in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return sorted(items, key=lambda i: (i.get("certificateArn", ""), i.get("targetId", "")))
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = list(inv.items_for(certificate_arn))
+    else:
+        items = [item for page in inv.scan_pages() for item in page]
+    return sorted(items, key=lambda i: (i.get("certificateArn", ""), i.get("targetId", "")))
 
 
 # --------------------------------------------------------------------------- commands
@@ -131,7 +125,8 @@ def targets_add(
 ) -> None:
     """Add (or replace) a target of a certificate. Refused (exit 2, naming the field) when
     invalid: a bad port, an unknown server kind, an IP host without --sni, ..."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError
+    from rollout_core.adapters.errors import AwsError
 
     try:
         data: dict[str, Any] = {
@@ -145,8 +140,8 @@ def targets_add(
         fail(f"invalid target: {e}", 2, as_json)
     name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
     try:
-        inventory_table(name, region, endpoint_url).put_item(Item=target.model_dump(exclude_none=True))
-    except (ClientError, BotoCoreError) as e:
+        inventory(name, region, endpoint_url).put(target)
+    except (AwsError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
     if as_json:
         emit_json({"added": target.model_dump(exclude_none=True)})
@@ -165,12 +160,13 @@ def targets_list(
     as_json: AsJson = False,
 ) -> None:
     """The inventory as a table: target, endpoint, SNI, server, node, last deployed serial/at."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError
+    from rollout_core.adapters.errors import AwsError
 
     name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
     try:
-        items = scan_inventory(inventory_table(name, region, endpoint_url), certificate_arn)
-    except (ClientError, BotoCoreError) as e:
+        items = scan_inventory(inventory(name, region, endpoint_url), certificate_arn)
+    except (AwsError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
     rows = [target_row(i) for i in items]
     if as_json:
@@ -197,15 +193,14 @@ def targets_remove(
     as_json: AsJson = False,
 ) -> None:
     """Remove a target from the inventory. Exit 1 if it was not there."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError
+    from rollout_core.adapters.errors import AwsError
 
     name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
     try:
-        answer = inventory_table(name, region, endpoint_url).delete_item(
-            Key={"certificateArn": certificate_arn, "targetId": target_id}, ReturnValues="ALL_OLD")
-    except (ClientError, BotoCoreError) as e:
+        existed = inventory(name, region, endpoint_url).delete(certificate_arn, target_id)
+    except (AwsError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
-    existed = bool(answer.get("Attributes"))
     if as_json:
         emit_json({"removed": existed, "certificateArn": certificate_arn, "targetId": target_id})
     else:
@@ -227,7 +222,8 @@ def targets_import(
     instanceId, files, testCommand, reloadCommand). Every one is validated before any is
     written: one invalid target refuses the whole file (exit 2)."""
     import yaml
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError
+    from rollout_core.adapters.errors import AwsError
 
     try:
         text = file.read_text()
@@ -255,10 +251,8 @@ def targets_import(
         fail("nothing imported: " + " | ".join(problems), 2, as_json, problems=problems)
     name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
     try:
-        with inventory_table(name, region, endpoint_url).batch_writer() as batch:
-            for t in targets:
-                batch.put_item(Item=t.model_dump(exclude_none=True))
-    except (ClientError, BotoCoreError) as e:
+        inventory(name, region, endpoint_url).put_many(targets)
+    except (AwsError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
     if as_json:
         emit_json({"imported": [t.targetId for t in targets]})

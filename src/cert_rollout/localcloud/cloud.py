@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 # The services the local cloud's clients talk to (boto3's client() is typed per service name).
-ServiceName = Literal["acm", "acm-pca", "cloudformation", "dynamodb", "events", "iam", "kms", "lambda", "logs",
+ServiceName = Literal["acm", "acm-pca", "cloudformation", "cloudwatch", "dynamodb", "events", "iam", "kms", "lambda", "logs",
                       "s3", "secretsmanager", "sns", "sqs", "ssm", "stepfunctions", "sts"]
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud"}
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
