@@ -3,7 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from rollout_core.contracts import NotifyInput, NotifyResult
 from rollout_core.logic.notify import notify
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import NotifySettings, load_settings
@@ -11,13 +11,11 @@ from rollout_core.settings import NotifySettings, load_settings
 SETTINGS = load_settings(NotifySettings)
 
 
-class NotifyInput(BaseModel):
-    rollout: dict[str, Any]
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """NotifyInput ($.rollout) in, NotifyResult out ($.notification)."""
     r = NotifyInput.model_validate(event)
-    return notify(r.rollout, settings=SETTINGS).model_dump(mode="json")
+    result: NotifyResult = notify(r.rollout, settings=SETTINGS)
+    return result.model_dump(mode="json")

@@ -17,9 +17,9 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from pydantic import BaseModel
 
 from rollout_core.adapters import acm, dynamo
+from rollout_core.contracts import ValidateResult
 from rollout_core.domain.errors import RolloutError
 from rollout_core.domain.events import RequestKind, RolloutRequest, parse_event
 from rollout_core.models import Decision, TargetOutcome
@@ -44,22 +44,6 @@ class TooManyTargets(RolloutError):
     history events per execution; each target costs 24 on the happy path, more with retries
     or a rollback: BENCHMARKS.md). Refused up front, with a notification, rather than failing
     half-way without one."""
-
-
-class ValidateResult(BaseModel):
-    """ValidateEvent's output: references only (ARN, serial, target ids)."""
-
-    decision: Decision
-    certificateArn: str
-    serial: str | None = None
-    rolloutId: str
-    targetIds: list[str] = []
-    maxConcurrency: int = 10
-    taskTimeoutSeconds: int = 900  # how long an install/rollback task waits for SSM's final status
-    reason: str | None = None
-    daysToExpiry: int | None = None
-    domainName: str | None = None
-    duplicateOf: str | None = None
 
 
 @cache
