@@ -54,12 +54,3 @@ def get_invocation(command_id: str, instance_id: str, ssm: Any | None = None) ->
     except BotoCoreError as e:
         raise named_aws_error(e, "GetCommandInvocation") from None
 
-
-def cancel_command(command_id: str, instance_id: str, ssm: Any | None = None) -> bool:
-    """CancelCommand, best effort (the command may have just finished). Returns True if sent."""
-    ssm = ssm or client("ssm")
-    try:
-        ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
-    except (ClientError, BotoCoreError):
-        return False
-    return True

@@ -3,6 +3,7 @@
   install command FAILED, files restored by the installer  -> ROLLED_BACK / install-failed
   install command FAILED before anything was replaced       -> FAILED / install-failed
   command TIMED_OUT / UNDELIVERABLE / CANCELLED              -> FAILED / command-timed-out | undeliverable | command-cancelled
+    (CANCELLED: someone cancelled the command in SSM; the rollout itself never cancels one)
   verified                                                   -> VERIFIED
   unreachable past the verify deadline                       -> FAILED / unreachable
   not serving the new serial, rollback succeeded             -> ROLLED_BACK / not-serving-new-serial
