@@ -230,14 +230,14 @@ def test_record_outcome_sample_is_a_whole_iteration_state(asl: dict[str, Any]) -
     from rollout_core.models import TargetOutcome
 
     target = load_json(EVENTS / "record_outcome.json")["target"]
-    state = contracts.IterationState.model_validate(target)
+    parsed = contracts.IterationState.model_validate(target)
     iteration = asl["States"]["InstallTargets"]
     possible = payload_keys(iteration["ItemSelector"]) | {
         state["ResultPath"].removeprefix("$.") for state in iteration["ItemProcessor"]["States"].values()
         if state.get("ResultPath")}
     assert payload_keys(iteration["ItemSelector"]) <= set(target)
     assert set(target) <= possible, f"keys the iteration state never has: {set(target) - possible}"
-    assert classify(state)[0] is TargetOutcome.VERIFIED
+    assert classify(parsed)[0] is TargetOutcome.VERIFIED
 
 
 def test_notify_sample_is_validate_events_rollout(asl: dict[str, Any]) -> None:

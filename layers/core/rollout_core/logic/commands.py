@@ -5,9 +5,10 @@ The Map task that sends the command waits on a task token (lambda:invoke.waitFor
 bounded by the task's TimeoutSecondsPath): nothing polls SSM and no Lambda sleeps. SSM ends
 the command itself (delivery TimeoutSeconds, the document's execution timeout) and reports
 the final status through EventBridge; logic.callback then classifies it (command_status) and
-completes the task. Rules: D3 (Pending, InProgress, Delayed are not terminal; a node that
-never answers ends "timed out", distinct from "command failed"; an undeliverable command is
-not a failed install), S2 (writing files is never success: verification follows).
+completes the task. Rules: D3 (Pending, InProgress, Delayed are not terminal; an invocation
+GetCommandInvocation does not know, InvocationDoesNotExist, is classified by the event's status;
+a node that never answers ends "timed out", distinct from "command failed"; an undeliverable
+command is not a failed install), S2 (writing files is never success: verification follows).
 """
 
 from __future__ import annotations
