@@ -29,8 +29,8 @@ build: setup
 lint: setup
 	$(VENV)/bin/ruff check layers functions src installer scripts tests
 
-asl: setup  ## regenerate the ASL file and the embedded installer
-	$(PY) scripts/gen_asl.py
+asl: setup  ## after editing statemachine/rollout.asl.json: redraw the README diagram; re-embed the installer
+	$(PY) scripts/asl_diagram.py
 	$(PY) scripts/embed_installer.py
 
 clean:

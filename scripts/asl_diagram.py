@@ -1,5 +1,8 @@
 """Draw statemachine/rollout.asl.json as a Mermaid flowchart in README.md (between the
-<!-- BEGIN STATE MACHINE --> / <!-- END STATE MACHINE --> markers). Run after gen_asl.py."""
+<!-- BEGIN STATE MACHINE --> / <!-- END STATE MACHINE --> markers).
+
+The ASL file is the source (edited by hand or in Workflow Studio); run this after changing it
+(`make asl`). tests/unit/test_statemachine.py fails while the README's diagram is stale."""
 
 from __future__ import annotations
 
@@ -38,9 +41,17 @@ def render() -> str:
     return body
 
 
+MARKERS = re.compile(r"(<!-- BEGIN STATE MACHINE -->\n).*?(<!-- END STATE MACHINE -->)", re.S)
+
+
+def update(readme: str) -> str:
+    """``readme`` with the diagram between the markers redrawn from the ASL file.
+    Raises ValueError when the markers are missing."""
+    if not MARKERS.search(readme):
+        raise ValueError("README.md has no <!-- BEGIN STATE MACHINE --> ... <!-- END STATE MACHINE --> block")
+    return MARKERS.sub(lambda m: m.group(1) + render() + "\n" + m.group(2), readme)
+
+
 if __name__ == "__main__":
-    text = README.read_text()
-    text = re.sub(r"(<!-- BEGIN STATE MACHINE -->\n).*?(<!-- END STATE MACHINE -->)",
-                  lambda m: m.group(1) + render() + "\n" + m.group(2), text, flags=re.S)
-    README.write_text(text)
+    README.write_text(update(README.read_text()))
     print("README.md state machine diagram updated")

@@ -1,13 +1,13 @@
 """InstallOnTarget / RollbackTarget: send the install document to one target's managed node;
 the task then waits on its token until CommandCallback reports the command's final status."""
 
-from typing import Literal
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 from rollout_core.adapters.dynamo import DynamoInventory, DynamoWaitingTasks
 from rollout_core.adapters.ssm import SsmCommands
 from rollout_core.adapters.tls import SocketTlsProbe
+from rollout_core.contracts import CommandRef, TargetCommandInput
 from rollout_core.logic.commands import send_target_command
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import InstallSettings, load_settings
@@ -19,24 +19,15 @@ WAITING_TASKS = DynamoWaitingTasks(SETTINGS.rollout_table)
 PROBE = SocketTlsProbe()
 
 
-class TargetCommandInput(BaseModel):
-    action: Literal["install", "rollback"]
-    targetId: str
-    certificateArn: str
-    rolloutId: str
-    expectedSerial: str
-    secretArn: str
-    secretVersionId: str
-    taskToken: str | None = None  # the waiting Map task's token (lambda:invoke.waitForTaskToken)
-
-
 @logger.inject_lambda_context(log_event=False)  # the event carries a task token
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """TargetCommandInput in, CommandRef out (Step Functions ignores it: the waiting task's
+    result is the CommandResult that CommandCallback sends with the token)."""
     r = TargetCommandInput.model_validate(event)
-    result = send_target_command(r.action, r.certificateArn, r.targetId, r.rolloutId, r.expectedSerial,
-                                 r.secretArn, r.secretVersionId, settings=SETTINGS, inventory=INVENTORY,
-                                 commands=COMMANDS, waiting_tasks=WAITING_TASKS, probe=PROBE,
-                                 task_token=r.taskToken)
+    result: CommandRef = send_target_command(r.action, r.certificateArn, r.targetId, r.rolloutId, r.expectedSerial,
+                                             r.secretArn, r.secretVersionId, settings=SETTINGS, inventory=INVENTORY,
+                                             commands=COMMANDS, waiting_tasks=WAITING_TASKS, probe=PROBE,
+                                             task_token=r.taskToken)
     return result.model_dump(mode="json")

@@ -3,9 +3,9 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 from rollout_core.adapters.dynamo import DynamoRolloutRecords
 from rollout_core.adapters.sns import SnsNotifications
+from rollout_core.contracts import NotifyInput, NotifyResult
 from rollout_core.logic.notify import notify
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import NotifySettings, load_settings
@@ -15,13 +15,11 @@ RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
 NOTIFICATIONS = SnsNotifications(SETTINGS.topic_arn)
 
 
-class NotifyInput(BaseModel):
-    rollout: dict[str, Any]
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """NotifyInput ($.rollout) in, NotifyResult out ($.notification)."""
     r = NotifyInput.model_validate(event)
-    return notify(r.rollout, records=RECORDS, notifications=NOTIFICATIONS).model_dump(mode="json")
+    result: NotifyResult = notify(r.rollout, records=RECORDS, notifications=NOTIFICATIONS)
+    return result.model_dump(mode="json")

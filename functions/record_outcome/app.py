@@ -3,9 +3,9 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords
 from rollout_core.adapters.tls import SocketTlsProbe
+from rollout_core.contracts import OutcomeSummary, RecordInput
 from rollout_core.logic.outcome import record_outcome
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import RecordSettings, load_settings
@@ -16,14 +16,12 @@ RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
 PROBE = SocketTlsProbe()
 
 
-class RecordInput(BaseModel):
-    target: dict[str, Any]
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """RecordInput (the whole iteration state) in, OutcomeSummary out ($.outcome)."""
     r = RecordInput.model_validate(event)
-    record = record_outcome(r.target, settings=SETTINGS, inventory=INVENTORY, records=RECORDS, probe=PROBE)
-    return record.model_dump(mode="json", include={"targetId", "outcome", "reason"})
+    summary: OutcomeSummary = record_outcome(r.target, settings=SETTINGS, inventory=INVENTORY, records=RECORDS,
+                                             probe=PROBE).summary()
+    return summary.model_dump(mode="json")

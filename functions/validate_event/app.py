@@ -4,10 +4,10 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 from rollout_core.adapters.acm import AcmCertificates
 from rollout_core.adapters.claims import PowertoolsClaims
 from rollout_core.adapters.dynamo import DynamoInventory
+from rollout_core.contracts import ValidateInput, ValidateResult
 from rollout_core.logic.validate import validate_event
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import ValidateSettings, load_settings
@@ -18,18 +18,14 @@ INVENTORY = DynamoInventory(SETTINGS.inventory_table)
 CLAIMS = PowertoolsClaims(SETTINGS.idempotency_table, SETTINGS.idempotency_ttl_seconds)
 
 
-class ValidateInput(BaseModel):
-    event: Any
-    executionArn: str
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """ValidateInput in, ValidateResult out ($.rollout)."""
     request = ValidateInput.model_validate(event)
     account_id = context.invoked_function_arn.split(":")[4]
-    result = validate_event(request.event, request.executionArn, region=os.environ["AWS_REGION"],
-                            account_id=account_id, settings=SETTINGS, certificates=CERTIFICATES,
-                            inventory=INVENTORY, claims=CLAIMS)
+    result: ValidateResult = validate_event(request.event, request.executionArn, region=os.environ["AWS_REGION"],
+                                            account_id=account_id, settings=SETTINGS, certificates=CERTIFICATES,
+                                            inventory=INVENTORY, claims=CLAIMS)
     return result.model_dump(mode="json")

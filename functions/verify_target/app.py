@@ -1,11 +1,12 @@
 """VerifyTarget: TLS handshake with SNI; is the served serial the expected one?"""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
 from rollout_core.adapters.dynamo import DynamoInventory
 from rollout_core.adapters.tls import SocketTlsProbe
+from rollout_core.contracts import VerifyInput, VerifyResult
 from rollout_core.logic.verify import verify_target
 from rollout_core.observability import logger, tracer
 from rollout_core.settings import VerifySettings, load_settings
@@ -15,20 +16,13 @@ INVENTORY = DynamoInventory(SETTINGS.inventory_table)
 PROBE = SocketTlsProbe()
 
 
-class VerifyInput(BaseModel):
-    targetId: str
-    certificateArn: str
-    rolloutId: str
-    expectedSerial: str
-    since: str
-
-
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """VerifyInput in, VerifyResult out ($.verify)."""
     r = VerifyInput.model_validate(event)
-    result = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since, settings=SETTINGS,
-                           now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE)
+    result: VerifyResult = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since,
+                                         settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE)
     logger.info("verification", extra={"target_id": r.targetId, "state": result.state,
                                        "served_serial": result.servedSerial})
     return result.model_dump(mode="json")

@@ -5,15 +5,19 @@ from typing import Any
 
 import pytest
 from rollout_core.adapters.errors import AwsPermanentError
-from rollout_core.logic import callback, commands
+from rollout_core.logic import callback, waiting
 
 from tests.fakes import FakeCallbacks, FakeCommands, FakeWaitingTasks
 
-KEY = commands.waiting_task_key("rollout-1", "web-1", "install")
-COMMENT = f"{commands.COMMENT_PREFIX}{KEY} install web-1"
+KEY = waiting.waiting_task_key("rollout-1", "web-1", "install")
+COMMENT = f"{waiting.COMMENT_PREFIX}{KEY} install web-1"
 
 
-def _event(status: str, command_id: str = "cmd-0001") -> dict[str, Any]:
+def _event(status: str, command_id: str = "cmd-0001") -> callback.CommandEvent:
+    return callback.CommandEvent.model_validate(_raw_event(status, command_id))
+
+
+def _raw_event(status: str, command_id: str = "cmd-0001") -> dict[str, Any]:
     return {"source": "aws.ssm", "detail-type": "EC2 Command Invocation Status-change Notification",
             "detail": {"command-id": command_id, "instance-id": "mi-0123456789abcdef0", "document-name": "doc",
                        "status": status}}
@@ -25,8 +29,10 @@ class Wired:
         self.command_id = self.commands.send("doc", "mi-0123456789abcdef0", {}, timeout_seconds=600, comment=COMMENT)
 
     def complete(self, status: str) -> dict[str, Any]:
-        return callback.complete_waiting_task(_event(status, self.command_id), commands=self.commands,
-                                              waiting_tasks=self.waiting, callbacks=self.callbacks)
+        result = callback.complete_waiting_task(_event(status, self.command_id),
+                                                commands=self.commands, waiting_tasks=self.waiting,
+                                                callbacks=self.callbacks)
+        return result.model_dump(mode="json", exclude_none=True)
 
 
 @pytest.fixture
@@ -36,8 +42,8 @@ def wired() -> Wired:
 
 def test_key_round_trips_through_the_command_comment():
     assert len(COMMENT) <= 100
-    assert commands.waiting_task_key_from_comment(COMMENT) == KEY
-    assert commands.waiting_task_key_from_comment("someone else's command") is None
+    assert waiting.waiting_task_key_from_comment(COMMENT) == KEY
+    assert waiting.waiting_task_key_from_comment("someone else's command") is None
 
 
 def test_success_completes_the_waiting_task_with_endpoint_and_served_serial(wired: Wired):
@@ -84,7 +90,7 @@ def test_command_ssm_does_not_know_is_ignored():
     fakes = FakeCommands(), FakeWaitingTasks(), FakeCallbacks()
     answer = callback.complete_waiting_task(_event("Success", "cmd-unknown"), commands=fakes[0],
                                             waiting_tasks=fakes[1], callbacks=fakes[2])
-    assert answer == {"ignored": "unknown command"}
+    assert answer.model_dump(exclude_none=True) == {"ignored": "unknown command"}
 
 
 def test_other_permanent_ssm_errors_are_raised(wired: Wired, monkeypatch: pytest.MonkeyPatch):
@@ -102,7 +108,7 @@ def test_command_someone_else_sent_is_ignored():
     fakes[0].finish(command_id, "Success")
     answer = callback.complete_waiting_task(_event("Success", command_id), commands=fakes[0],
                                             waiting_tasks=fakes[1], callbacks=fakes[2])
-    assert answer == {"ignored": "unknown command"} and fakes[2].calls == []
+    assert answer.model_dump(exclude_none=True) == {"ignored": "unknown command"} and fakes[2].calls == []
 
 
 def test_missing_waiting_record_raises_for_an_async_retry(wired: Wired):
@@ -116,3 +122,16 @@ def test_task_that_no_longer_waits_is_logged_not_retried(wired: Wired):
     wired.waiting.remember(KEY, "tok", {}, ttl_seconds=60)
     wired.callbacks.gone.add("tok")
     assert wired.complete("Success") == {"ignored": "task no longer waiting"}
+
+
+def test_commands_and_callback_share_the_waiting_module_without_a_cycle():
+    # logic.callback imports logic.commands; logic.commands must not import logic.callback.
+    import ast
+    import inspect
+
+    from rollout_core.logic import commands
+
+    tree = ast.parse(inspect.getsource(commands))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "rollout_core.logic.callback" not in imported
+    assert "rollout_core.logic.waiting" in imported

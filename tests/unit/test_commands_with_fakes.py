@@ -10,8 +10,9 @@ import json
 from typing import Any
 
 import pytest
-from rollout_core.logic.callback import complete_waiting_task
-from rollout_core.logic.commands import COMMENT_PREFIX, send_target_command, waiting_task_key
+from rollout_core.logic.callback import CommandEvent, complete_waiting_task
+from rollout_core.logic.commands import send_target_command
+from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.ports import NodeNotManaged, TargetNotFound
 from rollout_core.probe import format_serial_hex
 from rollout_core.settings import InstallSettings
@@ -119,8 +120,8 @@ def test_send_then_status_change_completes_the_waiting_task(w: World) -> None:
     w.commands.finish(ref.commandId, "Success")
     event = {"source": "aws.ssm", "detail-type": "EC2 Command Invocation Status-change Notification",
              "detail": {"command-id": ref.commandId, "instance-id": ref.instanceId, "status": "Success"}}
-    answer = complete_waiting_task(event, commands=w.commands, waiting_tasks=w.waiting_tasks, callbacks=w.callbacks)
-    assert answer == {"commandId": ref.commandId, "state": "SUCCEEDED"}
+    answer = complete_waiting_task(CommandEvent.model_validate(event), commands=w.commands, waiting_tasks=w.waiting_tasks, callbacks=w.callbacks)
+    assert answer.model_dump(exclude_none=True) == {"commandId": ref.commandId, "state": "SUCCEEDED"}
     [(token, output)] = w.callbacks.succeeded
     assert token == "token-1"
     assert output == {"endpoint": "127.0.0.1:8443", "servedSerialBefore": format_serial_hex(OLD.serial_number),
@@ -134,7 +135,7 @@ def test_install_output_with_a_key_block_is_redacted_before_the_callback(w: Worl
     w.commands.finish(ref.commandId, "Failed", response_code=1, stderr=f"nginx: [emerg] bad key\n{leaked}")
     event = {"source": "aws.ssm", "detail-type": "EC2 Command Invocation Status-change Notification",
              "detail": {"command-id": ref.commandId, "instance-id": ref.instanceId, "status": "Failed"}}
-    complete_waiting_task(event, commands=w.commands, waiting_tasks=w.waiting_tasks, callbacks=w.callbacks)
+    complete_waiting_task(CommandEvent.model_validate(event), commands=w.commands, waiting_tasks=w.waiting_tasks, callbacks=w.callbacks)
     output = w.callbacks.succeeded[0][1]
     assert output["state"] == "FAILED" and "[redacted private key]" in output["detail"]
     assert "PRIVATE KEY" not in recorded_text(w.callbacks) and leaked.splitlines()[1] not in recorded_text(w.callbacks)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from rollout_core.adapters.errors import AwsServiceUnavailable
+from rollout_core.contracts import IterationState, RolloutState
 from rollout_core.domain.serials import canonical_serial
 from rollout_core.logic.notify import notify
 from rollout_core.logic.outcome import record_outcome
@@ -25,14 +26,17 @@ NEW_SERIAL, OLD_SERIAL = canonical_serial(NEW.serial_number), canonical_serial(O
 
 
 def state(target_id: str = "web-1", **paths: Any) -> dict[str, Any]:
+    """An iteration state as the Map builds it (contracts.IterationState) with the steps' results."""
     return {"targetId": target_id, "certificateArn": ARN, "rolloutId": ROLLOUT_ID, "expectedSerial": NEW_SERIAL,
-            **paths}
+            "secretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cert-rollout/x-AbCdEf",
+            "secretVersionId": "v-1", "taskTimeoutSeconds": 1260, **paths}
 
 
 VERIFIED = {"installCommand": {"state": "SUCCEEDED", "endpoint": "127.0.0.1:8443", "servedSerialBefore": "01:02"},
-            "verify": {"state": "VERIFIED"}}
+            "verify": {"state": "VERIFIED", "since": NOW.isoformat(), "pollIntervalSeconds": 5}}
 NOT_SERVING_ROLLED_BACK = {"installCommand": {"state": "SUCCEEDED"},
-                           "verify": {"state": "NOT_SERVING", "detail": "expected ..., served ..."},
+                           "verify": {"state": "NOT_SERVING", "detail": "expected ..., served ...",
+                                      "since": NOW.isoformat(), "pollIntervalSeconds": 5},
                            "rollbackCommand": {"state": "SUCCEEDED"}}
 
 
@@ -45,7 +49,7 @@ def w() -> World:
 
 
 def record(w: World, s: dict[str, Any]):
-    return record_outcome(s, settings=SETTINGS, inventory=w.inventory, records=w.records, probe=w.probe, now=NOW)
+    return record_outcome(IterationState.model_validate(s), settings=SETTINGS, inventory=w.inventory, records=w.records, probe=w.probe, now=NOW)
 
 
 def test_verified_target_is_recorded_and_marked_deployed(w: World) -> None:
@@ -116,7 +120,7 @@ ROLLOUT = {"decision": "ROLLOUT", "certificateArn": ARN, "rolloutId": ROLLOUT_ID
 
 
 def publish(w: World, rollout: dict[str, Any]):
-    return notify(rollout, records=w.records, notifications=w.notifications)
+    return notify(RolloutState.model_validate(rollout), records=w.records, notifications=w.notifications)
 
 
 def test_rollout_notification_lists_every_target_and_a_missing_record_is_failed(w: World) -> None:

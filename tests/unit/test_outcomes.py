@@ -1,94 +1,135 @@
 """Per-target outcome rules (logic.outcome) and the notification text (logic.notify)."""
 
 import json
+from typing import Any
 
+import pytest
+from pydantic import ValidationError
+from rollout_core.contracts import IterationState, RolloutState, TargetLine
 from rollout_core.logic.commands import installer_result, redact
 from rollout_core.logic.notify import format_message, rollout_outcome, target_lines
 from rollout_core.logic.outcome import classify
 from rollout_core.models import RolloutOutcome, TargetOutcome
 
-BASE = {"targetId": "web-1", "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
-        "rolloutId": "r1", "expectedSerial": "0a:bc"}
+ITEM = {"targetId": "web-1", "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
+        "rolloutId": "r1", "expectedSerial": "0a:bc", "secretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:s",
+        "secretVersionId": "v1", "taskTimeoutSeconds": 1260}
+VERIFY = {"since": "2026-11-28T06:01:41.207Z", "pollIntervalSeconds": 5}
+
+
+def iteration(**steps: Any) -> IterationState:
+    """An iteration state as RecordTargetOutcome receives it: the Map item plus each step's result."""
+    return IterationState.model_validate({**ITEM, **steps})
+
+
+def lines_of(*records: dict[str, Any]) -> list[TargetLine]:
+    return [TargetLine.model_validate(r) for r in records]
 
 
 def test_verified_target_is_verified():
-    state = {**BASE, "installCommand": {"state": "SUCCEEDED"}, "verify": {"state": "VERIFIED"}}
+    state = iteration(installCommand={"state": "SUCCEEDED"}, verify={**VERIFY, "state": "VERIFIED"})
     assert classify(state)[:2] == (TargetOutcome.VERIFIED, None)
 
 
 def test_failed_install_that_restored_files_is_rolled_back():
-    state = {**BASE, "installCommand": {"state": "FAILED", "reason": "install-failed", "restored": True,
-                                        "detail": "stage reload; reload failed: bind error"}}
+    state = iteration(installCommand={"state": "FAILED", "reason": "install-failed", "restored": True,
+                                      "detail": "stage reload; reload failed: bind error"})
     outcome, reason, detail = classify(state)
     assert (outcome, reason) == (TargetOutcome.ROLLED_BACK, "install-failed")
     assert "reload failed" in detail
 
 
 def test_failed_fetch_is_failed_not_rolled_back():
-    state = {**BASE, "installCommand": {"state": "FAILED", "reason": "install-failed", "restored": False}}
+    state = iteration(installCommand={"state": "FAILED", "reason": "install-failed", "restored": False})
     assert classify(state)[:2] == (TargetOutcome.FAILED, "install-failed")
 
 
 def test_timed_out_and_undeliverable_commands_are_distinct_reasons():
-    timed = {**BASE, "installCommand": {"state": "TIMED_OUT", "reason": "command-timed-out"}}
-    undeliverable = {**BASE, "installCommand": {"state": "UNDELIVERABLE", "reason": "undeliverable"}}
+    timed = iteration(installCommand={"state": "TIMED_OUT", "reason": "command-timed-out"})
+    undeliverable = iteration(installCommand={"state": "UNDELIVERABLE", "reason": "undeliverable"})
     assert classify(timed)[1] == "command-timed-out"
     assert classify(undeliverable)[1] == "undeliverable"
 
 
 def test_unreachable_after_install_fails_without_rollback():
-    state = {**BASE, "installCommand": {"state": "SUCCEEDED"}, "verify": {"state": "UNREACHABLE", "detail": "refused"}}
+    state = iteration(installCommand={"state": "SUCCEEDED"}, verify={**VERIFY, "state": "UNREACHABLE", "detail": "refused"})
     assert classify(state)[:2] == (TargetOutcome.FAILED, "unreachable")
 
 
 def test_stale_target_rolled_back_keeps_expected_and_served_serial():
-    state = {**BASE, "installCommand": {"state": "SUCCEEDED"},
-             "verify": {"state": "NOT_SERVING", "detail": "expected serial 0a:bc, served 01:02"},
-             "rollbackCommand": {"state": "SUCCEEDED"}}
+    state = iteration(installCommand={"state": "SUCCEEDED"},
+                      verify={**VERIFY, "state": "NOT_SERVING", "detail": "expected serial 0a:bc, served 01:02"},
+                      rollbackCommand={"state": "SUCCEEDED"})
     outcome, reason, detail = classify(state)
     assert (outcome, reason) == (TargetOutcome.ROLLED_BACK, "not-serving-new-serial")
     assert "0a:bc" in detail and "01:02" in detail
 
 
 def test_failed_rollback_is_failed():
-    state = {**BASE, "installCommand": {"state": "SUCCEEDED"}, "verify": {"state": "NOT_SERVING"},
-             "rollbackCommand": {"state": "FAILED", "detail": "no backup"}}
+    state = iteration(installCommand={"state": "SUCCEEDED"}, verify={**VERIFY, "state": "NOT_SERVING"},
+                      rollbackCommand={"state": "FAILED", "detail": "no backup"})
     assert classify(state)[:2] == (TargetOutcome.FAILED, "rollback-failed")
 
 
 def test_caught_step_error_names_the_reason():
     cause = json.dumps({"errorType": "NodeNotManaged", "errorMessage": "mi-1: not managed"})
-    state = {**BASE, "error": {"Error": "NodeNotManaged", "Cause": cause}}
+    state = iteration(error={"Error": "NodeNotManaged", "Cause": cause})
     outcome, reason, detail = classify(state)
     assert (outcome, reason) == (TargetOutcome.FAILED, "undeliverable")
     assert "mi-1: not managed" in detail
 
 
 def test_rollout_outcome_partial_when_some_verified():
-    lines = [{"targetId": "a", "outcome": "VERIFIED"}, {"targetId": "b", "outcome": "FAILED"}]
+    lines = lines_of({"targetId": "a", "outcome": "VERIFIED"}, {"targetId": "b", "outcome": "FAILED"})
     assert rollout_outcome(lines) == RolloutOutcome.PARTIAL
     assert rollout_outcome(lines[:1]) == RolloutOutcome.ROLLED_OUT
     assert rollout_outcome(lines[1:]) == RolloutOutcome.FAILED
 
 
 def test_target_without_record_is_reported_failed():
-    lines = target_lines({"targetIds": ["a", "b"]}, [{"targetId": "a", "outcome": "VERIFIED"}])
-    assert lines[1] == {"targetId": "b", "outcome": "FAILED", "reason": "outcome-not-recorded"}
+    rollout = RolloutState(decision="ROLLOUT", rolloutId="r1", targetIds=["a", "b"])
+    lines = target_lines(rollout, lines_of({"targetId": "a", "outcome": "VERIFIED", "rolloutId": "r1"}))
+    assert [line.targetId for line in lines] == ["a", "b"]
+    assert lines[1] == TargetLine(targetId="b", outcome=TargetOutcome.FAILED, reason="outcome-not-recorded")
 
 
 def test_message_lists_every_target_with_its_outcome():
-    rollout = {"certificateArn": "arn:x", "domainName": "web.internal.example", "serial": "0a:bc", "rolloutId": "r1"}
-    lines = [{"targetId": "web-1", "outcome": "VERIFIED", "endpoint": "h:1", "servedSerialAfter": "0a:bc"},
-             {"targetId": "web-2", "outcome": "ROLLED_BACK", "reason": "not-serving-new-serial", "detail": "x"}]
+    rollout = RolloutState(decision="ROLLOUT", certificateArn="arn:x", domainName="web.internal.example",
+                           serial="0a:bc", rolloutId="r1", targetIds=["web-1", "web-2"])
+    lines = lines_of({"targetId": "web-1", "outcome": "VERIFIED", "endpoint": "h:1", "servedSerialAfter": "0a:bc"},
+                     {"targetId": "web-2", "outcome": "ROLLED_BACK", "reason": "not-serving-new-serial", "detail": "x"})
     subject, body = format_message(RolloutOutcome.PARTIAL, rollout, lines)
     assert subject.startswith("[PARTIAL] web.internal.example: 1/2")
     assert "web-1" in body and "VERIFIED" in body and "web-2" in body and "ROLLED_BACK" in body
 
 
 def test_renewal_failed_message_names_reason_and_days():
-    rollout = {"certificateArn": "arn:x", "reason": "PCA_ACCESS_DENIED", "daysToExpiry": 44}
+    rollout = RolloutState(decision="RENEWAL_FAILED", rolloutId="r1", certificateArn="arn:x",
+                           reason="PCA_ACCESS_DENIED", daysToExpiry=44)
     subject, body = format_message(RolloutOutcome.RENEWAL_FAILED, rollout, [])
     assert "RENEWAL_FAILED" in subject and "PCA_ACCESS_DENIED" in body and "44" in body
+
+
+def test_rejected_message_names_the_caught_error():
+    cause = json.dumps({"errorType": "ForeignCertificate", "errorMessage": "certificate of account 2"})
+    rollout = RolloutState.model_validate({"decision": "REJECTED", "rolloutId": "r1",
+                                           "error": {"Error": "ForeignCertificate", "Cause": cause}})
+    subject, body = format_message(RolloutOutcome.REJECTED, rollout, [])
+    assert subject.startswith("[REJECTED]")
+    assert "ForeignCertificate: certificate of account 2" in body
+    assert "Certificate: -" in body  # no certificate ARN in a rejection
+
+
+def test_verification_start_only_is_not_a_verified_target():
+    # VerifyTarget raised: $.verify holds only BeginVerification's {since}, the Catch wrote $.error.
+    state = iteration(installCommand={"state": "SUCCEEDED"}, verify={"since": VERIFY["since"]},
+                      error={"Error": "TargetNotFound", "Cause": "{}"})
+    assert classify(state)[:2] == (TargetOutcome.FAILED, "target-not-in-inventory")
+
+
+def test_iteration_state_refuses_a_field_the_state_machine_does_not_write():
+    with pytest.raises(ValidationError, match="installCmd"):
+        iteration(installCmd={"state": "SUCCEEDED"})
 
 
 def test_installer_result_line_is_parsed_and_key_blocks_redacted():
@@ -99,9 +140,6 @@ def test_installer_result_line_is_parsed_and_key_blocks_redacted():
 
 
 def test_target_settings_too_large_for_the_ssm_parameter_are_refused():
-    import pytest
-    from pydantic import ValidationError
-
     from rollout_core.models import INSTALL_SETTINGS_MAX_B64, Target
 
     files = [{"path": f"/etc/ssl/{'d' * 200}/{i}/web.pem", "content": "fullchain", "mode": "0644"} for i in range(30)]

@@ -9,7 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from rollout_core.logic.callback import complete_waiting_task
+from rollout_core.contracts import IterationState, RolloutState
+from rollout_core.logic.callback import CommandEvent, complete_waiting_task
 from rollout_core.logic.commands import send_target_command
 from rollout_core.logic.export import export_certificate, secret_name
 from rollout_core.logic.notify import notify
@@ -60,9 +61,10 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
                               probe=w.probe, task_token="token-1")
     outputs.append(ref.model_dump_json())
     w.commands.finish(ref.commandId, "Success", stdout='ROLLOUT_RESULT {"status": "installed"}\n')
-    complete_waiting_task({"source": "aws.ssm", "detail-type": "EC2 Command Invocation Status-change Notification",
-                           "detail": {"command-id": ref.commandId, "instance-id": ref.instanceId,
-                                      "status": "Success"}},
+    complete_waiting_task(CommandEvent.model_validate(
+                              {"source": "aws.ssm", "detail-type": "EC2 Command Invocation Status-change Notification",
+                               "detail": {"command-id": ref.commandId, "instance-id": ref.instanceId,
+                                          "status": "Success"}}),
                           commands=w.commands, waiting_tasks=w.waiting_tasks, callbacks=w.callbacks)
     install_output = w.callbacks.succeeded[0][1]
     w.probe.script("127.0.0.1", 8443, new)  # the node reloaded with the new files
@@ -71,13 +73,16 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
                              settings=VerifySettings(inventory_table="inv"), now=datetime.now(UTC),
                              inventory=w.inventory, probe=w.probe)
     outputs.append(verified.model_dump_json())
-    recorded = record_outcome({"targetId": "web-1", "certificateArn": ARN, "rolloutId": decided.rolloutId,
-                               "expectedSerial": exported.serial, "installCommand": install_output,
-                               "verify": verified.model_dump(mode="json")},
+    recorded = record_outcome(IterationState.model_validate(
+                                  {"targetId": "web-1", "certificateArn": ARN, "rolloutId": decided.rolloutId,
+                                   "expectedSerial": exported.serial, "secretArn": exported.secretArn,
+                                   "secretVersionId": exported.secretVersionId,
+                                   "taskTimeoutSeconds": decided.taskTimeoutSeconds, "installCommand": install_output,
+                                   "verify": verified.model_dump(mode="json")}),
                               settings=RecordSettings(inventory_table="inv", rollout_table="rollouts"),
                               inventory=w.inventory, records=w.records, probe=w.probe)
     outputs.append(recorded.model_dump_json())
-    notified = notify(decided.model_dump(mode="json"), records=w.records, notifications=w.notifications)
+    notified = notify(RolloutState.model_validate(decided.model_dump(mode="json")), records=w.records, notifications=w.notifications)
     outputs.append(notified.model_dump_json())
 
     assert (verified.state, recorded.outcome.value, notified.outcome) == ("VERIFIED", "VERIFIED",

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 from pydantic import BaseModel
+from rollout_core import contracts
 from rollout_core.domain.events import RequestKind, parse_event
 from rollout_core.domain.serials import canonical_serial
+from rollout_core.logic.callback import CommandEvent
 from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,13 +94,27 @@ def import_handler(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return importlib.import_module(module_name)
 
 
-def input_model(module: ModuleType) -> type[BaseModel]:
-    """The one pydantic model the handler module defines: its input model."""
-    models = [v for v in vars(module).values()
-              if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == module.__name__]
-    names = [m.__name__ for m in models]
-    assert len(models) == 1, f"{module.__name__} defines {names}: expected one input model"
-    return models[0]
+# What each handler parses its event with (rollout_core.contracts; CommandCallback's is the
+# EventBridge event model of logic.callback).
+FUNCTION_INPUTS: dict[str, type[BaseModel]] = {
+    "validate_event": contracts.ValidateInput,
+    "export_certificate": contracts.ExportInput,
+    "install_target": contracts.TargetCommandInput,
+    "command_callback": CommandEvent,
+    "verify_target": contracts.VerifyInput,
+    "record_outcome": contracts.RecordInput,
+    "notify": contracts.NotifyInput,
+}
+
+
+def input_model(name: str, module: ModuleType) -> type[BaseModel]:
+    """The handler's input model: the contract it imports; it defines no model of its own."""
+    own = [v.__name__ for v in vars(module).values()
+           if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == module.__name__]
+    assert not own, f"{module.__name__} defines {own}: state shapes belong in rollout_core.contracts"
+    model = FUNCTION_INPUTS[name]
+    assert vars(module).get(model.__name__) is model, f"{module.__name__} does not parse with {model.__name__}"
+    return model
 
 
 def payload_tasks(asl: dict[str, Any], function_logical_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -126,6 +142,7 @@ def payload_keys(payload: dict[str, Any]) -> set[str]:
 
 def test_every_function_has_a_sample_event(template: dict[str, Any]) -> None:
     assert sorted(function_dirs(template).values()) == FUNCTION_DIRS
+    assert sorted(FUNCTION_INPUTS) == FUNCTION_DIRS
     missing = [name for name in FUNCTION_DIRS if not (EVENTS / f"{name}.json").is_file()]
     assert not missing, f"events/<function>.json missing for {missing}"
 
@@ -149,7 +166,7 @@ def test_command_callback_sample_is_an_ssm_status_change_routed_by_its_rule(temp
 def test_sample_event_validates_against_the_handler_input_model(name: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     event = load_json(EVENTS / f"{name}.json")
-    model = input_model(import_handler(name, monkeypatch))
+    model = input_model(name, import_handler(name, monkeypatch))
     parsed = model.model_validate(event)
     if name in EVENT_DRIVEN:
         return  # an EventBridge event: the model reads what it needs, aliases differ
@@ -213,13 +230,14 @@ def test_record_outcome_sample_is_a_whole_iteration_state(asl: dict[str, Any]) -
     from rollout_core.models import TargetOutcome
 
     target = load_json(EVENTS / "record_outcome.json")["target"]
+    parsed = contracts.IterationState.model_validate(target)
     iteration = asl["States"]["InstallTargets"]
     possible = payload_keys(iteration["ItemSelector"]) | {
         state["ResultPath"].removeprefix("$.") for state in iteration["ItemProcessor"]["States"].values()
         if state.get("ResultPath")}
     assert payload_keys(iteration["ItemSelector"]) <= set(target)
     assert set(target) <= possible, f"keys the iteration state never has: {set(target) - possible}"
-    assert classify(target)[0] is TargetOutcome.VERIFIED
+    assert classify(parsed)[0] is TargetOutcome.VERIFIED
 
 
 def test_notify_sample_is_validate_events_rollout(asl: dict[str, Any]) -> None:

@@ -1,8 +1,13 @@
-"""The state machine and the template agree: the ASL file is what scripts/gen_asl.py renders,
-every transition lands on a state, every Lambda task has its ARN substituted, retried and
-(inside the Map) caught; IAM is resource-scoped on secrets and keys; the embedded installer
-is current. The ASL features used are the ones moto's interpreter runs (DESIGN.md "Local
-cloud"): JSONPath only, no ToleratedFailure*, an inline Map with a Catch per task."""
+"""The state machine, its state contracts and the template agree.
+
+statemachine/rollout.asl.json is the source (edited by hand or in Workflow Studio). These tests
+hold it to the rules the code relies on: every transition lands on a state, every Lambda task
+has its ARN substituted, the project's Retry policy and a Catch that keeps the target's outcome;
+every JSONPath a state reads from a task's result names a field of the pydantic model that task
+returns (rollout_core.contracts, one table below); the README's diagram is drawn from this file;
+IAM is resource-scoped on secrets and keys; the embedded installer is current. The ASL features
+used are the ones moto's interpreter runs (DESIGN.md "Local cloud"): JSONPath only, no
+ToleratedFailure*, an inline Map with a Catch per task."""
 
 from __future__ import annotations
 
@@ -14,13 +19,45 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, create_model
+from rollout_core.contracts import (
+    CommandResult,
+    ExportInput,
+    ExportResult,
+    IterationState,
+    NotifyInput,
+    NotifyResult,
+    OutcomeSummary,
+    RecordInput,
+    RolloutState,
+    StateError,
+    TargetCommandInput,
+    TargetItem,
+    ValidateInput,
+    ValidateResult,
+    VerificationStart,
+    VerifyInput,
+    VerifyResult,
+)
 from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "rollout.asl.json"
 TEMPLATE_PATH = ROOT / "template.yaml"
+README_PATH = ROOT / "README.md"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
-LAMBDA_SERVICE_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"}
+
+# The project's Retry policy, named once: every Task state carries exactly this. Lambda's own
+# transient errors, then the transient AWS errors our adapters raise by name
+# (rollout_core.adapters.errors: ThrottlingException, RequestInProgressException, 5xx ...).
+# Permanent errors (AccessDenied, NotFound ...) are not retried.
+RETRY_TRANSIENT = [
+    {"ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                     "Lambda.TooManyRequestsException"],
+     "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0, "MaxDelaySeconds": 10, "JitterStrategy": "FULL"},
+    {"ErrorEquals": ["AwsThrottled", "AwsRequestInProgress", "AwsServiceUnavailable"],
+     "IntervalSeconds": 2, "MaxAttempts": 5, "BackoffRate": 2.0, "MaxDelaySeconds": 30, "JitterStrategy": "FULL"},
+]
 
 
 def load_script(name: str) -> ModuleType:
@@ -93,13 +130,15 @@ def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:
             yield from walk(child, f"{path}[{index}]")
 
 
-# --- the ASL file is generated ---------------------------------------------------------
+# --- the ASL file is the source -------------------------------------------------------
 
 
-def test_asl_file_is_what_gen_asl_renders() -> None:
-    gen_asl = load_script("gen_asl")
-    assert ASL_PATH.read_text() == gen_asl.render(), (
-        "statemachine/rollout.asl.json is stale: run .venv/bin/python scripts/gen_asl.py")
+def test_readme_diagram_is_drawn_from_the_asl_file() -> None:
+    diagram = load_script("asl_diagram")
+    text = README_PATH.read_text()
+    assert diagram.update(text) == text, (
+        "README.md's state machine diagram differs from statemachine/rollout.asl.json: "
+        "run .venv/bin/python scripts/asl_diagram.py (make asl)")
 
 
 def test_template_deploys_the_asl_file(state_machine: dict[str, Any]) -> None:
@@ -226,33 +265,334 @@ def test_waiting_tasks_are_bounded_and_handle_their_timeout(asl: dict[str, Any])
         assert timeout_catch[0]["Next"] in asl["States"]["InstallTargets"]["ItemProcessor"]["States"]
 
 
-def test_every_lambda_task_retries_lambda_service_errors(asl: dict[str, Any]) -> None:
+def test_every_task_has_the_projects_retry_policy(asl: dict[str, Any]) -> None:
+    tasks = [(w, n, s) for w, n, s in all_states(asl) if s["Type"] == "Task"]
+    assert tasks
+    problems = [f"{where} {name}: Retry is {json.dumps(state.get('Retry'))}"
+                for where, name, state in tasks if state.get("Retry") != RETRY_TRANSIENT]
+    assert not problems, "every Task retries transient errors with RETRY_TRANSIENT:\n" + "\n".join(problems)
+
+
+def catch_chain_end(states: dict[str, Any], start: str) -> str:
+    """The first state after ``start`` that is not a Pass (Pass states only reshape the
+    state), or the last Pass when it ends the scope."""
+    name = start
+    for _ in range(len(states)):
+        state = states[name]
+        if state["Type"] != "Pass" or state.get("End"):
+            return name
+        name = state["Next"]
+    raise AssertionError(f"Pass states loop from {start}")
+
+
+def test_every_task_catches_every_error_into_its_own_field(asl: dict[str, Any]) -> None:
     problems = []
-    for where, name, state in lambda_tasks(asl):
-        retried = {error for rule in state.get("Retry", []) for error in rule["ErrorEquals"]}
-        if not state.get("Retry"):
-            problems.append(f"{where} {name}: no Retry")
-        elif not LAMBDA_SERVICE_ERRORS <= retried:
-            problems.append(f"{where} {name}: Retry misses {sorted(LAMBDA_SERVICE_ERRORS - retried)}")
-        for rule in state.get("Retry", []):
-            if "States.ALL" in rule["ErrorEquals"] and rule is not state["Retry"][-1]:
-                problems.append(f"{where} {name}: States.ALL must be the last retrier")
+    for where, name, state in all_states(asl):
+        if state["Type"] != "Task":
+            continue
+        catches = state.get("Catch", [])
+        if not catches or catches[-1]["ErrorEquals"] != ["States.ALL"]:
+            problems.append(f"{where} {name}: the last Catch must be States.ALL")
+        problems += [f"{where} {name}: Catch {c['ErrorEquals']} writes ResultPath {c.get('ResultPath')!r}, "
+                     "not $.error (it would replace the state)" for c in catches if c.get("ResultPath") != "$.error"]
     assert not problems, "\n".join(problems)
 
 
-def test_every_task_inside_the_map_catches_its_failure(asl: dict[str, Any]) -> None:
+def test_a_caught_target_failure_still_records_the_targets_outcome(asl: dict[str, Any]) -> None:
+    """One target's failure never stops the others (D4), and every target ends with an
+    outcome: inside the Map each Catch leads (through Pass states) to RecordTargetOutcome, or,
+    from RecordTargetOutcome itself, to an end state that writes an OutcomeSummary."""
+    iteration = asl["States"]["InstallTargets"]["ItemProcessor"]["States"]
+    recorder = [n for n in iteration if n in CONTRACTS and CONTRACTS[n][1] is OutcomeSummary]
+    assert recorder == ["RecordTargetOutcome"]
     problems = []
-    maps = [(n, s) for _, n, s in all_states(asl) if s["Type"] == "Map"]
-    assert maps
-    for map_name, map_state in maps:
-        processor = map_state.get("ItemProcessor") or map_state["Iterator"]
-        for where, name, state in all_states(processor):
-            if state["Type"] != "Task":
-                continue
-            caught = {e for rule in state.get("Catch", []) for e in rule["ErrorEquals"]}
-            if "States.ALL" not in caught:
-                problems.append(f"{map_name}/{where} {name}: no Catch on States.ALL")
-    assert not problems, "one target's failure must never stop the others (D4):\n" + "\n".join(problems)
+    for name, state in iteration.items():
+        for catch in state.get("Catch", []):
+            end = catch_chain_end(iteration, catch["Next"])
+            if name == "RecordTargetOutcome":
+                fields = payload_fields(iteration[end].get("Parameters", {}))
+                ok = iteration[end].get("End") and {"targetId", "outcome"} <= fields <= set(OutcomeSummary.model_fields)
+            else:
+                ok = end == "RecordTargetOutcome"
+            if not ok:
+                problems.append(f"InstallTargets/{name}: Catch {catch['ErrorEquals']} ends at {end}, "
+                                "which records no outcome for the target")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_caught_rollout_failure_is_notified(asl: dict[str, Any]) -> None:
+    """Every execution end is notified (DESIGN.md): a top-level Catch leads to Notify, and
+    Notify's own Catch to a Fail state."""
+    states = asl["States"]
+    problems = []
+    for name, state in states.items():
+        for catch in state.get("Catch", []):
+            end = catch_chain_end(states, catch["Next"])
+            wanted = "Fail" if name == "Notify" else "Notify"
+            if (states[end]["Type"] if wanted == "Fail" else end) != wanted:
+                problems.append(f"{name}: Catch {catch['ErrorEquals']} ends at {end}, not at {wanted}")
+    assert not problems, "\n".join(problems)
+
+
+# --- state contracts -------------------------------------------------------------------
+
+# Every Task state: (the model its handler parses its Payload with, the model of its result).
+# An install/rollback task waits on its token: its result is the CommandResult CommandCallback
+# sends, not its Lambda's response.
+CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "ValidateEvent": (ValidateInput, ValidateResult),
+    "ExportCertificate": (ExportInput, ExportResult),
+    "InstallOnTarget": (TargetCommandInput, CommandResult),
+    "RollbackTarget": (TargetCommandInput, CommandResult),
+    "VerifyTarget": (VerifyInput, VerifyResult),
+    "RecordTargetOutcome": (RecordInput, OutcomeSummary),
+    "Notify": (NotifyInput, NotifyResult),
+}
+# Every Pass state writes in the place of a task's result: the model of what it writes.
+STAND_INS: dict[str, type[BaseModel]] = {
+    "EventRejected": RolloutState,
+    "ExportFailed": RolloutState,
+    "InstallTimedOut": CommandResult,
+    "RollbackTimedOut": CommandResult,
+    "BeginVerification": VerificationStart,
+    "OutcomeNotRecorded": OutcomeSummary,
+}
+# Fields of a state's JSON that hold one JSONPath read from the state (or from the task's raw
+# result, for ResultSelector); Parameters, ItemSelector and ResultSelector hold "<key>.$" paths.
+PATH_FIELDS = ("InputPath", "OutputPath", "ItemsPath", "MaxConcurrencyPath", "SecondsPath", "TimestampPath",
+               "TimeoutSecondsPath", "HeartbeatSecondsPath")
+
+
+def payload_fields(template: dict[str, Any]) -> set[str]:
+    """The keys a Parameters / ItemSelector / ResultSelector template produces."""
+    return {key.removesuffix(".$") for key in template}
+
+
+def template_paths(template: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(where, path) of every "<key>.$" JSONPath in a Parameters-like template, nested ones too."""
+    if isinstance(template, dict):
+        for key, value in template.items():
+            if key.endswith(".$") and isinstance(value, str):
+                yield f"{where}.{key}", value
+            else:
+                yield from template_paths(value, f"{where}.{key}")
+    elif isinstance(template, list):
+        for index, value in enumerate(template):
+            yield from template_paths(value, f"{where}[{index}]")
+
+
+def choice_variables(rules: list[dict[str, Any]], where: str) -> Iterator[tuple[str, str]]:
+    for index, rule in enumerate(rules):
+        here = f"{where}[{index}]"
+        if "Variable" in rule:
+            yield f"{here}.Variable", rule["Variable"]
+        for key in ("And", "Or"):
+            yield from choice_variables(rule.get(key, []), f"{here}.{key}")
+        if "Not" in rule:
+            yield from choice_variables([rule["Not"]], f"{here}.Not")
+
+
+def state_paths(state: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(field, path) of every JSONPath the state reads from its input (not ResultSelector)."""
+    for field in PATH_FIELDS:
+        if isinstance(state.get(field), str):
+            yield field, state[field]
+    parameters = {k: v for k, v in state.get("Parameters", {}).items() if k != "FunctionName"}
+    yield from template_paths(parameters, "Parameters")
+    yield from choice_variables(state.get("Choices", []), "Choices")
+
+
+def resolve(model: type[BaseModel], segments: list[str]) -> str | None:
+    """Why ``segments`` is not a field path of ``model`` (None when it is)."""
+    for index, segment in enumerate(segments):
+        field = model.model_fields.get(segment)
+        if field is None:
+            return f"{model.__name__} has no field {segment!r}"
+        rest = segments[index + 1:]
+        if not rest:
+            return None
+        nested = [t for t in getattr(field.annotation, "__args__", (field.annotation,))
+                  if isinstance(t, type) and issubclass(t, BaseModel)]
+        if len(nested) != 1:
+            return f"{model.__name__}.{segment} is not one object, cannot read .{'.'.join(rest)}"
+        model = nested[0]
+    return None
+
+
+def split_path(path: str) -> list[str] | None:
+    """The field names of a "$.a.b" path, [] for "$", None for what this checker cannot read
+    (brackets, wildcards, filters, functions)."""
+    if path == "$":
+        return []
+    if not path.startswith("$.") or any(c in path for c in "[]*?()@"):
+        return None
+    return path[2:].split(".")
+
+
+def slots(states: dict[str, Any], contracts: dict[str, tuple[type[BaseModel], type[BaseModel]]]
+          ) -> dict[str, type[BaseModel]]:
+    """{field of the state: model} of one scope: each Task's ResultPath holds its result model,
+    each Catch's ResultPath a StateError."""
+    found: dict[str, type[BaseModel]] = {}
+    for name, state in states.items():
+        if state["Type"] == "Task" and isinstance(state.get("ResultPath"), str):
+            found[state["ResultPath"].removeprefix("$.")] = contracts[name][1]
+        for catch in state.get("Catch", []):
+            found[catch["ResultPath"].removeprefix("$.")] = StateError
+    return found
+
+
+def contract_problems(asl: dict[str, Any],
+                      contracts: dict[str, tuple[type[BaseModel], type[BaseModel]]]) -> list[str]:
+    """Every JSONPath that reads a task's result and names no field of that task's model, as
+    "[<Map state>/]<state name>: <field> <path>: <why>". A scope's state holds the task results
+    (slots) and, inside the Map, the item's fields (TargetItem)."""
+    problems: list[str] = []
+
+    def check(scope: str, name: str, field: str, path: str, known: dict[str, type[BaseModel]],
+              item: type[BaseModel] | None) -> None:
+        if path.startswith("$$."):
+            return  # the context object (execution, task token, Map item), not the state
+        segments = split_path(path)
+        if segments is None:
+            problems.append(f"{scope}{name}: {field} {path}: not a plain $.field path")
+            return
+        if not segments:
+            return  # the whole state
+        head, rest = segments[0], segments[1:]
+        if head in known:
+            why = resolve(known[head], rest)
+        elif item is not None and head in item.model_fields:
+            why = resolve(item, segments)
+        else:
+            why = f"no task writes ${'.' + head} in this scope"
+        if why:
+            problems.append(f"{scope}{name}: {field} {path}: {why}")
+
+    def visit(scope: str, states: dict[str, Any], item: type[BaseModel] | None) -> None:
+        known = slots(states, contracts)
+        for name, state in states.items():
+            for field, path in state_paths(state):
+                check(scope, name, field, path, known, item)
+            if state["Type"] == "Task" and "ResultSelector" in state:
+                result = contracts[name][1]
+                for key, path in template_paths(state["ResultSelector"], "ResultSelector"):
+                    if not path.startswith("$.Payload."):
+                        problems.append(f"{scope}{name}: {key} {path}: reads no Payload field")
+                        continue
+                    why = resolve(result, path.removeprefix("$.Payload.").split("."))
+                    if why:
+                        problems.append(f"{scope}{name}: {key} {path}: {why}")
+                problems.extend(f"{scope}{name}: ResultSelector key {key!r}: {result.__name__} has no such field"
+                                for key in payload_fields(state["ResultSelector"]) if key not in result.model_fields)
+            if state["Type"] == "Map":
+                for field, path in template_paths(state.get("ItemSelector", {}), "ItemSelector"):
+                    check(scope, name, field, path, known, item)
+                processor = state.get("ItemProcessor") or state["Iterator"]
+                visit(f"{scope}{name}/", processor["States"], TargetItem)
+
+    visit("", asl["States"], None)
+    return problems
+
+
+def test_the_contract_table_names_every_task_state(asl: dict[str, Any]) -> None:
+    tasks = {name for _, name, state in all_states(asl) if state["Type"] == "Task"}
+    assert tasks == set(CONTRACTS)
+    passes = {name for _, name, state in all_states(asl) if state["Type"] == "Pass"}
+    assert passes == set(STAND_INS)
+
+
+def test_every_path_read_from_a_task_result_names_a_field_of_its_model(asl: dict[str, Any]) -> None:
+    problems = contract_problems(asl, CONTRACTS)
+    assert not problems, "JSONPaths that name no field of the task's model:\n" + "\n".join(problems)
+
+
+def renamed(model: type[BaseModel], old: str, new: str) -> type[BaseModel]:
+    """A copy of ``model`` whose field ``old`` is called ``new`` (what a careless rename does)."""
+    fields: dict[str, Any] = {(new if name == old else name): (info.annotation, info)
+                              for name, info in model.model_fields.items()}
+    return create_model(model.__name__, **fields)
+
+
+@pytest.mark.parametrize(("state", "old", "new", "readers"), [
+    ("VerifyTarget", "pollIntervalSeconds", "reloadWaitSeconds", {"VerifyTarget", "WaitForReload"}),
+    ("ValidateEvent", "targetIds", "targets", {"ValidateEvent", "InstallTargets"}),
+    ("InstallOnTarget", "state", "status", {"InstallFinished"}),
+    ("ExportCertificate", "secretVersionId", "versionId", {"ExportCertificate", "InstallTargets"}),
+])
+def test_renaming_an_output_field_is_reported_at_the_asl_states_that_read_it(
+        asl: dict[str, Any], monkeypatch: pytest.MonkeyPatch, state: str, old: str, new: str,
+        readers: set[str]) -> None:
+    input_model, output_model = CONTRACTS[state]
+    monkeypatch.setitem(CONTRACTS, state, (input_model, renamed(output_model, old, new)))
+    problems = contract_problems(asl, CONTRACTS)
+    named = {line.split(":", 1)[0].rsplit("/", 1)[-1] for line in problems}
+    assert named == readers, problems
+    assert all(old in line for line in problems), problems
+
+
+def test_a_path_to_a_field_no_task_writes_is_reported(asl: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(asl))
+    broken["States"]["Route"]["Choices"][0]["Variable"] = "$.rollout.decison"
+    broken["States"]["InstallTargets"]["ItemProcessor"]["States"]["WaitForReload"]["SecondsPath"] = "$.verfy.x"
+    problems = contract_problems(broken, CONTRACTS)
+    assert any(p.startswith("Route: ") and "no field 'decison'" in p for p in problems), problems
+    assert any(p.startswith("InstallTargets/WaitForReload: ") and "no task writes $.verfy" in p
+               for p in problems), problems
+
+
+def test_every_task_payload_is_its_handlers_input_model(asl: dict[str, Any]) -> None:
+    problems = []
+    for where, name, state in all_states(asl):
+        if name not in CONTRACTS:
+            continue
+        model = CONTRACTS[name][0]
+        sent = payload_fields(state["Parameters"]["Payload"])
+        required = {f for f, info in model.model_fields.items() if info.is_required()}
+        if not required <= sent <= set(model.model_fields):
+            problems.append(f"{where} {name}: Payload {sorted(sent)} vs {model.__name__} fields "
+                            f"{sorted(model.model_fields)} (required {sorted(required)})")
+    assert not problems, "\n".join(problems)
+
+
+def test_pass_states_write_what_the_task_they_stand_in_for_would(asl: dict[str, Any]) -> None:
+    problems = []
+    for where, name, state in all_states(asl):
+        if state["Type"] != "Pass":
+            continue
+        model = STAND_INS[name]
+        if "Result" in state:
+            try:
+                model.model_validate(state["Result"])
+            except ValueError as e:
+                problems.append(f"{where} {name}: Result is no {model.__name__}: {e}")
+            continue
+        written = payload_fields(state.get("Parameters", {}))
+        required = {f for f, info in model.model_fields.items() if info.is_required()}
+        if not required <= written <= set(model.model_fields):
+            problems.append(f"{where} {name}: writes {sorted(written)}, {model.__name__} has "
+                            f"{sorted(model.model_fields)} (required {sorted(required)})")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_map_item_is_the_target_item_model(asl: dict[str, Any]) -> None:
+    assert payload_fields(asl["States"]["InstallTargets"]["ItemSelector"]) == set(TargetItem.model_fields)
+
+
+def test_the_iteration_state_model_is_the_item_and_every_result_before_the_outcome(asl: dict[str, Any]) -> None:
+    """IterationState (what RecordTargetOutcome parses) refuses unknown fields: a new step
+    writing a new field before RecordTargetOutcome needs a field here."""
+    iteration = asl["States"]["InstallTargets"]["ItemProcessor"]["States"]
+    written = {state["ResultPath"].removeprefix("$.") for name, state in iteration.items()
+               if isinstance(state.get("ResultPath"), str) and name != "RecordTargetOutcome"}
+    written |= {c["ResultPath"].removeprefix("$.") for state in iteration.values() for c in state.get("Catch", [])}
+    assert set(IterationState.model_fields) == set(TargetItem.model_fields) | written
+
+
+def test_notify_reads_every_field_validate_event_writes() -> None:
+    assert set(ValidateResult.model_fields) <= set(RolloutState.model_fields)
+    full = ValidateResult(decision="ROLLOUT", certificateArn="arn:x", rolloutId="r1", targetIds=["a"])
+    assert RolloutState.model_validate(full.model_dump(mode="json")).targetIds == ["a"]
 
 
 # --- IAM -------------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class RolloutOutcome(StrEnum):
 
 
 class TargetOutcome(StrEnum):
+    """One target's outcome in one rollout (logic.outcome.classify)."""
+
     VERIFIED = "VERIFIED"
     ROLLED_BACK = "ROLLED_BACK"
     FAILED = "FAILED"

@@ -1,24 +1,26 @@
-"""InstallOnTarget / RollbackTarget and CheckInstall / CheckRollback: one SSM command per
-target, polled by the state machine (Wait + Choice), bounded by a deadline.
+"""InstallOnTarget / RollbackTarget: one SSM command per target, and the classification of
+its final status.
 
-Rules: D3 (InvocationDoesNotExist right after SendCommand is transient; Pending, InProgress,
-Delayed are not terminal; a node that never answers ends "timed out", distinct from "command
-failed"), S2 (writing files is never success: verification follows). The Map task waits on
-a task token; logic.callback completes it when SSM reports a terminal status.
+The Map task that sends the command waits on a task token (lambda:invoke.waitForTaskToken,
+bounded by the task's TimeoutSecondsPath): nothing polls SSM and no Lambda sleeps. SSM ends
+the command itself (delivery TimeoutSeconds, the document's execution timeout) and reports
+the final status through EventBridge; logic.callback then classifies it (command_status) and
+completes the task. Rules: D3 (Pending, InProgress, Delayed are not terminal; an invocation
+GetCommandInvocation does not know, InvocationDoesNotExist, is classified by the event's status;
+a node that never answers ends "timed out", distinct from "command failed"; an undeliverable
+command is not a failed install), S2 (writing files is never success: verification follows).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import time
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from rollout_core import ports
+from rollout_core.contracts import Action, CommandRef, CommandStatus, WaitingTaskContext
 from rollout_core.domain.ssm_status import CommandState, classify_invocation
+from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.observability import logger
 from rollout_core.probe import ProbeError
 from rollout_core.settings import InstallSettings
@@ -27,23 +29,7 @@ RESULT_LINE = re.compile(r"^ROLLOUT_RESULT (\{.*\})\s*$", re.MULTILINE)
 PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
 
 
-class CommandRef(BaseModel):
-    commandId: str
-    instanceId: str
-    deadline: float  # epoch seconds after which the command counts as timed out
-    pollIntervalSeconds: int
-    endpoint: str
-    servedSerialBefore: str | None = None
-
-
-class CommandStatus(BaseModel):
-    state: Literal["PENDING", "SUCCEEDED", "FAILED", "TIMED_OUT", "UNDELIVERABLE", "CANCELLED"]
-    reason: str | None = None
-    detail: str | None = None
-    restored: bool = False
-
-
-def send_target_command(action: Literal["install", "rollback"], certificate_arn: str, target_id: str,
+def send_target_command(action: Action, certificate_arn: str, target_id: str,
                         rollout_id: str, expected_serial: str, secret_arn: str, secret_version_id: str, *,
                         settings: InstallSettings, inventory: ports.Inventory, commands: ports.Commands,
                         waiting_tasks: ports.WaitingTasks, probe: ports.TlsProbe, task_token: str | None = None,
@@ -52,7 +38,8 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
 
     Before an install, probes what the target serves (served_serial_before; None when it
     cannot be reached). With ``task_token`` (the waiting Map task's), remembers the token
-    under the command id, so the status-change callback can complete the task.
+    under a key that rides in the command's Comment (logic.waiting), so that CommandCallback
+    can complete the task. Returns the CommandRef (ids, endpoint, served serial before).
     Ports: ``inventory`` (the target), ``probe`` (served serial before), ``waiting_tasks``
     (the token), ``commands`` (SendCommand).
     Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a named AwsError.
@@ -69,8 +56,8 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
     wait_key = waiting_task_key(rollout_id, target_id, action)
     if task_token:
         # Stored BEFORE the command is sent: a fast node's status event can never arrive first.
-        waiting_tasks.remember(wait_key, task_token,
-                               {"endpoint": target.endpoint, "servedSerialBefore": before, "action": action},
+        context = WaitingTaskContext(endpoint=target.endpoint, servedSerialBefore=before, action=action)
+        waiting_tasks.remember(wait_key, task_token, context.model_dump(mode="json"),
                                ttl_seconds=settings.command_timeout_seconds + 86400)
     command_id = commands.send(
         settings.install_document, target.instanceId,
@@ -82,28 +69,8 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
     )
     logger.info("command sent", extra={"action": action, "target_id": target_id, "command_id": command_id,
                                        "instance_id": target.instanceId})
-    started = now if now is not None else time.time()
-    return CommandRef(commandId=command_id, instanceId=target.instanceId,
-                      deadline=started + settings.command_timeout_seconds,
-                      pollIntervalSeconds=settings.poll_interval_seconds, endpoint=target.endpoint,
+    return CommandRef(commandId=command_id, instanceId=target.instanceId, endpoint=target.endpoint,
                       servedSerialBefore=before)
-
-
-COMMENT_PREFIX = "cert-rollout "
-
-
-def waiting_task_key(rollout_id: str, target_id: str, action: str) -> str:
-    """A short id of one (rollout, target, action): it rides in the SSM command's Comment (at
-    most 100 characters) so the status-change callback finds the waiting task."""
-    return hashlib.sha256(f"{rollout_id}|{target_id}|{action}".encode()).hexdigest()[:32]
-
-
-def waiting_task_key_from_comment(comment: str) -> str | None:
-    """The key written by send_target_command, or None for a command someone else sent."""
-    if not comment.startswith(COMMENT_PREFIX):
-        return None
-    key = comment[len(COMMENT_PREFIX):].split(" ", 1)[0]
-    return key if re.fullmatch(r"[0-9a-f]{32}", key) else None
 
 
 def redact(text: str) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 
 from cryptography import x509
-from pydantic import BaseModel
 
 from rollout_core import ports
+from rollout_core.contracts import ExportResult
 from rollout_core.domain.keys import (
     assert_key_matches_certificate,
     decrypt_private_key,
@@ -26,14 +26,6 @@ from rollout_core.domain.pem import build_bundle, certificate_facts
 from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.observability import logger
 from rollout_core.settings import ExportSettings
-
-
-class ExportResult(BaseModel):
-    secretArn: str
-    secretVersionId: str
-    serial: str
-    notAfter: str
-    keyAlgorithm: str
 
 
 def secret_name(prefix: str, certificate_arn: str) -> str:

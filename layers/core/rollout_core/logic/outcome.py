@@ -3,6 +3,7 @@
   install command FAILED, files restored by the installer  -> ROLLED_BACK / install-failed
   install command FAILED before anything was replaced       -> FAILED / install-failed
   command TIMED_OUT / UNDELIVERABLE / CANCELLED              -> FAILED / command-timed-out | undeliverable | command-cancelled
+    (CANCELLED: someone cancelled the command in SSM; the rollout itself never cancels one)
   verified                                                   -> VERIFIED
   unreachable past the verify deadline                       -> FAILED / unreachable
   not serving the new serial, rollback succeeded             -> ROLLED_BACK / not-serving-new-serial
@@ -12,14 +13,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
-from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from rollout_core import ports
+from rollout_core.contracts import IterationState, OutcomeRecord, StateError, VerifyResult
 from rollout_core.models import TargetOutcome
 from rollout_core.observability import logger
 from rollout_core.probe import ProbeError
@@ -35,55 +35,41 @@ ERROR_REASONS = {
 RECORD_TTL_SECONDS = 400 * 86400
 
 
-class OutcomeRecord(BaseModel):
-    rolloutId: str
-    targetId: str
-    certificateArn: str
-    endpoint: str | None = None
-    outcome: TargetOutcome
-    reason: str | None = None
-    detail: str | None = None
-    expectedSerial: str | None = None
-    servedSerialBefore: str | None = None
-    servedSerialAfter: str | None = None
-    recordedAt: str
-    expiresAt: int
+def _error_outcome(error: StateError) -> tuple[TargetOutcome, str, str]:
+    """FAILED with the reason named after the caught error (ERROR_REASONS, else step-failed)."""
+    return TargetOutcome.FAILED, ERROR_REASONS.get(error.Error, "step-failed"), error.text(800)
 
 
-def _error_detail(error: dict[str, Any]) -> tuple[str, str]:
-    name = str(error.get("Error", "Error"))
-    cause = error.get("Cause") or ""
-    try:
-        parsed = json.loads(cause)
-        message = str(parsed.get("errorMessage", "")) if isinstance(parsed, dict) else str(parsed)
-    except (TypeError, json.JSONDecodeError):
-        message = str(cause)
-    return name, f"{name}: {message}"[:800]
+def classify(state: IterationState) -> tuple[TargetOutcome, str | None, str | None]:
+    """(outcome, reason, detail) of one iteration state (see the module table).
 
-
-def classify(state: dict[str, Any]) -> tuple[TargetOutcome, str | None, str | None]:
-    """(outcome, reason, detail) of one iteration state (see the module table)."""
-    if state.get("error"):
-        name, detail = _error_detail(state["error"])
-        return TargetOutcome.FAILED, ERROR_REASONS.get(name, "step-failed"), detail
-    install = state.get("installCommand") or {}
-    if install.get("state") != "SUCCEEDED":
-        if install.get("state") == "FAILED" and install.get("restored"):
-            return TargetOutcome.ROLLED_BACK, "install-failed", install.get("detail")
-        return TargetOutcome.FAILED, install.get("reason") or "install-failed", install.get("detail")
-    verify = state.get("verify") or {}
-    if verify.get("state") == "VERIFIED":
+    ``detail`` is text for the notification (the server's or the step's error), None when
+    there is nothing to say; it never holds key material (logic.commands.redact).
+    """
+    if state.error is not None:
+        return _error_outcome(state.error)
+    install = state.installCommand
+    if install is None:  # no result and no error: the install never reported
+        return TargetOutcome.FAILED, "install-failed", None
+    if install.state != "SUCCEEDED":
+        if install.state == "FAILED" and install.restored:
+            return TargetOutcome.ROLLED_BACK, "install-failed", install.detail
+        return TargetOutcome.FAILED, install.reason or "install-failed", install.detail
+    verify = state.verify if isinstance(state.verify, VerifyResult) else None  # else: verification never answered
+    verify_detail = verify.detail if verify is not None else None
+    if verify is not None and verify.state == "VERIFIED":
         return TargetOutcome.VERIFIED, None, None
-    if verify.get("state") == "UNREACHABLE":
-        return TargetOutcome.FAILED, "unreachable", verify.get("detail")
-    rollback = state.get("rollbackCommand") or {}
-    if rollback.get("state") == "SUCCEEDED":
-        return TargetOutcome.ROLLED_BACK, "not-serving-new-serial", verify.get("detail")
-    detail = "; ".join(p for p in (verify.get("detail"), rollback.get("detail")) if p)
+    if verify is not None and verify.state == "UNREACHABLE":
+        return TargetOutcome.FAILED, "unreachable", verify_detail
+    rollback = state.rollbackCommand
+    if rollback is not None and rollback.state == "SUCCEEDED":
+        return TargetOutcome.ROLLED_BACK, "not-serving-new-serial", verify_detail
+    rollback_detail = rollback.detail if rollback is not None else None
+    detail = "; ".join(p for p in (verify_detail, rollback_detail) if p)
     return TargetOutcome.FAILED, "rollback-failed", detail or None
 
 
-def record_outcome(state: dict[str, Any], *, settings: RecordSettings, inventory: ports.Inventory,
+def record_outcome(state: IterationState, *, settings: RecordSettings, inventory: ports.Inventory,
                    records: ports.RolloutRecords, probe: ports.TlsProbe,
                    now: datetime | None = None) -> OutcomeRecord:
     """Classify, probe once what the target serves now, write the rollout record, and on
@@ -94,9 +80,9 @@ def record_outcome(state: dict[str, Any], *, settings: RecordSettings, inventory
     as FAILED/outcome-not-recorded)."""
     now = now or datetime.now(UTC)
     outcome, reason, detail = classify(state)
-    certificate_arn, target_id = state["certificateArn"], state["targetId"]
-    install = state.get("installCommand") or {}  # CommandCallback's output: status + endpoint, served serial
-    endpoint = install.get("endpoint")
+    certificate_arn, target_id = state.certificateArn, state.targetId
+    install = state.installCommand  # CommandCallback's output: status + endpoint, served serial before
+    endpoint = install.endpoint if install is not None else None
     after = None
     try:
         target = inventory.get(certificate_arn, target_id)
@@ -106,9 +92,9 @@ def record_outcome(state: dict[str, Any], *, settings: RecordSettings, inventory
     except (ProbeError, ports.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
         logger.info("served serial after the rollout unknown", extra={"target_id": target_id, "error": str(e)})
     record = OutcomeRecord(
-        rolloutId=state["rolloutId"], targetId=target_id, certificateArn=certificate_arn, endpoint=endpoint,
-        outcome=outcome, reason=reason, detail=detail, expectedSerial=state.get("expectedSerial"),
-        servedSerialBefore=install.get("servedSerialBefore"), servedSerialAfter=after,
+        rolloutId=state.rolloutId, targetId=target_id, certificateArn=certificate_arn, endpoint=endpoint,
+        outcome=outcome, reason=reason, detail=detail, expectedSerial=state.expectedSerial,
+        servedSerialBefore=install.servedSerialBefore if install is not None else None, servedSerialAfter=after,
         recordedAt=now.isoformat(), expiresAt=int(time.time()) + RECORD_TTL_SECONDS,
     )
     records.put(record.model_dump(mode="json"))

@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from rollout_core import ports
+from rollout_core.contracts import ValidateResult
 from rollout_core.domain.errors import InvalidSerial, RolloutError
 from rollout_core.domain.events import RequestKind, RolloutRequest, parse_event
 from rollout_core.domain.serials import serials_equal
@@ -38,22 +37,6 @@ class TooManyTargets(RolloutError):
     history events per execution; each target costs 24 on the happy path, more with retries
     or a rollback: BENCHMARKS.md). Refused up front, with a notification, rather than failing
     half-way without one."""
-
-
-class ValidateResult(BaseModel):
-    """ValidateEvent's output: references only (ARN, serial, target ids)."""
-
-    decision: Decision
-    certificateArn: str
-    serial: str | None = None
-    rolloutId: str
-    targetIds: list[str] = []
-    maxConcurrency: int = 10
-    taskTimeoutSeconds: int = 900  # how long an install/rollback task waits for SSM's final status
-    reason: str | None = None
-    daysToExpiry: int | None = None
-    domainName: str | None = None
-    duplicateOf: str | None = None
 
 
 def _verified_on(state: ports.DeploymentState, serial: str) -> bool:

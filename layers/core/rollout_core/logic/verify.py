@@ -2,33 +2,24 @@
 
 Rules: S2 (files on disk are never success), S3 (SNI sent, serial read from the DER leaf even
 with chain verification off), S4 (could-not-connect and serial-mismatch are different), and
-reload lag (nginx needs ~20 ms, sometimes longer, to serve new files: poll until a deadline,
-never assume). Unreachable past the deadline ends FAILED/unreachable (no rollback: nothing
-proves the new files are at fault); a mismatch or a failing handshake ends NOT_SERVING, and
-the state machine rolls the target back.
+reload lag (nginx needs ~20 ms, sometimes longer, to serve new files: never assume). Until
+``since + VerifyTimeoutSeconds`` a mismatch answers WAITING and the state machine probes again
+after its WaitForReload state (PollIntervalSeconds). Unreachable past that deadline ends
+FAILED/unreachable (no rollback: nothing proves the new files are at fault); a mismatch or a
+failing handshake ends NOT_SERVING, and the state machine rolls the target back.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
-
-from pydantic import BaseModel
 
 from rollout_core import ports
+from rollout_core.contracts import VerifyResult
 from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed
 from rollout_core.settings import VerifySettings
 
 STABLE_PROBES = 3
-
-
-class VerifyResult(BaseModel):
-    state: Literal["VERIFIED", "WAITING", "NOT_SERVING", "UNREACHABLE"]
-    since: str
-    servedSerial: str | None = None
-    pollIntervalSeconds: int
-    detail: str | None = None
 
 
 def verify_target(certificate_arn: str, target_id: str, expected_serial: str, since: str, *,

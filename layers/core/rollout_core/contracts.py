@@ -1,0 +1,336 @@
+"""The state contracts of statemachine/rollout.asl.json: what each task receives and returns,
+what the Map iteration holds when its outcome is classified, and what Notify reads.
+
+One model per shape, written once. The ASL reads these fields by name (ResultSelector,
+Parameters, Choice variables, ItemsPath, OutputPath ...): tests/unit/test_statemachine.py maps
+every Task state to its output model and fails, naming the state, when a path the ASL reads is
+not a field of that model. The JSON field names are those of the ASL and of execution
+histories (camelCase), so they stay as they are.
+
+Where each shape lives in the state (top level of an execution):
+
+  $.rollout       ValidateEvent's ValidateResult, or the RolloutState that EventRejected /
+                  ExportFailed write instead; Notify reads it as RolloutState
+  $.export        ExportCertificate's ExportResult
+  $.error         a Catch's StateError
+  $.notification  Notify's NotifyResult
+
+Inside the Map (one iteration per target), starting from the TargetItem of ItemSelector:
+
+  $.installCommand, $.rollbackCommand   CommandResult: what CommandCallback sends the waiting
+                                         task (or InstallTimedOut / RollbackTimedOut write)
+  $.verify        VerificationStart (BeginVerification), then VerifyTarget's VerifyResult
+  $.error         a Catch's StateError
+  $.outcome       RecordTargetOutcome's OutcomeSummary (the iteration's output)
+
+State carries references only (ARNs, serials, secret version ids, target ids): no model here
+has a field for key material or a passphrase (DESIGN.md, Hard rules).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
+
+Action = Literal["install", "rollback"]
+CommandStateName = Literal["PENDING", "SUCCEEDED", "FAILED", "TIMED_OUT", "UNDELIVERABLE", "CANCELLED"]
+VerifyStateName = Literal["VERIFIED", "WAITING", "NOT_SERVING", "UNREACHABLE"]
+
+
+class _State(BaseModel):
+    """A shape the state machine builds itself: exact, unknown fields are refused (a renamed
+    field in the ASL fails the handler at once, with the field's name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StateError(BaseModel):
+    """What a Catch writes (``ResultPath: $.error``): the error's name and its cause.
+
+    For a Lambda task the cause is Lambda's JSON error ({"errorMessage", "errorType", ...});
+    for a States.* error it is plain text. Source: AWS Step Functions Developer Guide,
+    "Handling errors in Step Functions workflows" (Catch output: Error, Cause).
+    """
+
+    Error: str = "Error"
+    Cause: str | None = None
+
+    def message(self) -> str:
+        """The cause's ``errorMessage`` when it is Lambda's JSON error, else the cause text."""
+        cause = self.Cause or ""
+        try:
+            parsed = json.loads(cause)
+        except json.JSONDecodeError:
+            return cause
+        if isinstance(parsed, dict):
+            return str(parsed.get("errorMessage", ""))
+        return str(parsed)
+
+    def text(self, limit: int) -> str:
+        """``"<Error>: <message>"`` cut to ``limit`` characters."""
+        return f"{self.Error}: {self.message()}"[:limit]
+
+
+# --- ValidateEvent ---------------------------------------------------------------------
+
+
+class ValidateInput(_State):
+    """ValidateEvent's payload: the execution input and the execution's ARN (its name is the
+    rollout id)."""
+
+    event: Any
+    executionArn: str
+
+
+class ValidateResult(_State):
+    """ValidateEvent's output ($.rollout): references only (ARN, serial, target ids)."""
+
+    decision: Decision
+    certificateArn: str
+    serial: str | None = None
+    rolloutId: str
+    targetIds: list[str] = Field(default_factory=list)
+    maxConcurrency: int = 10  # the Map's MaxConcurrencyPath (0 = no limit)
+    taskTimeoutSeconds: int = 900  # how long an install/rollback task waits for SSM's final status
+    reason: str | None = None
+    daysToExpiry: int | None = None
+    domainName: str | None = None
+    duplicateOf: str | None = None
+
+
+class RolloutState(_State):
+    """$.rollout as Notify reads it: ValidateEvent's result (every field of ValidateResult), or
+    what EventRejected (decision REJECTED, rolloutId, error) or ExportFailed (decision
+    EXPORT_FAILED, the certificate's fields, error) write in its place."""
+
+    decision: Decision
+    rolloutId: str
+    certificateArn: str | None = None
+    serial: str | None = None
+    targetIds: list[str] = Field(default_factory=list)
+    maxConcurrency: int | None = None
+    taskTimeoutSeconds: int | None = None
+    reason: str | None = None
+    daysToExpiry: int | None = None
+    domainName: str | None = None
+    duplicateOf: str | None = None
+    error: StateError | None = None
+
+
+# --- ExportCertificate -----------------------------------------------------------------
+
+
+class ExportInput(_State):
+    """ExportCertificate's payload, from $.rollout."""
+
+    certificateArn: str
+    serial: str | None = None
+    rolloutId: str
+
+
+class ExportResult(_State):
+    """ExportCertificate's output ($.export): the staged secret's references, never its value."""
+
+    secretArn: str
+    secretVersionId: str
+    serial: str
+    notAfter: str
+    keyAlgorithm: str
+
+
+# --- the Map iteration -----------------------------------------------------------------
+
+
+class TargetItem(_State):
+    """One Map item (InstallTargets' ItemSelector): the target and the rollout's references."""
+
+    targetId: str
+    certificateArn: str
+    rolloutId: str
+    expectedSerial: str
+    secretArn: str
+    secretVersionId: str
+    taskTimeoutSeconds: int
+
+
+class TargetCommandInput(_State):
+    """InstallOnTarget / RollbackTarget's payload: the item's references, the action and the
+    waiting task's token (lambda:invoke.waitForTaskToken)."""
+
+    action: Action
+    targetId: str
+    certificateArn: str
+    rolloutId: str
+    expectedSerial: str
+    secretArn: str
+    secretVersionId: str
+    taskToken: str | None = None
+
+
+class CommandRef(_State):
+    """What the InstallTarget function returns for one sent command. The waiting task's result
+    is not this (Step Functions ignores a waitForTaskToken Lambda's response) but the
+    CommandResult that CommandCallback sends with the task token."""
+
+    commandId: str
+    instanceId: str
+    endpoint: str
+    servedSerialBefore: str | None = None
+
+
+class WaitingTaskContext(_State):
+    """What the InstallTarget function stores with the task token for CommandCallback to return
+    besides the status: the target's endpoint and what it served before the install."""
+
+    endpoint: str | None = None
+    servedSerialBefore: str | None = None
+    action: Action | None = None
+
+
+class CommandStatus(_State):
+    """The classified final status of one SSM command invocation (logic.commands.command_status)."""
+
+    state: CommandStateName
+    reason: str | None = None
+    detail: str | None = None
+    restored: bool = False  # the installer restored the previous files itself (test/reload failed)
+
+
+class CommandResult(CommandStatus):
+    """$.installCommand / $.rollbackCommand: CommandCallback's output to the waiting task
+    (status + context + ids), or the TIMED_OUT status InstallTimedOut / RollbackTimedOut write
+    when the task's timeout fires first (then only state, reason, detail)."""
+
+    endpoint: str | None = None
+    servedSerialBefore: str | None = None
+    action: Action | None = None
+    commandId: str | None = None
+    instanceId: str | None = None
+
+
+class CommandCallbackResult(BaseModel):
+    """CommandCallback's own return (its EventBridge invocation's result, in its log): either
+    which command completed which state, or why the status change was ignored."""
+
+    commandId: str | None = None
+    state: CommandStateName | None = None
+    ignored: str | None = None
+
+
+class VerificationStart(_State):
+    """$.verify as BeginVerification writes it: when verification began (ISO 8601)."""
+
+    since: str
+
+
+class VerifyInput(_State):
+    """VerifyTarget's payload: the item's references and $.verify.since."""
+
+    targetId: str
+    certificateArn: str
+    rolloutId: str
+    expectedSerial: str
+    since: str
+
+
+class VerifyResult(_State):
+    """VerifyTarget's output ($.verify). WAITING loops through WaitForReload, which waits
+    ``pollIntervalSeconds`` (the PollIntervalSeconds parameter) before the next probe."""
+
+    state: VerifyStateName
+    since: str
+    servedSerial: str | None = None
+    pollIntervalSeconds: int
+    detail: str | None = None
+
+
+class IterationState(TargetItem):
+    """The iteration's state when RecordTargetOutcome runs ($, sent as ``target``): the item
+    and what each step wrote. A step that did not run left its field None."""
+
+    installCommand: CommandResult | None = None
+    verify: VerifyResult | VerificationStart | None = None
+    rollbackCommand: CommandResult | None = None
+    error: StateError | None = None
+
+
+class RecordInput(_State):
+    """RecordTargetOutcome's payload."""
+
+    target: IterationState
+
+
+class OutcomeSummary(_State):
+    """RecordTargetOutcome's output ($.outcome, then the iteration's output), or what
+    OutcomeNotRecorded writes when recording failed."""
+
+    targetId: str
+    outcome: TargetOutcome
+    reason: str | None = None
+
+
+class OutcomeRecord(BaseModel):
+    """One target's rollout record in RolloutTable (no key material). Notify reads these."""
+
+    rolloutId: str
+    targetId: str
+    certificateArn: str
+    endpoint: str | None = None
+    outcome: TargetOutcome
+    reason: str | None = None
+    detail: str | None = None
+    expectedSerial: str | None = None
+    servedSerialBefore: str | None = None
+    servedSerialAfter: str | None = None
+    recordedAt: str
+    expiresAt: int
+
+    def summary(self) -> OutcomeSummary:
+        """The part the state machine keeps ($.outcome)."""
+        return OutcomeSummary(targetId=self.targetId, outcome=self.outcome, reason=self.reason)
+
+
+class TargetLine(BaseModel):
+    """One target as the notification lists it: its OutcomeRecord's fields that the message
+    shows (other fields of the record are ignored), or a FAILED line for a target without one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    targetId: str
+    outcome: TargetOutcome
+    reason: str | None = None
+    detail: str | None = None
+    endpoint: str | None = None
+    servedSerialAfter: str | None = None
+
+    @classmethod
+    def not_recorded(cls, target_id: str) -> TargetLine:
+        """The line of a target whose outcome was never recorded: FAILED/outcome-not-recorded."""
+        return cls(targetId=target_id, outcome=TargetOutcome.FAILED, reason="outcome-not-recorded")
+
+
+# --- Notify ----------------------------------------------------------------------------
+
+
+class NotifyInput(_State):
+    """Notify's payload: $.rollout."""
+
+    rollout: RolloutState
+
+
+class NotifyResult(_State):
+    """Notify's output ($.notification; the execution's output when it succeeds)."""
+
+    outcome: RolloutOutcome
+    rolloutId: str
+    certificateArn: str | None = None
+    expectedSerial: str | None = None
+    targetCount: int = 0
+    verified: int = 0
+    rolledBack: int = 0
+    failed: int = 0
+    messageId: str
