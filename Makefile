@@ -26,8 +26,11 @@ validate: setup
 build: setup
 	PYENV_VERSION=$(SAM_PYENV) PATH=$(VENV)/bin:$$PATH sam build
 
-lint: setup
+lint: setup  ## ruff (with complexity <= 12), mypy (strict for the layer), checkov + parliament (security-lint)
 	$(VENV)/bin/ruff check layers functions src installer scripts tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --config-file layers/core/mypy.ini
+	bash scripts/security_lint.sh
 
 asl: setup  ## after editing statemachine/rollout.asl.json: redraw the README diagram; re-embed the installer
 	$(PY) scripts/asl_diagram.py
