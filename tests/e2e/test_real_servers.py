@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cert_rollout.localcloud import report as report_module
 from cert_rollout.localcloud import real_servers
+from cert_rollout.localcloud import report as report_module
 from cert_rollout.localcloud.cloud import free_port
 from cert_rollout.localcloud.scenario import Scenario, ScenarioRunner
 from tests.e2e.conftest import SCENARIOS, probe_serial, target_by_id
@@ -104,7 +104,7 @@ def test_nginx_target_rolls_out_and_serves_the_new_serial() -> None:
 def test_two_certificates_on_one_nginx_port_by_sni() -> None:
     report, served = run(load("nginx-sni.yaml"))
     assert served["nginx-web"]["port"] == served["nginx-shop"]["port"]
-    for entry, (cert, tid) in zip(report["events"], (("web", "nginx-web"), ("shop", "nginx-shop"))):
+    for entry, (cert, tid) in zip(report["events"], (("web", "nginx-web"), ("shop", "nginx-shop")), strict=False):
         assert (entry["status"], entry["outcome"]) == ("SUCCEEDED", "ROLLED_OUT"), entry.get("error")
         new = expected_serial(report, cert)
         # (the record's served_serial_after is one probe right after Verify: nginx's old workers
@@ -137,7 +137,7 @@ def test_nginx_config_test_failure_rolls_back_and_keeps_serving_the_old_certific
 def test_haproxy_targets_roll_out_two_certificates_on_one_port() -> None:
     report, served = run(load("haproxy.yaml"))
     assert served["haproxy-web"]["port"] == served["haproxy-shop"]["port"]
-    for entry, (cert, tid) in zip(report["events"], (("web", "haproxy-web"), ("shop", "haproxy-shop"))):
+    for entry, (cert, tid) in zip(report["events"], (("web", "haproxy-web"), ("shop", "haproxy-shop")), strict=False):
         assert (entry["status"], entry["outcome"]) == ("SUCCEEDED", "ROLLED_OUT"), entry.get("error")
         new = expected_serial(report, cert)
         # (the record's served_serial_after is one probe right after Verify: nginx's old workers

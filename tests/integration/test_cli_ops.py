@@ -198,9 +198,9 @@ def test_targets_import_validates_all_before_writing(cloud, tmp_path):
     rows = json.loads(run("targets", "list", "--certificate-arn", CERT, "--json", *table_opts(cloud)).stdout)
     assert "imp-1" not in {x["targetId"] for x in rows}
     y = tmp_path / "t.yaml"
-    y.write_text("- certificateArn: %s\n  targetId: imp-1\n  host: imp1.internal.example\n  port: 443\n"
+    y.write_text(f"- certificateArn: {CERT}\n  targetId: imp-1\n  host: imp1.internal.example\n  port: 443\n"
                  "  server: nginx\n  instanceId: mi-0123456789abcdef0\n  files:\n"
-                 "    - {path: /etc/ssl/imp.pem, content: fullchain}\n" % CERT)
+                 "    - {path: /etc/ssl/imp.pem, content: fullchain}\n")
     r = run("targets", "import", str(y), *table_opts(cloud))
     assert r.exit_code == 0, r.stdout + r.stderr
     rows = json.loads(run("targets", "list", "--certificate-arn", CERT, "--json", *table_opts(cloud)).stdout)

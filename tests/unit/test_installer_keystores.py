@@ -33,7 +33,7 @@ def test_combined_is_leaf_then_chain_in_issuer_order_then_key(node, pki):
     assert blocks(text) == ["CERTIFICATE", "CERTIFICATE", "CERTIFICATE", PK]
     certs = x509.load_pem_x509_certificates(text.encode())
     assert certs[0].serial_number == pki["new"].serial
-    for child, issuer in zip(certs, certs[1:]):  # each signed by the next
+    for child, issuer in zip(certs, certs[1:], strict=False):  # each signed by the next
         child.verify_directly_issued_by(issuer)
     assert _public(text[text.index("-----BEGIN " + PK):].encode()) == certs[0].public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

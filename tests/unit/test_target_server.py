@@ -297,7 +297,7 @@ def test_answers_http_after_handshake(tmp_path, ca, servers):
     servers(config, tmp_path / "t.pid")
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
-    with socket.create_connection((HOST, port), timeout=3) as raw:
-        with ctx.wrap_socket(raw, server_hostname="web.internal.example") as tls:
-            tls.sendall(b"GET / HTTP/1.1\r\nHost: web.internal.example\r\n\r\n")
-            assert tls.recv(1024).startswith(b"HTTP/1.1 200 OK")
+    with socket.create_connection((HOST, port), timeout=3) as raw, \
+            ctx.wrap_socket(raw, server_hostname="web.internal.example") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: web.internal.example\r\n\r\n")
+        assert tls.recv(1024).startswith(b"HTTP/1.1 200 OK")

@@ -434,7 +434,7 @@ class Target(BaseModel):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    def install_settings(self) -> dict:
+    def install_settings(self) -> dict[str, Any]:
         """The installer's view of this target: paths, modes and commands, never key material."""
         return {
             "targetId": self.targetId,

@@ -186,9 +186,9 @@ def served_leaf(port: int, sni: str, timeout: float = 1.0) -> bytes | None:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
-            with ctx.wrap_socket(raw, server_hostname=sni) as tls:
-                return tls.getpeercert(binary_form=True)
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw, \
+                ctx.wrap_socket(raw, server_hostname=sni) as tls:
+            return tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
         return None
 

@@ -294,9 +294,8 @@ class _Listener:
                     return site
             for site in self.sites:
                 for pattern in site.config.server_names:
-                    if pattern.startswith("*.") and name.count(".") >= 1:
-                        if name.split(".", 1)[1] == pattern[2:]:
-                            return site
+                    if pattern.startswith("*.") and name.count(".") >= 1 and name.split(".", 1)[1] == pattern[2:]:
+                        return site
         return self.sites[0]
 
     def _select(self, sslobj: Any, server_name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -572,7 +571,7 @@ def start_server(
            "--config", config_path, "--pid-file", pid_file]
     if log:
         cmd += ["--log", log]
-    errfile = tempfile.TemporaryFile()  # not a pipe: nobody drains it while serving
+    errfile = tempfile.TemporaryFile()  # noqa: SIM115 - closed below once the child runs; not a pipe: nobody drains it while serving
     try:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=errfile, start_new_session=True)

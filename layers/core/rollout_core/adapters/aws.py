@@ -15,7 +15,8 @@ _CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeou
 @cache
 def client(service: str) -> Any:
     """A boto3 client for ``service`` (region and endpoint from the environment)."""
-    return boto3.client(service, config=_CONFIG)
+    factory: Any = boto3.client  # typed per service literal; ``service`` is any name here
+    return factory(service, config=_CONFIG)
 
 
 @cache

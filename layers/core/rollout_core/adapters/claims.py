@@ -29,7 +29,9 @@ class PowertoolsClaims:
         config = IdempotencyConfig(event_key_jmespath="[certificateArn, serial]",
                                    expires_after_seconds=ttl_seconds, raise_on_no_idempotency_key=True)
 
-        @idempotent_function(data_keyword_argument="claim", persistence_store=persistence, config=config)
+        # Powertools' idempotent_function carries no type hints: the claim's type is restated below.
+        @idempotent_function(data_keyword_argument="claim", persistence_store=persistence,  # type: ignore[untyped-decorator]
+                             config=config)
         def claim_rollout(claim: dict[str, str]) -> dict[str, str]:
             return {"rolloutId": claim["rolloutId"], "claimedAt": datetime.now(UTC).isoformat()}
 

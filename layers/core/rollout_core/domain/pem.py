@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidBundle, MalformedPem
@@ -150,7 +150,8 @@ def _cn(name: x509.Name) -> str | None:
 
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
-        return bool(cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca)
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        return bool(constraints.ca)
     except x509.ExtensionNotFound:
         return False
 
@@ -343,15 +344,13 @@ class CertificateFacts(BaseModel):
 
 def _sans(cert: x509.Certificate) -> list[str]:
     try:
-        names = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
     out: list[str] = []
     for name in names:
         value: Any = name.value
-        if isinstance(name, (x509.DNSName, x509.RFC822Name, x509.UniformResourceIdentifier)):
-            out.append(str(value))
-        elif isinstance(name, x509.IPAddress):
+        if isinstance(name, (x509.DNSName, x509.RFC822Name, x509.UniformResourceIdentifier, x509.IPAddress)):
             out.append(str(value))
         elif isinstance(name, x509.DirectoryName):
             out.append(value.rfc4514_string())

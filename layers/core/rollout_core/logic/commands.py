@@ -84,9 +84,10 @@ def installer_result(stdout: str) -> dict[str, Any] | None:
     if not found:
         return None
     try:
-        return json.loads(found[-1])
+        parsed = json.loads(found[-1])
     except json.JSONDecodeError:
         return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def command_status(command_id: str, instance_id: str, *, event_status: str | None = None,

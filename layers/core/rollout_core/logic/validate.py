@@ -77,7 +77,7 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         raise CertificateNotFound(str(e)) from None
     # SSM reports delivery and execution time-outs itself; the task's own timeout is the safety
     # net for a lost status event: delivery deadline + execution deadline + a margin.
-    base = {"certificateArn": cert.arn, "rolloutId": rollout_id, "domainName": cert.domain_name,
+    base: dict[str, Any] = {"certificateArn": cert.arn, "rolloutId": rollout_id, "domainName": cert.domain_name,
             "maxConcurrency": settings.max_concurrency,
             "taskTimeoutSeconds": 2 * max(30, settings.command_timeout_seconds) + 60}
     if cert.type != "PRIVATE":

@@ -12,6 +12,7 @@ failing handshake ends NOT_SERVING, and the state machine rolls the target back.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from rollout_core import ports
 from rollout_core.contracts import VerifyResult
@@ -37,7 +38,7 @@ def verify_target(certificate_arn: str, target_id: str, expected_serial: str, si
     started = datetime.fromisoformat(since.replace("Z", "+00:00"))
     expired = now >= started + timedelta(seconds=settings.verify_timeout_seconds)
     expected = parse_serial(expected_serial)
-    common = {"since": since, "pollIntervalSeconds": settings.poll_interval_seconds}
+    common: dict[str, Any] = {"since": since, "pollIntervalSeconds": settings.poll_interval_seconds}
     try:
         # nginx keeps answering some handshakes from old workers for ~100 ms after a reload:
         # the new serial counts as served only when STABLE_PROBES handshakes in a row show it.
