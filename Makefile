@@ -29,9 +29,8 @@ build: setup
 lint: setup
 	$(VENV)/bin/ruff check layers functions src installer scripts tests
 
-asl: setup  ## regenerate the ASL file and the embedded installer
+asl: setup  ## regenerate the ASL file
 	$(PY) scripts/gen_asl.py
-	$(PY) scripts/embed_installer.py
 
 clean:
 	rm -rf .aws-sam reports .pytest_cache

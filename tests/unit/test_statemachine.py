@@ -1,8 +1,8 @@
 """The state machine and the template agree: the ASL file is what scripts/gen_asl.py renders,
 every transition lands on a state, every Lambda task has its ARN substituted, retried and
-(inside the Map) caught; IAM is resource-scoped on secrets and keys; the embedded installer
-is current. The ASL features used are the ones moto's interpreter runs (DESIGN.md "Local
-cloud"): JSONPath only, no ToleratedFailure*, an inline Map with a Catch per task."""
+(inside the Map) caught; IAM is resource-scoped on secrets and keys. The ASL features used
+are the ones moto's interpreter runs (DESIGN.md "Local cloud"): JSONPath only, no
+ToleratedFailure*, an inline Map with a Catch per task."""
 
 from __future__ import annotations
 
@@ -306,14 +306,3 @@ def test_the_key_policy_lets_secrets_manager_use_the_key_only(template: dict[str
             uses = set(as_list(statement["Action"])) & {"kms:Decrypt", "kms:GenerateDataKey"}
             if uses:
                 assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), statement.get("Sid")
-
-
-# --- the embedded installer ------------------------------------------------------------
-
-
-def test_embedded_installer_is_current() -> None:
-    embed = load_script("embed_installer")
-    text = TEMPLATE_PATH.read_text()
-    assert embed.render(text) == text, (
-        "template.yaml's InstallBundleDocument differs from installer/install_bundle.py: "
-        "run .venv/bin/python scripts/embed_installer.py")

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from rollout_core.adapters import dynamo, ssm
+from rollout_core.adapters import dynamo, installer_source, ssm
+from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
 from rollout_core.domain.ssm_status import CommandState, classify_invocation
 from rollout_core.observability import logger
 from rollout_core.probe import ProbeError, probe_served_certificate
@@ -73,9 +74,7 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
                               ttl_seconds=settings.command_timeout_seconds + 86400)
     command_id = ssm.send_command(
         settings.install_document, target.instanceId,
-        {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
-         "TargetConfig": config, "ExpectedSerial": expected_serial,
-         "ExecutionTimeout": str(settings.command_timeout_seconds)},
+        document_parameters(action, secret_arn, secret_version_id, config, expected_serial, settings),
         timeout_seconds=settings.command_timeout_seconds,
         comment=f"{COMMENT_PREFIX}{wait_key} {action} {target_id}",
     )
@@ -86,6 +85,23 @@ def send_target_command(action: Literal["install", "rollback"], certificate_arn:
                       deadline=started + settings.command_timeout_seconds,
                       pollIntervalSeconds=settings.poll_interval_seconds, endpoint=target.endpoint,
                       servedSerialBefore=before)
+
+
+def document_parameters(action: str, secret_arn: str, secret_version_id: str, target_config: str,
+                        expected_serial: str, settings: InstallSettings) -> dict[str, str]:
+    """The install document's parameters (documents/install-bundle.ssm.yaml), name -> value.
+
+    ExecutionTimeout is the stack's CommandTimeoutSeconds; CommandTimeout, each download and
+    subprocess on the node, follows domain.command_timeouts; InstallerUrl / InstallerSha256
+    name the InstallerLayer version (adapters.installer_source). Raises what
+    installer_source.installer_package raises.
+    """
+    installer = installer_source.installer_package(settings.installer_layer_arn)
+    return {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
+            "TargetConfig": target_config, "ExpectedSerial": expected_serial,
+            "ExecutionTimeout": str(settings.command_timeout_seconds),
+            "CommandTimeout": str(subprocess_timeout_seconds(settings.command_timeout_seconds)),
+            "InstallerUrl": installer.url, "InstallerSha256": installer.sha256}
 
 
 COMMENT_PREFIX = "cert-rollout "
