@@ -1130,6 +1130,7 @@ def main() -> int:
         target = Target(raw)
         result["files"] = [f.path for f in target.files]
         runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
+        time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
         do_action = do_install if action == "install" else do_rollback
         code = do_action(target, runner, result)
         result["status"] = "ok"

@@ -87,6 +87,11 @@ class LayerDownloads:
         port = self._server.server_address[1]
         return f"http://127.0.0.1:{port}/layers/{token}?X-Amz-Expires={int(self.valid_seconds)}"
 
+    def expire(self) -> None:
+        """Every URL handed out so far expires now (a command delivered after its URL expired)."""
+        with self._lock:
+            self._zips = {token: (data, 0.0) for token, (data, _) in self._zips.items()}
+
     def _answer(self, path: str) -> tuple[bytes, int]:
         token = path.split("?", 1)[0].rsplit("/", 1)[-1]
         with self._lock:
