@@ -527,8 +527,8 @@ def time_left(stage: str, now: float | None = None) -> float | None:
             and 1 <= int(limit) <= MAX_COMMAND_TIMEOUT):
         raise RolloutFailure(stage, EXIT_PARAMS,
                              "ROLLOUT_STARTED_AT (epoch seconds) and ROLLOUT_EXECUTION_TIMEOUT (1 to "
-                             "{} s) must both be whole numbers, got {!r} and {!r}".format(
-                                 MAX_COMMAND_TIMEOUT, started[:20], limit[:20]))
+                             f"{MAX_COMMAND_TIMEOUT} s) must both be whole numbers, got "
+                             f"{started[:20]!r} and {limit[:20]!r}")
     return int(started) + int(limit) - (time.time() if now is None else now)
 
 
@@ -540,10 +540,9 @@ def check_time_to_restore(target: Target, timeout: float) -> None:
     left = time_left("write")
     if left is not None and left < needed:
         raise RolloutFailure("write", EXIT_WRITE,
-                             "only {:.0f} s of the execution timeout left; test, reload and restore "
-                             "need up to {:g} s ({} x ROLLOUT_COMMAND_TIMEOUT {:g} s + {:g} s): "
-                             "nothing changed".format(max(left, 0.0), needed, steps, timeout,
-                                                      RESTORE_MARGIN))
+                             f"only {max(left, 0.0):.0f} s of the execution timeout left; test, reload "
+                             f"and restore need up to {needed:g} s ({steps} x ROLLOUT_COMMAND_TIMEOUT "
+                             f"{timeout:g} s + {RESTORE_MARGIN:g} s): nothing changed")
 
 
 # --------------------------------------------------------------------------- commands

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
+import re._parser as sre_parse  # the parser the re module itself uses (Python >= 3.11)
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,6 @@ from rollout_core.settings import InstallSettings
 from samtranslator.yaml_helper import yaml_parse
 
 from cert_rollout.localcloud.nodes import NodeFleet
-
-if sys.version_info >= (3, 11):
-    import re._parser as sre_parse  # the parser the re module itself uses
-else:  # pragma: no cover
-    import sre_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
