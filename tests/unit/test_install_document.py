@@ -129,6 +129,13 @@ def test_document_parameters_are_quoted_safely_in_the_script() -> None:
                 assert not re.fullmatch(spec["allowedPattern"], "a" + bad + "a"), (name, bad)
 
 
+def test_every_placeholder_in_the_document_is_a_declared_parameter() -> None:
+    doc = document()
+    text = json.dumps(doc)
+    used = set(re.findall(r"\{\{\s*([A-Za-z0-9_.:-]+)\s*\}\}", text))
+    assert used == set(doc["parameters"]), "SSM substitutes every {{Name}}: " + str(used ^ set(doc["parameters"]))
+
+
 def test_bootstrap_exit_codes_are_the_ones_installer_source_names() -> None:
     script = "\n".join(document()["mainSteps"][0]["inputs"]["runCommand"])
     match = re.search(r"EXIT_UNAVAILABLE, EXIT_CHECKSUM = (\d+), (\d+)", script)
