@@ -32,9 +32,8 @@ lint: setup  ## ruff (with complexity <= 12), mypy (strict for the layer), check
 	$(VENV)/bin/mypy --config-file layers/core/mypy.ini
 	bash scripts/security_lint.sh
 
-asl: setup  ## after editing statemachine/rollout.asl.json: redraw the README diagram; re-embed the installer
+asl: setup  ## after editing statemachine/rollout.asl.json: redraw the README diagram
 	$(PY) scripts/asl_diagram.py
-	$(PY) scripts/embed_installer.py
 
 clean:
 	rm -rf .aws-sam reports .pytest_cache

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Install (or roll back) a certificate bundle on this managed node.
 
-Run by the SSM Run Command document ON THE MANAGED NODE. Standard library only
-(python3 >= 3.8) plus the AWS CLI on PATH (``aws``), called with the node's own
-identity to read the staged key material from Secrets Manager.
+Run ON THE MANAGED NODE by the SSM Run Command document documents/install-bundle.ssm.yaml,
+which downloads this file (the InstallerLayer's zip), checks its SHA-256 and runs it with
+its parameters as environment variables. Standard library only (python3 >= 3.8) plus the
+AWS CLI on PATH (``aws``), called with the node's own identity to read the staged key
+material from Secrets Manager.
 
 Parameters (environment variables, exported by the SSM document):
     ROLLOUT_ACTION            install | rollback
@@ -14,6 +16,15 @@ Parameters (environment variables, exported by the SSM document):
                               set, a bundle whose leaf has another serial is refused
     ROLLOUT_COMMAND_TIMEOUT   seconds for every subprocess (aws, test, reload): an integer
                               1..86400; default 60
+    ROLLOUT_EXECUTION_TIMEOUT seconds the document lets the whole script run, and
+    ROLLOUT_STARTED_AT        when it started (epoch seconds): both set, or both unset (no
+                              deadline). Before the files are swapped in, at least the time
+                              to test, reload and restore after a failed reload must be left
+                              (1 x ROLLOUT_COMMAND_TIMEOUT with a test command, 2 x with a
+                              reload command, plus 1 s); otherwise the install stops at the
+                              write stage (exit 12), nothing changed. The document sets
+                              ROLLOUT_COMMAND_TIMEOUT to a fifth of the execution timeout
+                              (rollout_core/domain/command_timeouts.py).
 
 Target config JSON:
     {"targetId": "web-1", "server": "embedded|nginx|haproxy|apache|generic",
@@ -72,8 +83,9 @@ rollback: restore every file from its backup (remove it if it was absent before 
 install), then testCommand and reloadCommand (exit 20 on any failure).
 
 Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
-(restored), 12 files could not be built or written (nothing changed), 13 secret fetch
-(bundle or password) failed, 20 rollback failed.
+(restored), 12 files could not be built or written, or too little time left (nothing
+changed), 13 secret fetch (bundle or password) failed, 20 rollback failed. (14 and 15 are the
+document's bootstrap: installer download failed, installer checksum mismatch.)
 
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 {action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
@@ -95,6 +107,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 EXIT_OK = 0
@@ -114,6 +127,7 @@ PASSWORD = "password"  # internal content: the password file of an encrypted-key
 PASSWORD_SUFFIX = ".pass"
 SERVER_OUTPUT_CHARS = 2000
 MAX_COMMAND_TIMEOUT = 86400
+RESTORE_MARGIN = 1.0  # seconds for restoring the files themselves (copies and renames)
 KEY_MODE_FORBIDDEN = 0o7137  # owner execute, group write/execute, anything for others, s/s/t bits
 SPECIAL_MODE_BITS = 0o7000  # setuid, setgid, sticky
 REDACT_WINDOW = 16  # a run of base64 characters this long that overlaps a secret is redacted
@@ -499,6 +513,36 @@ def command_timeout(stage: str) -> float:
                              "ROLLOUT_COMMAND_TIMEOUT must be a whole number of seconds from 1 to "
                              "{}, got {!r}".format(MAX_COMMAND_TIMEOUT, text[:40]))
     return float(int(text))
+
+
+def time_left(stage: str, now: float | None = None) -> float | None:
+    """Seconds until the document's execution timeout ends this script (may be negative),
+    from ROLLOUT_STARTED_AT + ROLLOUT_EXECUTION_TIMEOUT; None when neither is set. A bad or
+    half-given pair is refused (exit 2)."""
+    started = os.environ.get("ROLLOUT_STARTED_AT", "").strip()
+    limit = os.environ.get("ROLLOUT_EXECUTION_TIMEOUT", "").strip()
+    if not started and not limit:
+        return None
+    if not (re.fullmatch(r"[0-9]{1,12}", started) and re.fullmatch(r"[0-9]{1,6}", limit)
+            and 1 <= int(limit) <= MAX_COMMAND_TIMEOUT):
+        raise RolloutFailure(stage, EXIT_PARAMS,
+                             "ROLLOUT_STARTED_AT (epoch seconds) and ROLLOUT_EXECUTION_TIMEOUT (1 to "
+                             f"{MAX_COMMAND_TIMEOUT} s) must both be whole numbers, got "
+                             f"{started[:20]!r} and {limit[:20]!r}")
+    return int(started) + int(limit) - (time.time() if now is None else now)
+
+
+def check_time_to_restore(target: Target, timeout: float) -> None:
+    """Refuse to swap files in when a failed reload could not be restored in time: the test,
+    the reload and the reload after restore each take up to ``timeout`` seconds."""
+    steps = (1 if target.test_command else 0) + (2 if target.reload_command else 0)
+    needed = steps * timeout + RESTORE_MARGIN
+    left = time_left("write")
+    if left is not None and left < needed:
+        raise RolloutFailure("write", EXIT_WRITE,
+                             f"only {max(left, 0.0):.0f} s of the execution timeout left; test, reload "
+                             f"and restore need up to {needed:g} s ({steps} x ROLLOUT_COMMAND_TIMEOUT "
+                             f"{timeout:g} s + {RESTORE_MARGIN:g} s): nothing changed")
 
 
 # --------------------------------------------------------------------------- commands
@@ -1016,6 +1060,12 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial)} is not "
                                                   f"the expected serial {format_serial(expected)}")
     staged = stage_files(target, bundle, runner.timeout, passwords)
+    try:
+        check_time_to_restore(target, runner.timeout)
+    except RolloutFailure:
+        for _, new in staged:  # staged files may hold key material
+            _unlink(new)
+        raise
     swap_in(staged)
     paths = [spec.path for spec in target.files]
 
@@ -1079,6 +1129,7 @@ def main() -> int:
         target = Target(raw)
         result["files"] = [f.path for f in target.files]
         runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
+        time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
         do_action = do_install if action == "install" else do_rollback
         code = do_action(target, runner, result)
         result["status"] = "ok"

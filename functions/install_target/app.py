@@ -5,6 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from rollout_core.adapters.dynamo import DynamoInventory, DynamoWaitingTasks
+from rollout_core.adapters.installer_source import LayerInstallerSource
 from rollout_core.adapters.ssm import SsmCommands
 from rollout_core.adapters.tls import SocketTlsProbe
 from rollout_core.contracts import CommandRef, TargetCommandInput
@@ -17,6 +18,7 @@ INVENTORY = DynamoInventory(SETTINGS.inventory_table)
 COMMANDS = SsmCommands()
 WAITING_TASKS = DynamoWaitingTasks(SETTINGS.rollout_table)
 PROBE = SocketTlsProbe()
+INSTALLER = LayerInstallerSource()
 
 
 @logger.inject_lambda_context(log_event=False)  # the event carries a task token
@@ -29,5 +31,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result: CommandRef = send_target_command(r.action, r.certificateArn, r.targetId, r.rolloutId, r.expectedSerial,
                                              r.secretArn, r.secretVersionId, settings=SETTINGS, inventory=INVENTORY,
                                              commands=COMMANDS, waiting_tasks=WAITING_TASKS, probe=PROBE,
-                                             task_token=r.taskToken)
+                                             installer=INSTALLER, task_token=r.taskToken)
     return result.model_dump(mode="json")

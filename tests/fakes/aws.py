@@ -17,6 +17,7 @@ from rollout_core.ports import (
     CertificateDescription,
     CertificateNotFound,
     ExportedCertificate,
+    InstallerPackage,
     InvocationNotFound,
     NodeNotManaged,
     StagedSecret,
@@ -245,3 +246,14 @@ class FakeClaims(Recording):
             return "in-progress"
         holder, _ = self.claims.setdefault((certificate_arn, serial), (rollout_id, datetime.now(UTC)))
         return holder
+
+
+class FakeInstallerSource(Recording):
+    """The installer's download (adapters/installer_source.py LayerInstallerSource): one fixed
+    loopback URL and SHA-256 per layer version ARN."""
+
+    def package(self, layer_version_arn: str) -> InstallerPackage:
+        self._record("package", layer_version_arn=layer_version_arn)
+        return InstallerPackage(layer_version_arn=layer_version_arn,
+                                url="http://127.0.0.1:9/installer/" + layer_version_arn.rsplit(":", 2)[-2] + ".zip",
+                                sha256="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", expires_at=4102444800.0)

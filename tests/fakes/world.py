@@ -13,6 +13,7 @@ from tests.fakes.aws import (
     FakeCertificates,
     FakeClaims,
     FakeCommands,
+    FakeInstallerSource,
     FakeNotifications,
     FakeRolloutRecords,
     FakeStaging,
@@ -54,10 +55,11 @@ class World:
     records: FakeRolloutRecords = field(default_factory=FakeRolloutRecords)
     claims: FakeClaims = field(default_factory=FakeClaims)
     probe: FakeProbe = field(default_factory=FakeProbe)
+    installer: FakeInstallerSource = field(default_factory=FakeInstallerSource)
 
     def fakes(self) -> list[Recording]:
         return [self.certificates, self.staging, self.inventory, self.commands, self.waiting_tasks,
-                self.callbacks, self.notifications, self.records, self.claims, self.probe]
+                self.callbacks, self.notifications, self.records, self.claims, self.probe, self.installer]
 
 
 def world(algorithm: str = "RSA_2048") -> World:

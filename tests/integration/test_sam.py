@@ -1,5 +1,7 @@
 """The template as SAM CLI sees it: `sam validate --lint` passes and `sam build` builds every
-function and the layer (no container: the python3.12 runtime must be on PATH)."""
+function and the core layer (no container: the python3.12 runtime must be on PATH), and its
+built template still finds the SSM document (AWS::Include) and the installer layer's folder,
+which `sam deploy` uploads as they are."""
 
 from __future__ import annotations
 
@@ -93,7 +95,8 @@ def test_sam_build_builds_every_function_and_the_layer(tmp_path: Path, template:
         assert (built / "app.py").is_file(), f"{logical_id} not built"
         assert (built / "app.py").read_text() == (source / "app.py").read_text(), logical_id
 
-    layers = [lid for lid, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"]
+    layers = [lid for lid, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"
+              and r.get("Metadata", {}).get("BuildMethod")]
     assert layers
     for layer in layers:
         site = build / layer / "python"
@@ -111,3 +114,13 @@ def test_sam_build_builds_every_function_and_the_layer(tmp_path: Path, template:
         # The Lambda runtime is Linux x86_64: native wheels must match it.
         assert list((site / "cryptography" / "hazmat" / "bindings").glob("_rust.abi3.so"))
         assert list(site.glob("pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so"))
+
+    # Not built (no BuildMethod): the built template points back at the sources, which
+    # `sam deploy` zips (InstallerLayer) and uploads (the AWS::Include location).
+    built = yaml_parse((build / "template.yaml").read_text())["Resources"]
+    installer = built["InstallerLayer"]["Properties"]["ContentUri"]
+    assert (build / installer / "install_bundle.py").resolve() == (ROOT / "installer" / "install_bundle.py").resolve()
+    include = built["InstallBundleDocument"]["Properties"]["Content"]["Fn::Transform"]
+    assert include["Name"] == "AWS::Include"
+    source = resources["InstallBundleDocument"]["Properties"]["Content"]["Fn::Transform"]["Parameters"]["Location"]
+    assert (build / include["Parameters"]["Location"]).resolve() == (ROOT / source).resolve()

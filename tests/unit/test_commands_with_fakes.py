@@ -22,6 +22,7 @@ from tests.fakes.world import ARN, ROLLOUT_ID, World, target, world
 from tests.unit.pki_fixtures import pki
 
 SETTINGS = InstallSettings(inventory_table="inventory", rollout_table="rollouts", install_document="CertInstall",
+                           installer_layer_arn="arn:aws:lambda:eu-west-1:123456789012:layer:InstallerLayer:1",
                            command_timeout_seconds=300, probe_timeout_seconds=2.5)
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:acm-cert-rollout/6f1e2d3c-AbCdEf"
 OLD = pki("RSA_2048", label="old").leaf_cert
@@ -37,7 +38,8 @@ def w() -> World:
 def send(w: World, action: str = "install", target_id: str = "web-1", token: str | None = "token-1"):
     return send_target_command(action, ARN, target_id, ROLLOUT_ID, w.certificates.serial(ARN), SECRET_ARN, "v-1",
                                settings=SETTINGS, inventory=w.inventory, commands=w.commands,
-                               waiting_tasks=w.waiting_tasks, probe=w.probe, task_token=token)
+                               waiting_tasks=w.waiting_tasks, probe=w.probe, installer=w.installer,
+                               task_token=token)
 
 
 def sent_parameters(w: World) -> dict[str, Any]:

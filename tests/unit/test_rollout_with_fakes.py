@@ -56,9 +56,11 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
     outputs.append(exported.model_dump_json())
     ref = send_target_command("install", ARN, "web-1", decided.rolloutId, exported.serial, exported.secretArn,
                               exported.secretVersionId,
-                              settings=InstallSettings(inventory_table="inv", rollout_table="rollouts", install_document="CertInstall"),
+                              settings=InstallSettings(inventory_table="inv", rollout_table="rollouts",
+                                                       install_document="CertInstall",
+                                                       installer_layer_arn="arn:aws:lambda:eu-west-1:123456789012:layer:InstallerLayer:1"),
                               inventory=w.inventory, commands=w.commands, waiting_tasks=w.waiting_tasks,
-                              probe=w.probe, task_token="token-1")
+                              probe=w.probe, installer=w.installer, task_token="token-1")
     outputs.append(ref.model_dump_json())
     w.commands.finish(ref.commandId, "Success", stdout='ROLLOUT_RESULT {"status": "installed"}\n')
     complete_waiting_task(CommandEvent.model_validate(

@@ -40,6 +40,7 @@ FUNCTION_ENV = {
     "SECRET_PREFIX": "cert-rollout",
     "KMS_KEY_ID": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a",
     "INSTALL_DOCUMENT": "cert-rollout-InstallBundleDocument",
+    "INSTALLER_LAYER_ARN": f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:InstallerLayer:1",
     "TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:t",
 }
 

@@ -5,7 +5,7 @@ hold it to the rules the code relies on: every transition lands on a state, ever
 has its ARN substituted, the project's Retry policy and a Catch that keeps the target's outcome;
 every JSONPath a state reads from a task's result names a field of the pydantic model that task
 returns (rollout_core.contracts, one table below); the README's diagram is drawn from this file;
-IAM is resource-scoped on secrets and keys; the embedded installer is current. The ASL features
+IAM is resource-scoped on secrets and keys. The ASL features
 used are the ones moto's interpreter runs (DESIGN.md "Local cloud"): JSONPath only, no
 ToleratedFailure*, an inline Map with a Catch per task."""
 
@@ -646,14 +646,3 @@ def test_the_key_policy_lets_secrets_manager_use_the_key_only(template: dict[str
             uses = set(as_list(statement["Action"])) & {"kms:Decrypt", "kms:GenerateDataKey"}
             if uses:
                 assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), statement.get("Sid")
-
-
-# --- the embedded installer ------------------------------------------------------------
-
-
-def test_embedded_installer_is_current() -> None:
-    embed = load_script("embed_installer")
-    text = TEMPLATE_PATH.read_text()
-    assert embed.render(text) == text, (
-        "template.yaml's InstallBundleDocument differs from installer/install_bundle.py: "
-        "run .venv/bin/python scripts/embed_installer.py")

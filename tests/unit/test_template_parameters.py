@@ -221,6 +221,8 @@ class Renderer:
         if resource.get("Type") in ("AWS::SNS::Topic", "AWS::Serverless::StateMachine",
                                     "AWS::StepFunctions::StateMachine", "AWS::IAM::ManagedPolicy"):
             return self._arn(name, resource)
+        if resource.get("Type") in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+            return f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{name}:1"  # Ref of a layer: its version ARN
         return f"{STACK}-{name}-0A1B2C3D"
 
     def _get_att(self, arg: Any) -> str:

@@ -14,6 +14,7 @@ pass them in; unit tests pass the in-memory fakes of tests/fakes/.
   RolloutRecords   one outcome record per target per rollout (rollout table)
   RolloutClaims    the idempotent claim on (certificate ARN, serial)
   TlsProbe         one TLS handshake with SNI: the leaf a target serves
+  InstallerSource  where a node downloads the installer (the InstallerLayer version's zip)
 
 Every adapter raises the named errors below (the Step Functions Retry/Catch and
 logic/outcome.py ERROR_REASONS match them by class name) or a named AwsError
@@ -257,4 +258,27 @@ class TlsProbe(Protocol):
     def served_certificate(self, host: str, port: int, sni: str | None, *, timeout: float) -> ServedCertificate:
         """The leaf the target presents with SNI ``sni``. Raises TargetUnreachable or
         TlsHandshakeFailed (both ProbeError)."""
+        ...
+
+
+@dataclass(frozen=True)
+class InstallerPackage:
+    """One installer version as the install document takes it: ``url`` (presigned, valid until
+    ``expires_at``, epoch seconds) and ``sha256`` (base64 of the zip's SHA-256, as Lambda's
+    CodeSha256), of the layer version ``layer_version_arn``."""
+
+    layer_version_arn: str
+    url: str
+    sha256: str
+    expires_at: float
+
+
+@runtime_checkable
+class InstallerSource(Protocol):
+    """Where a managed node gets the installer (adapters/installer_source.py: Lambda
+    GetLayerVersionByArn on the InstallerLayer version)."""
+
+    def package(self, layer_version_arn: str) -> InstallerPackage:
+        """The download URL and SHA-256 of that installer version. Raises ValueError for an ARN
+        that is not a layer version ARN, InstallerUnavailable, or a named AwsError."""
         ...

@@ -52,8 +52,9 @@ class InstallSettings(BaseModel):
     inventory_table: str = Field(min_length=3)
     rollout_table: str = Field(min_length=3)
     install_document: str = Field(min_length=3)
+    # The InstallerLayer version the document downloads (template.yaml, !Ref InstallerLayer).
+    installer_layer_arn: str = Field(pattern=r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+$")
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
-    poll_interval_seconds: int = Field(default=5, ge=1, le=60)
     probe_timeout_seconds: float = Field(default=5.0, ge=1, le=30)
 
 

@@ -46,6 +46,69 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LayerDownloads:
+    """Lambda's presigned layer URLs (GetLayerVersionByArn Content.Location) on loopback: each
+    URL serves one zip for ``valid_seconds`` (Lambda: 10 minutes), then answers 403 like an
+    expired presigned S3 URL; an unknown path answers 403 too. Plain HTTP on 127.0.0.1."""
+
+    def __init__(self, valid_seconds: float = 600) -> None:
+        self.valid_seconds = valid_seconds
+        self._zips: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self.downloads = 0
+
+    def start(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        downloads = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body, status = downloads._answer(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/zip" if status == 200 else "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def presign(self, data: bytes) -> str:
+        """A new URL serving ``data`` until it expires."""
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._zips[token] = (data, time.time() + self.valid_seconds)
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/layers/{token}?X-Amz-Expires={int(self.valid_seconds)}"
+
+    def expire(self) -> None:
+        """Every URL handed out so far expires now (a command delivered after its URL expired)."""
+        with self._lock:
+            self._zips = {token: (data, 0.0) for token, (data, _) in self._zips.items()}
+
+    def _answer(self, path: str) -> tuple[bytes, int]:
+        token = path.split("?", 1)[0].rsplit("/", 1)[-1]
+        with self._lock:
+            entry = self._zips.get(token)
+            if entry and time.time() <= entry[1]:
+                self.downloads += 1
+                return entry[0], 200
+        reason = "Request has expired" if entry else "Access Denied"
+        return f"<Error><Code>AccessDenied</Code><Message>{reason}</Message></Error>".encode(), 403
+
+
 class LocalCloud:
     """One local AWS account/region with the stack deployed. Use as a context manager."""
 
@@ -63,6 +126,7 @@ class LocalCloud:
         self.deployment: Deployment | None = None
         self.runtime: LambdaRuntime | None = None
         self.fleet = NodeFleet()
+        self.layer_downloads = LayerDownloads()
         self.pca: LocalPrivateCA | None = None
         self.routed: list[dict[str, str]] = []
         self.secrets = SecretRegistry()
@@ -96,6 +160,7 @@ class LocalCloud:
         patches.ACTIVE["cloud"] = self
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
+        self.layer_downloads.start()
         _quiet_werkzeug()
         self.client("sts").get_caller_identity()  # the server answers
         self.runtime = LambdaRuntime(self.lambda_env(), self._write_logs, self.lambda_workers)
@@ -113,6 +178,7 @@ class LocalCloud:
         if self.server:
             self.server.stop()
             self.server = None
+        self.layer_downloads.stop()
         _reset_moto()
         patches.ACTIVE["cloud"] = None
 

@@ -73,7 +73,7 @@ def translate(template_path: Path, parameters: dict[str, str], region: str = "us
     Returns (cfn template, code dirs by function/layer logical id, parameter values).
     """
     root = template_path.parent
-    sam = yaml_parse(template_path.read_text())
+    sam = resolve_includes(yaml_parse(template_path.read_text()), root)
     code_dirs: dict[str, str] = {}
     for logical_id, resource in sam.get("Resources", {}).items():
         props = resource.setdefault("Properties", {})
@@ -98,6 +98,38 @@ def translate(template_path: Path, parameters: dict[str, str], region: str = "us
     translator = Translator(None, Parser(), boto_session=session)
     cfn = translator.translate(copy.deepcopy(sam), parameter_values=dict(values), get_managed_policy_map=lambda: {})
     return cfn, code_dirs, values
+
+
+def resolve_includes(node: Any, root: Path) -> Any:
+    """``node`` with every ``Fn::Transform: {Name: AWS::Include, Parameters: {Location: path}}``
+    replaced by the YAML/JSON file at ``path`` (relative to ``root``, the template's folder),
+    as `sam build`/`sam deploy` upload it and CloudFormation's AWS::Include transform inserts
+    it. Raises DeployError for an S3 location or a missing file."""
+    if isinstance(node, list):
+        return [resolve_includes(v, root) for v in node]
+    if not isinstance(node, dict):
+        return node
+    transform = node.get("Fn::Transform")
+    if len(node) == 1 and isinstance(transform, dict) and transform.get("Name") == "AWS::Include":
+        location = str(transform.get("Parameters", {}).get("Location", ""))
+        if "://" in location:
+            raise DeployError(f"AWS::Include {location}: the local cloud reads only files beside the template")
+        path = root / location
+        if not path.is_file():
+            raise DeployError(f"AWS::Include {location}: no such file beside {root}")
+        return resolve_includes(yaml_parse(path.read_text()), path.parent)
+    return {k: resolve_includes(v, root) for k, v in node.items()}
+
+
+def layer_zip(folder: Path) -> bytes:
+    """A layer's ContentUri folder zipped as `sam deploy` uploads a folder without a build
+    method: every file, paths relative to the folder (Python's __pycache__ left out)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                z.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
 
 
 def check_parameter(name: str, spec: dict[str, Any], value: str) -> None:
@@ -311,7 +343,11 @@ class Deployer:
         if sam_lid is None:
             raise DeployError(f"{lid}: no ContentUri folder")
         source = code_dirs[sam_lid]
-        arn = self._arn("lambda", f"layer:{sam_lid}:1")
+        # Published for real: GetLayerVersionByArn answers with this zip's CodeSha256 (and, through
+        # patches.py, a download URL served by the local cloud).
+        arn = self.client("lambda").publish_layer_version(
+            LayerName=p.get("LayerName") or sam_lid, Description=p.get("Description", "")[:256],
+            Content={"ZipFile": layer_zip(Path(source))})["LayerVersionArn"]
         d.physical[lid] = arn
         d.attributes[lid] = {"Arn": arn}
         d.attributes.setdefault("_layer_dirs", {})[arn] = source

@@ -50,6 +50,26 @@ def _lambda_invoke(self: LambdaBackend, function_name: str, qualifier: str | Non
     return payload
 
 
+# -------------------------------------------------------------- Lambda: GetLayerVersionByArn
+from moto.awslambda.responses import LambdaResponse  # noqa: E402
+
+
+def _get_layer_version_by_arn(self: LambdaResponse) -> Any:
+    """GetLayerVersionByArn (moto: not implemented): the layer version as GetLayerVersion
+    gives it, with Content.Location a download URL of the real zip that expires after 10
+    minutes, as Lambda's presigned S3 URL does; served by the local cloud on 127.0.0.1
+    (cloud.LayerDownloads), so a local node downloads exactly what was published."""
+    arn = self._get_param("Arn") or (self.querystring.get("Arn") or [""])[0]
+    version = self.backend.layers_versions_by_arn(arn)
+    if version is None:
+        raise JsonRESTError("ResourceNotFoundException", f"Layer version {arn} does not exist")
+    answer = version.get_layer_version()
+    cloud = _cloud()
+    if cloud is not None:
+        answer["Content"]["Location"] = cloud.layer_downloads.presign(version.code_bytes)
+    return json.dumps(answer)
+
+
 # -------------------------------------------------------------- EventBridge: Step Functions targets
 _orig_send_to_targets = Rule.send_to_targets
 
@@ -213,6 +233,7 @@ def install() -> None:
         return
     LambdaBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = _lambda_invoke  # type: ignore[method-assign]
+    LambdaResponse.get_layer_version_by_arn = _get_layer_version_by_arn  # type: ignore[attr-defined]
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign]
     SimpleSystemManagerBackend.send_command = _send_command  # type: ignore[method-assign, assignment]
     SimpleSystemManagerBackend.cancel_command = _cancel_command_backend  # type: ignore[attr-defined]

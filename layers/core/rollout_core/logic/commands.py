@@ -19,6 +19,7 @@ from typing import Any
 
 from rollout_core import ports
 from rollout_core.contracts import Action, CommandRef, CommandStatus, WaitingTaskContext
+from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
 from rollout_core.domain.ssm_status import CommandState, classify_invocation
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.observability import logger
@@ -32,8 +33,8 @@ PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END 
 def send_target_command(action: Action, certificate_arn: str, target_id: str,
                         rollout_id: str, expected_serial: str, secret_arn: str, secret_version_id: str, *,
                         settings: InstallSettings, inventory: ports.Inventory, commands: ports.Commands,
-                        waiting_tasks: ports.WaitingTasks, probe: ports.TlsProbe, task_token: str | None = None,
-                        now: float | None = None) -> CommandRef:
+                        waiting_tasks: ports.WaitingTasks, probe: ports.TlsProbe, installer: ports.InstallerSource,
+                        task_token: str | None = None) -> CommandRef:
     """Send the install (or rollback) document to the target's managed node.
 
     Before an install, probes what the target serves (served_serial_before; None when it
@@ -41,7 +42,7 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     under a key that rides in the command's Comment (logic.waiting), so that CommandCallback
     can complete the task. Returns the CommandRef (ids, endpoint, served serial before).
     Ports: ``inventory`` (the target), ``probe`` (served serial before), ``waiting_tasks``
-    (the token), ``commands`` (SendCommand).
+    (the token), ``commands`` (SendCommand), ``installer`` (the installer's URL and SHA-256).
     Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a named AwsError.
     """
     target = inventory.get(certificate_arn, target_id)
@@ -61,9 +62,8 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
                                ttl_seconds=settings.command_timeout_seconds + 86400)
     command_id = commands.send(
         settings.install_document, target.instanceId,
-        {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
-         "TargetConfig": config, "ExpectedSerial": expected_serial,
-         "ExecutionTimeout": str(settings.command_timeout_seconds)},
+        document_parameters(action, secret_arn, secret_version_id, config, expected_serial, settings,
+                            installer.package(settings.installer_layer_arn)),
         timeout_seconds=settings.command_timeout_seconds,
         comment=f"{COMMENT_PREFIX}{wait_key} {action} {target_id}",
     )
@@ -71,6 +71,22 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
                                        "instance_id": target.instanceId})
     return CommandRef(commandId=command_id, instanceId=target.instanceId, endpoint=target.endpoint,
                       servedSerialBefore=before)
+
+
+def document_parameters(action: str, secret_arn: str, secret_version_id: str, target_config: str,
+                        expected_serial: str, settings: InstallSettings,
+                        installer: ports.InstallerPackage) -> dict[str, str]:
+    """The install document's parameters (documents/install-bundle.ssm.yaml), name -> value.
+
+    ExecutionTimeout is the stack's CommandTimeoutSeconds; CommandTimeout, each download and
+    subprocess on the node, follows domain.command_timeouts; InstallerUrl / InstallerSha256
+    name the InstallerLayer version (``installer``, from ports.InstallerSource).
+    """
+    return {"Action": action, "SecretArn": secret_arn, "SecretVersionId": secret_version_id,
+            "TargetConfig": target_config, "ExpectedSerial": expected_serial,
+            "ExecutionTimeout": str(settings.command_timeout_seconds),
+            "CommandTimeout": str(subprocess_timeout_seconds(settings.command_timeout_seconds)),
+            "InstallerUrl": installer.url, "InstallerSha256": installer.sha256}
 
 
 def redact(text: str) -> str:
