@@ -100,9 +100,9 @@ def test_key_fragments_in_command_output_are_redacted(node, pki):
     key = node.ssl / "privkey.pem"
     body = _body(pki["new"].key_pem)
     # like `head -c 300 key.pem | tail -c 200`, a joined slice, a slice glued to other text
-    leak = py("import sys; d = open({!r}).read(); b = ''.join(l for l in d.splitlines() if '-' not in l); "
+    leak = py(f"import sys; d = open({str(key)!r}).read(); b = ''.join(l for l in d.splitlines() if '-' not in l); "
               "print('configuration loaded'); print(d[41:241]); print(b[20:90]); "
-              "sys.stderr.write('value=' + b[70:95] + ' end\\n'); sys.exit(1)".format(str(key)))
+              "sys.stderr.write('value=' + b[70:95] + ' end\\n'); sys.exit(1)")
     code, result = node.run("install", node.target([{"path": str(key), "content": "key"}], test=leak))
     assert code == 10, result
     assert "configuration loaded" in result["serverOutput"]
@@ -114,8 +114,8 @@ def test_key_fragments_in_command_output_are_redacted(node, pki):
 def test_encrypted_key_and_password_fragments_are_redacted(node, pki):
     node.put_secret(pki["new"])
     key, pw = node.ssl / "k.pem", node.ssl / "k.pass"
-    leak = py("import sys; e = open({!r}).read(); p = open({!r}).read().strip(); "
-              "print(e[60:200]); sys.stderr.write('pw ' + p[3:30] + '\\n'); sys.exit(1)".format(str(key), str(pw)))
+    leak = py(f"import sys; e = open({str(key)!r}).read(); p = open({str(pw)!r}).read().strip(); "
+              "print(e[60:200]); sys.stderr.write('pw ' + p[3:30] + '\\n'); sys.exit(1)")
     files = [{"path": str(key), "content": "encrypted-key", "passwordFile": str(pw)}]
     code, result = node.run("install", node.target(files, test=leak))
     assert code == 10, result
