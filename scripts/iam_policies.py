@@ -30,6 +30,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,40 +176,63 @@ class _Resolver:
         return str(self.ref(name))
 
     def resolve(self, value: Any) -> Any:
+        """``value`` with every intrinsic resolved to placeholder values; AWS::NoValue drops a
+        list item or mapping key. Raises PolicyExtractionError for an intrinsic not handled here."""
         if isinstance(value, list):
             return [v for v in (self.resolve(v) for v in value) if v is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             (key, arg), = value.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Fn::GetAtt":
-                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return placeholder_attribute(logical_id, self._type(logical_id), attribute)
-            if key == "Fn::Sub":
-                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-                local = {k: self.resolve(v) for k, v in variables.items()}
-                return re.sub(r"\$\{([^}]+)\}",
-                              lambda m: ("${" + m.group(1)[1:] + "}" if m.group(1).startswith("!")
-                                         else str(local[m.group(1)]) if m.group(1) in local
-                                         else self.sub_name(m.group(1))), text)
-            if key == "Fn::Join":
-                separator, parts = arg
-                return separator.join(str(p) for p in self.resolve(parts))
-            if key == "Fn::If":
-                condition, yes, no = arg
-                return self.resolve(yes if self.conditions[condition] else no)
-            if key == "Fn::Equals":
-                a, b = (self.resolve(x) for x in arg)
-                return str(a) == str(b)
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Condition":
-                return self.conditions[arg]
+            intrinsic = _INTRINSICS.get(key)
+            if intrinsic is not None:
+                return intrinsic(self, arg)
             if key.startswith("Fn::"):
                 raise PolicyExtractionError(f"intrinsic {key} is not resolved by scripts/iam_policies.py")
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in value.items()) if v is not _NO_VALUE}
+
+    def get_att(self, arg: Any) -> str:
+        """Fn::GetAtt ``[logical id, attribute]`` or ``"id.attribute"``: the attribute's placeholder."""
+        logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+        return placeholder_attribute(logical_id, self._type(logical_id), attribute)
+
+    def sub(self, arg: Any) -> str:
+        """Fn::Sub ``text`` or ``[text, variables]``: ``${!x}`` stays literal ``${x}``, a variable
+        wins over a parameter, resource or attribute of that name."""
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        local = {k: self.resolve(v) for k, v in variables.items()}
+        return re.sub(r"\$\{([^}]+)\}",
+                      lambda m: ("${" + m.group(1)[1:] + "}" if m.group(1).startswith("!")
+                                 else str(local[m.group(1)]) if m.group(1) in local
+                                 else self.sub_name(m.group(1))), text)
+
+    def join(self, arg: Any) -> Any:
+        """Fn::Join ``[separator, parts]``."""
+        separator, parts = arg
+        return separator.join(str(p) for p in self.resolve(parts))
+
+    def if_(self, arg: Any) -> Any:
+        """Fn::If ``[condition, value if true, value if false]``."""
+        condition, yes, no = arg
+        return self.resolve(yes if self.conditions[condition] else no)
+
+    def equals(self, arg: Any) -> bool:
+        """Fn::Equals ``[a, b]``, compared as strings."""
+        a, b = (self.resolve(x) for x in arg)
+        return str(a) == str(b)
+
+
+#: The intrinsics resolved by _Resolver.resolve: name -> (resolver, argument) -> value.
+_INTRINSICS: dict[str, Callable[[_Resolver, Any], Any]] = {
+    "Ref": _Resolver.ref,
+    "Fn::GetAtt": _Resolver.get_att,
+    "Fn::Sub": _Resolver.sub,
+    "Fn::Join": _Resolver.join,
+    "Fn::If": _Resolver.if_,
+    "Fn::Equals": _Resolver.equals,
+    "Fn::Not": lambda resolver, arg: not resolver.resolve(arg[0]),
+    "Condition": lambda resolver, arg: resolver.conditions[arg],
+}
 
 
 class _NoValue:

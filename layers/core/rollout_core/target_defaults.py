@@ -110,6 +110,62 @@ def default_reload_command(kind: str, paths: dict[str, Any]) -> list[str] | None
     return None
 
 
+_PATHS_KEYS = frozenset({"directory", "name", "config", "reload", "owner", "group", "passwordSecret"})
+
+
+def _paths_hint(item: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Remove the ``paths`` hint from ``item`` and return it ({} when absent), checked: a
+    mapping of the keys the module docstring lists; ``passwordSecret`` only for java, a
+    non-empty secret name or ARN. Raises TargetDefaultsError naming the field."""
+    paths = item.pop("paths", None) or {}
+    if not isinstance(paths, dict):
+        raise TargetDefaultsError("paths must be a mapping")
+    unknown = set(paths) - _PATHS_KEYS
+    if unknown:
+        raise TargetDefaultsError(f"paths: unknown key(s) {', '.join(sorted(unknown))}")
+    password_secret = paths.get("passwordSecret")
+    if password_secret is not None:
+        if kind != "java":
+            raise TargetDefaultsError("paths.passwordSecret is for java targets only (the keystore password)")
+        if not isinstance(password_secret, str) or not password_secret:
+            raise TargetDefaultsError("paths.passwordSecret must be a Secrets Manager secret name or ARN")
+    return paths
+
+
+def _files_directory(kind: str, paths: dict[str, Any]) -> str:
+    """``paths.directory`` or the kind's default directory, normalized; it must be absolute
+    and printable (no newline, NUL ...). Raises TargetDefaultsError."""
+    directory = paths.get("directory") or DEFAULT_DIRECTORIES[kind]
+    if not isinstance(directory, str) or not directory.startswith("/"):
+        raise TargetDefaultsError("paths.directory must be an absolute path")
+    if not directory.isprintable():
+        raise TargetDefaultsError("paths.directory must not contain control characters (newline, NUL, ...)")
+    return posixpath.normpath(directory)
+
+
+def _files_name(item: dict[str, Any], paths: dict[str, Any]) -> str:
+    """``paths.name`` or the targetId: a plain file name (_NAME). Raises TargetDefaultsError."""
+    name = paths.get("name") or item.get("targetId")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise TargetDefaultsError("paths.name (or targetId) must be a plain file name")
+    return name
+
+
+def _completed_files(item: dict[str, Any], kind: str, paths: dict[str, Any]) -> list[dict[str, Any]]:
+    """The kind's default files for ``item`` with ``paths.owner`` / ``paths.group`` applied to
+    each, and for the java keystore ``paths.passwordSecret`` with its password file."""
+    files = default_files(kind, _files_directory(kind, paths), _files_name(item, paths))
+    password_secret = paths.get("passwordSecret")
+    for f in files:
+        for owner_key in ("owner", "group"):
+            if paths.get(owner_key):
+                f[owner_key] = paths[owner_key]
+        if password_secret is not None and f["content"] == "pkcs12":
+            f["passwordSecret"] = password_secret  # checked by models.TargetFile
+            f["passwordFile"] = f["path"] + PASSWORD_SUFFIX  # for the server's config, as before
+    return files
+
+
 def complete_target(entry: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``entry`` with missing files / testCommand / reloadCommand filled from the
     server kind's defaults and the ``paths`` hint (removed from the result).
@@ -120,41 +176,14 @@ def complete_target(entry: dict[str, Any]) -> dict[str, Any]:
     kind = item.get("server") or "generic"
     if kind not in SERVER_KINDS:
         raise TargetDefaultsError(f"server must be one of {', '.join(SERVER_KINDS)} (got {kind!r})")
-    paths = item.pop("paths", None) or {}
-    if not isinstance(paths, dict):
-        raise TargetDefaultsError("paths must be a mapping")
-    unknown = set(paths) - {"directory", "name", "config", "reload", "owner", "group", "passwordSecret"}
-    if unknown:
-        raise TargetDefaultsError(f"paths: unknown key(s) {', '.join(sorted(unknown))}")
-    password_secret = paths.get("passwordSecret")
-    if password_secret is not None:
-        if kind != "java":
-            raise TargetDefaultsError("paths.passwordSecret is for java targets only (the keystore password)")
-        if not isinstance(password_secret, str) or not password_secret:
-            raise TargetDefaultsError("paths.passwordSecret must be a Secrets Manager secret name or ARN")
+    paths = _paths_hint(item, kind)
     if kind in ("generic", "embedded"):
         if not item.get("files"):
             raise TargetDefaultsError(f"a {kind} target has no defaults: give files (and commands)")
         return item
 
     if not item.get("files"):
-        directory = paths.get("directory") or DEFAULT_DIRECTORIES[kind]
-        if not isinstance(directory, str) or not directory.startswith("/"):
-            raise TargetDefaultsError("paths.directory must be an absolute path")
-        if not directory.isprintable():
-            raise TargetDefaultsError("paths.directory must not contain control characters (newline, NUL, ...)")
-        name = paths.get("name") or item.get("targetId")
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise TargetDefaultsError("paths.name (or targetId) must be a plain file name")
-        files = default_files(kind, posixpath.normpath(directory), name)
-        for f in files:
-            for owner_key in ("owner", "group"):
-                if paths.get(owner_key):
-                    f[owner_key] = paths[owner_key]
-            if password_secret is not None and f["content"] == "pkcs12":
-                f["passwordSecret"] = password_secret  # checked by models.TargetFile
-                f["passwordFile"] = f["path"] + PASSWORD_SUFFIX  # for the server's config, as before
-        item["files"] = files
+        item["files"] = _completed_files(item, kind, paths)
     if "testCommand" not in item:
         item["testCommand"] = default_test_command(kind, paths)
     if "reloadCommand" not in item:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from cert_rollout.commands.common import AsJson, canonical, emit_json, fail, out_console
+
+if TYPE_CHECKING:
+    from rollout_core.probe import ServedCertificate
 
 
 def split_endpoint(value: str) -> tuple[str, int]:
@@ -24,6 +27,91 @@ def split_endpoint(value: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is not in 1..65535")
     return m.group(1), port
+
+
+def _default_sni(host: str) -> str | None:
+    """The SNI name sent when --sni is not given: none for an IP address, else HOST."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return None
+
+
+def _expected_serial(expect_serial: str | None, as_json: bool) -> int | None:
+    """--expect-serial as an int (None when not given); a bad serial is a usage error (exit 2)."""
+    from rollout_core.domain.serials import parse_serial
+
+    if expect_serial is None:
+        return None
+    try:
+        return parse_serial(expect_serial)
+    except Exception as e:  # noqa: BLE001 - InvalidSerial, shown as usage error
+        fail(f"--expect-serial: {e}", 2, as_json)
+
+
+def _read_ca_bundle(ca_bundle: Path | None, as_json: bool) -> str | None:
+    """The text of --ca-bundle (None when not given); an unreadable file is a usage error (exit 2)."""
+    try:
+        return ca_bundle.read_text() if ca_bundle else None
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"--ca-bundle {ca_bundle}: not a readable PEM file ({type(e).__name__})", 2, as_json)
+
+
+def _probe(host: str, port: int, sni: str | None, timeout: float, ca_pem: str | None,
+           as_json: bool) -> ServedCertificate:
+    """The served certificate (rollout_core.probe.ServedCertificate); exit 2 naming the error
+    when the target is unreachable or the handshake fails."""
+    from rollout_core.probe import ProbeError, probe_served_certificate
+
+    try:
+        return probe_served_certificate(host, port, sni, timeout=timeout, ca_bundle_pem=ca_pem)
+    except ProbeError as e:
+        fail(f"{type(e).__name__}: {e}", 2, as_json, errorType=type(e).__name__, reason=e.reason,
+              host=host, port=port, sni=sni)
+    except ValueError as e:
+        fail(str(e), 2, as_json)
+
+
+def _served_info(endpoint: str, sni: str | None, served: ServedCertificate,
+                 expected: int | None) -> dict[str, Any]:
+    """The JSON view of the served certificate; with an expected serial also ``expectedSerial``
+    and ``matches`` (serials compared as integers)."""
+    info: dict[str, Any] = {
+        "endpoint": endpoint, "sni": sni, "subject": served.subject, "sans": served.sans,
+        "serial": canonical(served.serial), "serialDecimal": str(served.serial), "issuer": served.issuer,
+        "notBefore": served.not_before.isoformat(), "notAfter": served.not_after.isoformat(),
+        "chainLength": served.chain_length, "verified": served.verified, "verifyError": served.verify_error,
+        "tlsVersion": served.tls_version, "fingerprintSha256": served.fingerprint_sha256,
+    }
+    if expected is not None:
+        info["expectedSerial"] = canonical(expected)
+        info["matches"] = served.serial == expected
+    return info
+
+
+def _print_served(info: dict[str, Any], served: ServedCertificate, verified_row: bool) -> None:
+    """The served certificate as a table on stdout; ``verified_row`` when --ca-bundle was given."""
+    out = out_console()
+    t = Table(title=escape(f"{info['endpoint']} (SNI {info['sni'] or '-'})"), show_header=False,
+              title_justify="left")
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    # Certificate text is the server's, not ours: shown literally, never as markup.
+    rows = [("Subject", escape(served.subject)), ("SANs", escape(", ".join(served.sans)) or "-"),
+            ("Serial", info["serial"]), ("Issuer", escape(served.issuer)), ("Not after", info["notAfter"]),
+            ("Chain length", str(served.chain_length) if served.chain_length is not None else "unknown"),
+            ("TLS", served.tls_version or "-")]
+    if verified_row:
+        rows.append(("Verified", "[green]yes[/]" if served.verified else f"[red]no[/] {escape(served.verify_error or '')}"))
+    if "matches" in info:
+        rows.append(("Expected serial", f"{info['expectedSerial']} "
+                     + ("[green]matches[/]" if info["matches"] else "[red]MISMATCH[/]")))
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
 
 
 def check(
@@ -39,70 +127,21 @@ def check(
 
     Exit 1 when --expect-serial differs from the served serial (compared as integers),
     2 when unreachable or the handshake fails (the error is named)."""
-    from rollout_core.domain.serials import parse_serial
-    from rollout_core.probe import ProbeError, probe_served_certificate
-
     try:
         host, port = split_endpoint(endpoint)
     except ValueError as e:
         fail(str(e), 2, as_json)
     if sni is None:
-        import ipaddress
-
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            sni = host
-    expected: int | None = None
-    if expect_serial is not None:
-        try:
-            expected = parse_serial(expect_serial)
-        except Exception as e:  # noqa: BLE001 - InvalidSerial, shown as usage error
-            fail(f"--expect-serial: {e}", 2, as_json)
-    try:
-        ca_pem = ca_bundle.read_text() if ca_bundle else None
-    except (OSError, UnicodeDecodeError) as e:
-        fail(f"--ca-bundle {ca_bundle}: not a readable PEM file ({type(e).__name__})", 2, as_json)
-    try:
-        served = probe_served_certificate(host, port, sni, timeout=timeout, ca_bundle_pem=ca_pem)
-    except ProbeError as e:
-        fail(f"{type(e).__name__}: {e}", 2, as_json, errorType=type(e).__name__, reason=e.reason,
-              host=host, port=port, sni=sni)
-    except ValueError as e:
-        fail(str(e), 2, as_json)
-    info: dict[str, Any] = {
-        "endpoint": endpoint, "sni": sni, "subject": served.subject, "sans": served.sans,
-        "serial": canonical(served.serial), "serialDecimal": str(served.serial), "issuer": served.issuer,
-        "notBefore": served.not_before.isoformat(), "notAfter": served.not_after.isoformat(),
-        "chainLength": served.chain_length, "verified": served.verified, "verifyError": served.verify_error,
-        "tlsVersion": served.tls_version, "fingerprintSha256": served.fingerprint_sha256,
-    }
-    matches = None
-    if expected is not None:
-        matches = served.serial == expected
-        info["expectedSerial"] = canonical(expected)
-        info["matches"] = matches
+        sni = _default_sni(host)
+    expected = _expected_serial(expect_serial, as_json)
+    ca_pem = _read_ca_bundle(ca_bundle, as_json)
+    served = _probe(host, port, sni, timeout, ca_pem, as_json)
+    info = _served_info(endpoint, sni, served, expected)
     if as_json:
         emit_json(info)
     else:
-        out = out_console()
-        t = Table(title=escape(f"{endpoint} (SNI {sni or '-'})"), show_header=False, title_justify="left")
-        t.add_column("field", style="bold")
-        t.add_column("value")
-        # Certificate text is the server's, not ours: shown literally, never as markup.
-        rows = [("Subject", escape(served.subject)), ("SANs", escape(", ".join(served.sans)) or "-"),
-                ("Serial", info["serial"]), ("Issuer", escape(served.issuer)), ("Not after", info["notAfter"]),
-                ("Chain length", str(served.chain_length) if served.chain_length is not None else "unknown"),
-                ("TLS", served.tls_version or "-")]
-        if ca_bundle:
-            rows.append(("Verified", "[green]yes[/]" if served.verified else f"[red]no[/] {escape(served.verify_error or '')}"))
-        if expected is not None:
-            rows.append(("Expected serial", f"{info['expectedSerial']} "
-                         + ("[green]matches[/]" if matches else "[red]MISMATCH[/]")))
-        for k, v in rows:
-            t.add_row(k, v)
-        out.print(t)
-    raise typer.Exit(1 if matches is False else 0)
+        _print_served(info, served, verified_row=bool(ca_bundle))
+    raise typer.Exit(1 if info.get("matches") is False else 0)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.progress import Progress
 
 from cert_rollout.commands.common import (
@@ -92,6 +93,74 @@ def follow_execution(sfn: Any, arn: str, timeout: float, progress: Progress | No
             progress.remove_task(task)
 
 
+def _request_renewal(acm: Any, certificate_arn: str,
+                     as_json: bool) -> tuple[dict[str, Any], datetime, dict[str, Any]]:
+    """acm:RenewCertificate between two DescribeCertificate calls: (certificate before, the
+    second the renewal was requested (UTC), certificate after). An AWS error exits 2, named."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        before = describe_certificate(acm, certificate_arn)
+        started = datetime.now(UTC).replace(microsecond=0)
+        acm.renew_certificate(CertificateArn=certificate_arn)
+        after = describe_certificate(acm, certificate_arn)
+    except (ClientError, BotoCoreError) as e:
+        fail(aws_error(e), 2, as_json)
+    return before, started, after
+
+
+def _print_renewal(out: Console, certificate_arn: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """The renewal request, ACM's RenewalSummary status (and reason) and the serial change."""
+    out.print(f"RenewCertificate requested for {certificate_arn}", highlight=False)
+    rs = after["renewalSummary"]
+    out.print(f"Renewal status [bold]{rs.get('RenewalStatus', 'not reported yet')}[/]"
+              + (f" ({rs['RenewalStatusReason']})" if rs.get("RenewalStatusReason") else ""))
+    out.print(f"Serial {before['serial']} -> [bold]{after['serial']}[/]  (not after {after['notAfter']})")
+
+
+def _follow_rollout(sfn: Any, sm_arn: str, started: datetime, wait: float, timeout: float, as_json: bool,
+                    err: Console) -> tuple[dict[str, Any] | None, int]:
+    """Find the rollout execution started after ``started`` (bounded by ``wait`` seconds) and
+    follow it (bounded by ``timeout``), showing each line on ``err`` unless ``as_json``.
+
+    Returns (the ``execution`` entry of the result, exit code): None and 1 when none started;
+    the execution's status, error, cause and per-target outcomes and 0 only when it SUCCEEDED;
+    a TimedOut entry and 1 when still running after ``timeout``. An AWS error exits 2, named."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    with progress_bar(err) as progress:
+        def show(line: str) -> None:
+            if not as_json:
+                progress.console.print(line, highlight=False, markup=False)
+        try:
+            arn = _find_execution(sfn, sm_arn, started, wait, progress)
+            if arn is None:
+                if not as_json:
+                    err.print(f"[red]no rollout execution started within {wait:.0f} s[/]")
+                return None, 1
+            if not as_json:
+                progress.console.print(f"Following {arn}", highlight=False)
+            desc = follow_execution(sfn, arn, timeout, progress, show)
+            summary = summarize_history(fetch_history(sfn, arn))
+            execution = {"executionArn": arn, "status": desc["status"], "error": desc.get("error"),
+                         "cause": desc.get("cause"), "targets": summary["targets"]}
+            return execution, 0 if desc["status"] == "SUCCEEDED" else 1
+        except TimeoutError as e:
+            if not as_json:
+                err.print(f"[red]{e}[/]")
+            return {"error": "TimedOut", "cause": str(e)}, 1
+        except (ClientError, BotoCoreError) as e:
+            fail(aws_error(e), 2, as_json)
+
+
+def _print_execution(out: Console, execution: dict[str, Any]) -> None:
+    """The followed execution's status (and error) and each target's outcome and reason."""
+    error = f": {execution['error']}" if execution.get("error") else ""
+    out.print(f"Execution [bold]{execution['status']}[/]" + error)
+    for t in execution["targets"]:
+        out.print(f"  {t['targetId']}: {t['outcome']} {t.get('reason') or ''}", highlight=False)
+
+
 def renew(
     certificate_arn: str = typer.Argument(..., help="ACM private certificate to renew."),
     follow: bool = typer.Option(False, "--follow", help="Find the rollout the renewal triggers and follow it."),
@@ -106,64 +175,22 @@ def renew(
     """acm:RenewCertificate, then DescribeCertificate's RenewalSummary and Serial. With --follow,
     find the execution the renewal's event starts (newest started after the call; bounded wait)
     and follow it until it ends: exit 1 unless it SUCCEEDED (or none started within --wait)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     sm_arn = resolve(state_machine_arn, stack_outputs, "RolloutStateMachineArn", "--state-machine-arn",
                       as_json) if follow else None
     acm = aws_client("acm", region, endpoint_url)
     out, err = out_console(), err_console()
     result: dict[str, Any] = {"certificateArn": certificate_arn}
-    try:
-        before = describe_certificate(acm, certificate_arn)
-        started = datetime.now(UTC).replace(microsecond=0)
-        acm.renew_certificate(CertificateArn=certificate_arn)
-        after = describe_certificate(acm, certificate_arn)
-    except (ClientError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+    before, started, after = _request_renewal(acm, certificate_arn, as_json)
     result.update({"serialBefore": before["serial"], "serial": after["serial"], "notAfter": after["notAfter"],
                    "renewalSummary": after["renewalSummary"], "serialChanged": before["serial"] != after["serial"]})
     if not as_json:
-        out.print(f"RenewCertificate requested for {certificate_arn}", highlight=False)
-        rs = after["renewalSummary"]
-        out.print(f"Renewal status [bold]{rs.get('RenewalStatus', 'not reported yet')}[/]"
-                  + (f" ({rs['RenewalStatusReason']})" if rs.get("RenewalStatusReason") else ""))
-        out.print(f"Serial {before['serial']} -> [bold]{after['serial']}[/]  (not after {after['notAfter']})")
+        _print_renewal(out, certificate_arn, before, after)
     code = 0
-    if follow:
+    if sm_arn is not None:
         sfn = aws_client("stepfunctions", region, endpoint_url)
-        lines: list[str] = []
-        with progress_bar(err) as progress:
-            def show(line: str) -> None:
-                lines.append(line)
-                if not as_json:
-                    progress.console.print(line, highlight=False, markup=False)
-            try:
-                arn = _find_execution(sfn, sm_arn, started, wait, progress)  # type: ignore[arg-type]
-                if arn is None:
-                    result["execution"] = None
-                    code = 1
-                    if not as_json:
-                        err.print(f"[red]no rollout execution started within {wait:.0f} s[/]")
-                else:
-                    if not as_json:
-                        progress.console.print(f"Following {arn}", highlight=False)
-                    desc = follow_execution(sfn, arn, timeout, progress, show)
-                    summary = summarize_history(fetch_history(sfn, arn))
-                    result["execution"] = {"executionArn": arn, "status": desc["status"], "error": desc.get("error"),
-                                           "cause": desc.get("cause"), "targets": summary["targets"]}
-                    code = 0 if desc["status"] == "SUCCEEDED" else 1
-            except TimeoutError as e:
-                result["execution"] = {"error": "TimedOut", "cause": str(e)}
-                code = 1
-                if not as_json:
-                    err.print(f"[red]{e}[/]")
-            except (ClientError, BotoCoreError) as e:
-                fail(aws_error(e), 2, as_json)
-        if not as_json and result.get("execution") and result["execution"].get("status"):
-            ex = result["execution"]
-            out.print(f"Execution [bold]{ex['status']}[/]" + (f": {ex['error']}" if ex.get("error") else ""))
-            for t in ex["targets"]:
-                out.print(f"  {t['targetId']}: {t['outcome']} {t.get('reason') or ''}", highlight=False)
+        result["execution"], code = _follow_rollout(sfn, sm_arn, started, wait, timeout, as_json, err)
+        if not as_json and result["execution"] and result["execution"].get("status"):
+            _print_execution(out, result["execution"])
     if as_json:
         emit_json(result)
     raise typer.Exit(code)

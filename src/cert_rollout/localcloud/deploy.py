@@ -167,48 +167,18 @@ class Deployer:
 
     # ------------------------------------------------------------------ intrinsics
     def _resolve(self, value: Any, d: Deployment, conditions: dict[str, bool]) -> Any:
+        """``value`` with every intrinsic resolved against deployment ``d`` (parameters, physical
+        ids, attributes) and ``conditions``; AWS::NoValue drops a list item or mapping key. A
+        one-key mapping whose key is no intrinsic of _INTRINSICS stays a mapping."""
         if isinstance(value, list):
             return [v for v in (self._resolve(v, d, conditions) for v in value) if v is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             (key, arg), = value.items()
-            if key == "Ref":
-                return self._ref(arg, d)
-            if key == "Fn::GetAtt":
-                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-                try:
-                    return d.attributes[logical][attr]
-                except KeyError:
-                    raise DeployError(f"Fn::GetAtt {logical}.{attr}: not available") from None
-            if key == "Fn::Sub":
-                text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-                variables = {k: self._resolve(v, d, conditions) for k, v in variables.items()}
-                return _substitute(text, lambda name: variables[name] if name in variables
-                                   else self._sub_name(name, d))
-            if key == "Fn::Join":
-                sep, parts = arg
-                return sep.join(str(p) for p in self._resolve(parts, d, conditions))
-            if key == "Fn::If":
-                name, yes, no = arg
-                return self._resolve(yes if conditions[name] else no, d, conditions)
-            if key == "Fn::Select":
-                index, items = arg
-                return self._resolve(items, d, conditions)[int(self._resolve(index, d, conditions))]
-            if key == "Fn::Split":
-                sep, text = arg
-                return str(self._resolve(text, d, conditions)).split(sep)
-            if key == "Fn::Equals":
-                a, b = (self._resolve(x, d, conditions) for x in arg)
-                return str(a) == str(b)
-            if key == "Fn::Not":
-                return not self._resolve(arg[0], d, conditions)
-            if key == "Fn::And":
-                return all(self._resolve(x, d, conditions) for x in arg)
-            if key == "Fn::Or":
-                return any(self._resolve(x, d, conditions) for x in arg)
-            if key == "Condition":
-                return conditions[arg]
+            intrinsic = _INTRINSICS.get(key)
+            if intrinsic is not None:
+                return intrinsic(_Intrinsic(self, d, conditions), arg)
         return {k: v for k, v in ((k, self._resolve(v, d, conditions)) for k, v in value.items()) if v is not _NO_VALUE}
 
     def _ref(self, name: str, d: Deployment) -> Any:
@@ -449,33 +419,123 @@ def _substitute(text: str, lookup: Callable[[str], Any]) -> str:
         i = end + 1
 
 
-def _dependency_order(resources: dict[str, Any]) -> list[str]:
-    def deps(value: Any) -> set[str]:
-        found: set[str] = set()
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if k == "Ref" and isinstance(v, str) and v in resources:
-                    found.add(v)
-                elif k == "Fn::GetAtt":
-                    target = v[0] if isinstance(v, list) else v.split(".", 1)[0]
-                    if target in resources:
-                        found.add(target)
-                elif k == "Fn::Sub":
-                    text = v if isinstance(v, str) else v[0]
-                    for part in text.split("${")[1:]:
-                        name = part.split("}", 1)[0].split(".", 1)[0]
-                        if name in resources:
-                            found.add(name)
-                    found |= deps(v if isinstance(v, str) else v[1])
-                else:
-                    found |= deps(v)
-        elif isinstance(value, list):
-            for v in value:
-                found |= deps(v)
-        return found
+@dataclass
+class _Intrinsic:
+    """One intrinsic's context: the deployer, the deployment so far and the stack's conditions."""
 
-    graph = {lid: deps(r.get("Properties", {})) | set(r.get("DependsOn", []) if isinstance(r.get("DependsOn"), list)
-                                                       else [r["DependsOn"]] if r.get("DependsOn") else [])
+    deployer: Deployer
+    d: Deployment
+    conditions: dict[str, bool]
+
+    def resolve(self, value: Any) -> Any:
+        """``value`` resolved in this context (Deployer._resolve)."""
+        return self.deployer._resolve(value, self.d, self.conditions)
+
+    def get_att(self, arg: Any) -> Any:
+        """Fn::GetAtt ``[logical id, attribute]`` or ``"id.attribute"`` of a deployed resource."""
+        logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+        try:
+            return self.d.attributes[logical][attr]
+        except KeyError:
+            raise DeployError(f"Fn::GetAtt {logical}.{attr}: not available") from None
+
+    def sub(self, arg: Any) -> str:
+        """Fn::Sub ``text`` or ``[text, variables]``: a variable wins over a parameter, resource or
+        attribute of that name (_substitute keeps ``${!x}`` literal)."""
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+        variables = {k: self.resolve(v) for k, v in variables.items()}
+        return _substitute(text, lambda name: variables[name] if name in variables
+                           else self.deployer._sub_name(name, self.d))
+
+    def join(self, arg: Any) -> Any:
+        """Fn::Join ``[separator, parts]``."""
+        sep, parts = arg
+        return sep.join(str(p) for p in self.resolve(parts))
+
+    def if_(self, arg: Any) -> Any:
+        """Fn::If ``[condition, value if true, value if false]``."""
+        name, yes, no = arg
+        return self.resolve(yes if self.conditions[name] else no)
+
+    def select(self, arg: Any) -> Any:
+        """Fn::Select ``[index, list]``."""
+        index, items = arg
+        return self.resolve(items)[int(self.resolve(index))]
+
+    def split(self, arg: Any) -> list[str]:
+        """Fn::Split ``[separator, text]``."""
+        sep, text = arg
+        return str(self.resolve(text)).split(sep)
+
+    def equals(self, arg: Any) -> bool:
+        """Fn::Equals ``[a, b]``, compared as strings."""
+        a, b = (self.resolve(x) for x in arg)
+        return str(a) == str(b)
+
+
+#: The intrinsics Deployer._resolve handles: name -> (context, argument) -> value.
+_INTRINSICS: dict[str, Callable[[_Intrinsic, Any], Any]] = {
+    "Ref": lambda c, arg: c.deployer._ref(arg, c.d),
+    "Fn::GetAtt": _Intrinsic.get_att,
+    "Fn::Sub": _Intrinsic.sub,
+    "Fn::Join": _Intrinsic.join,
+    "Fn::If": _Intrinsic.if_,
+    "Fn::Select": _Intrinsic.select,
+    "Fn::Split": _Intrinsic.split,
+    "Fn::Equals": _Intrinsic.equals,
+    "Fn::Not": lambda c, arg: not c.resolve(arg[0]),
+    "Fn::And": lambda c, arg: all(c.resolve(x) for x in arg),
+    "Fn::Or": lambda c, arg: any(c.resolve(x) for x in arg),
+    "Condition": lambda c, arg: c.conditions[arg],
+}
+
+
+def _sub_references(arg: Any, resources: dict[str, Any]) -> set[str]:
+    """Resources a Fn::Sub ``text`` or ``[text, variables]`` names: ``${Id}`` / ``${Id.Attr}`` in
+    the text, and whatever the variables' values reference."""
+    text = arg if isinstance(arg, str) else arg[0]
+    found: set[str] = set()
+    for part in text.split("${")[1:]:
+        name = part.split("}", 1)[0].split(".", 1)[0]
+        if name in resources:
+            found.add(name)
+    return found | _references(arg if isinstance(arg, str) else arg[1], resources)
+
+
+def _references(value: Any, resources: dict[str, Any]) -> set[str]:
+    """Logical ids of ``resources`` that ``value`` (a property tree) reaches by Ref, Fn::GetAtt
+    or Fn::Sub, at any depth."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for v in value:
+            found |= _references(v, resources)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k == "Ref" and isinstance(v, str) and v in resources:
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                target = v[0] if isinstance(v, list) else v.split(".", 1)[0]
+                if target in resources:
+                    found.add(target)
+            elif k == "Fn::Sub":
+                found |= _sub_references(v, resources)
+            else:
+                found |= _references(v, resources)
+    return found
+
+
+def _depends_on(resource: dict[str, Any]) -> set[str]:
+    """The logical ids of a resource's DependsOn (a name or a list of names)."""
+    depends_on = resource.get("DependsOn")
+    if isinstance(depends_on, list):
+        return set(depends_on)
+    return {depends_on} if depends_on else set()
+
+
+def _dependency_order(resources: dict[str, Any]) -> list[str]:
+    """Logical ids of ``resources`` so that each comes after every resource it references or
+    DependsOn (depth first, by sorted name). Raises DeployError naming a circular dependency."""
+    graph = {lid: _references(r.get("Properties", {}), resources) | _depends_on(r)
              for lid, r in resources.items()}
     order: list[str] = []
     seen: set[str] = set()

@@ -300,58 +300,79 @@ def _text_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass")) + 2
 
 
+_Pending = list[tuple[Any, _Path, int]]  # (value, path, depth) still to check
+
+
+def _within_limit(size: int) -> int:
+    """``size`` (estimated bytes of UTF-8 JSON so far); raises MalformedEvent once it passes
+    MAX_EVENT_BYTES (the Step Functions input limit)."""
+    if size > MAX_EVENT_BYTES:
+        raise _too_large(size, estimated=True)
+    return size
+
+
+def _push_members(value: dict[Any, Any], path: _Path, depth: int, pending: _Pending) -> int:
+    """Queue the members of the JSON object ``value`` (at ``path``, ``depth``) on ``pending``
+    and return the estimated bytes of its keys. Raises MalformedEvent for a non-string key."""
+    size = 0
+    for key, item in value.items():
+        if not isinstance(key, str):
+            where = "the event" if path is None else _path_text(path)
+            raise MalformedEvent(
+                f"event is not readable JSON: {where} has a key that is {_show(key)}, not a string"
+            )
+        size += _text_size(key)
+        pending.append((item, (path, key), depth + 1))
+    return size
+
+
+def _scalar_size(value: Any, path: _Path) -> int:
+    """Estimated bytes of the JSON scalar ``value`` at ``path``: a string, null, a boolean, an
+    integer under 64 digits or a finite float. Raises MalformedEvent (naming the field) for a
+    longer number, NaN/Infinity (RFC 8259 section 6) or a value JSON cannot hold."""
+    if isinstance(value, str):
+        return _text_size(value)
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        if abs(value) >= _MAX_INT:
+            raise MalformedEvent(f"{_path_text(path)} is a number of more than {_MAX_INT_DIGITS} digits")
+        return 66
+    if isinstance(value, _LongNumber):
+        raise MalformedEvent(
+            f"{_path_text(path)} is a number of {value.digits} digits, more than {_MAX_INT_DIGITS}"
+        )
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MalformedEvent(
+                f"{_path_text(path)} is {_show(value)}: NaN, Infinity and numbers too large for a "
+                "double are not JSON numbers (RFC 8259 section 6)"
+            )
+        return 24
+    raise MalformedEvent(f"event is not readable JSON: {_path_text(path)} holds {_show(value)}")
+
+
 def _check_shape(event: dict[str, Any]) -> None:
     """Refuse what is no JSON object of sane size, naming the field: over 256 KiB (estimated
     as UTF-8 JSON), nested over 64 levels, a non-string key, NaN/Infinity or a number of more
     than 64 digits, a value JSON cannot hold. Iterative and bounded (no recursion, no repr)."""
     size = 0
-    stack: list[tuple[Any, _Path, int]] = [(event, None, 1)]
-    while stack:
-        value, path, depth = stack.pop()
+    pending: _Pending = [(event, None, 1)]
+    while pending:
+        value, path, depth = pending.pop()
         if depth > _MAX_DEPTH:
             raise MalformedEvent(
                 f"event is not readable JSON: {_path_text(path)} is nested more than {_MAX_DEPTH} levels deep"
             )
         if isinstance(value, dict):
-            size += 2 + 4 * len(value)
-            if size > MAX_EVENT_BYTES:
-                raise _too_large(size, estimated=True)
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    where = "the event" if path is None else _path_text(path)
-                    raise MalformedEvent(
-                        f"event is not readable JSON: {where} has a key that is {_show(key)}, not a string"
-                    )
-                size += _text_size(key)
-                stack.append((item, (path, key), depth + 1))
+            size = _within_limit(size + 2 + 4 * len(value))
+            size += _push_members(value, path, depth, pending)
         elif isinstance(value, list):
-            size += 2 + len(value)
-            if size > MAX_EVENT_BYTES:
-                raise _too_large(size, estimated=True)
-            stack.extend((item, (path, index), depth + 1) for index, item in enumerate(value))
-        elif isinstance(value, str):
-            size += _text_size(value)
-        elif value is None or isinstance(value, bool):
-            size += 5
-        elif isinstance(value, int):
-            if abs(value) >= _MAX_INT:
-                raise MalformedEvent(f"{_path_text(path)} is a number of more than {_MAX_INT_DIGITS} digits")
-            size += 66
-        elif isinstance(value, _LongNumber):
-            raise MalformedEvent(
-                f"{_path_text(path)} is a number of {value.digits} digits, more than {_MAX_INT_DIGITS}"
-            )
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise MalformedEvent(
-                    f"{_path_text(path)} is {_show(value)}: NaN, Infinity and numbers too large for a "
-                    "double are not JSON numbers (RFC 8259 section 6)"
-                )
-            size += 24
+            size = _within_limit(size + 2 + len(value))
+            pending.extend((item, (path, index), depth + 1) for index, item in enumerate(value))
         else:
-            raise MalformedEvent(f"event is not readable JSON: {_path_text(path)} holds {_show(value)}")
-        if size > MAX_EVENT_BYTES:
-            raise _too_large(size, estimated=True)
+            size += _scalar_size(value, path)
+        _within_limit(size)
 
 
 def _load(raw: dict[str, Any] | str | bytes) -> dict[str, Any]:

@@ -94,36 +94,53 @@ def split_pem_blocks(text: str | bytes) -> list[tuple[str, str]]:
         if begin:
             raise MalformedPem(f"block {position} ({label}): BEGIN {begin.group(1)!r} before its END line")
         if end:
-            if end.group(1) != label:
-                raise MalformedPem(f"block {position}: BEGIN {label!r} closed by END {end.group(1)!r}")
-            data = "".join(body)
-            if not data:
-                raise MalformedPem(f"block {position} ({label}) is empty")
-            try:
-                decoded = binascii.a2b_base64(data, strict_mode=True)
-            except (binascii.Error, ValueError):
-                raise MalformedPem(f"block {position} ({label}) is not valid base64") from None
-            encoded = binascii.b2a_base64(decoded, newline=False).decode("ascii")
-            parts = [f"-----BEGIN {label}-----"]
-            if headers:
-                parts.extend(headers)
-                parts.append("")
-            parts.extend(_wrap64(encoded))
-            parts.append(f"-----END {label}-----")
-            blocks.append((label, "\n".join(parts) + "\n"))
+            blocks.append((label, _closed_block(position, label, end.group(1), headers, body)))
             label = None
             continue
-        if not line:
-            continue
-        if not body and _HEADER.match(line) and not _B64_LINE.fullmatch(line):
-            headers.append(line)
-            continue
-        if not _B64_LINE.fullmatch(line):
-            raise MalformedPem(f"block {position} ({label}) has a line that is not base64")
-        body.append(line)
+        _add_block_line(position, label, line, headers, body)
     if label is not None:
         raise MalformedPem(f"block {len(blocks)} ({label}): BEGIN line without an END line")
     return blocks
+
+
+def _add_block_line(position: int, label: str, line: str, headers: list[str], body: list[str]) -> None:
+    """Add one stripped ``line`` inside block ``position`` (``label``) to its RFC 1421
+    ``headers`` (only before the first base64 line) or its base64 ``body``; a blank line is
+    skipped. Raises :class:`MalformedPem` for a line that is neither (names position and label)."""
+    if not line:
+        return
+    if not body and _HEADER.match(line) and not _B64_LINE.fullmatch(line):
+        headers.append(line)
+        return
+    if not _B64_LINE.fullmatch(line):
+        raise MalformedPem(f"block {position} ({label}) has a line that is not base64")
+    body.append(line)
+
+
+def _closed_block(position: int, label: str, end_label: str, headers: list[str], body: list[str]) -> str:
+    """The normalized text of block ``position`` (``label``), closed by an END ``end_label``
+    line: BEGIN line, ``headers`` and a blank line when there are any, the ``body``'s base64
+    re-encoded and wrapped at 64 columns, END line, final LF (RFC 7468 section 3).
+
+    Raises :class:`MalformedPem` when the END label differs, the body is empty or is not
+    strict base64; the message names position and label only."""
+    if end_label != label:
+        raise MalformedPem(f"block {position}: BEGIN {label!r} closed by END {end_label!r}")
+    data = "".join(body)
+    if not data:
+        raise MalformedPem(f"block {position} ({label}) is empty")
+    try:
+        decoded = binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise MalformedPem(f"block {position} ({label}) is not valid base64") from None
+    encoded = binascii.b2a_base64(decoded, newline=False).decode("ascii")
+    parts = [f"-----BEGIN {label}-----"]
+    if headers:
+        parts.extend(headers)
+        parts.append("")
+    parts.extend(_wrap64(encoded))
+    parts.append(f"-----END {label}-----")
+    return "\n".join(parts) + "\n"
 
 
 def normalize_pem(text: str | bytes) -> str:

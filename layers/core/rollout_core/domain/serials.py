@@ -32,6 +32,7 @@ Ambiguity rule for strings (documented, applied by :func:`parse_serial` when
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from .errors import InvalidSerial
@@ -71,6 +72,53 @@ def _parse_hex_digits(digits: str, original: object) -> int:
     return int(digits, 16)
 
 
+def _parse_prefixed_hex(text: str, original: str) -> int:
+    """``"0x804e5"`` (stripped ``text`` with a 0x/0X prefix) -> 0x804e5; refuses colons."""
+    if ":" in text:
+        raise InvalidSerial(f"serial {_quote(original)} mixes a 0x prefix with colons")
+    return _parse_hex_digits(text[2:], original)
+
+
+def _parse_colon_hex(text: str, original: str) -> int:
+    """``"08:04:e5"`` -> 0x0804e5: each colon group 1-2 hex digits (a 1-digit group is one byte)."""
+    groups = text.split(":")
+    for position, group in enumerate(groups):
+        if not _COLON_GROUP.fullmatch(group):
+            raise InvalidSerial(
+                f"serial {_quote(original)}: colon group {position} ({group!r}) must be 1-2 hex digits"
+            )
+    return int("".join(g.zfill(2) for g in groups), 16)
+
+
+def _parse_decimal(text: str, original: str) -> int:
+    """``assume="decimal"``: digits only, read in base 10."""
+    if not _DEC.fullmatch(text):
+        raise InvalidSerial(f"serial {_quote(original)} is not decimal")
+    return int(text, 10)
+
+
+def _parse_auto(text: str, original: str) -> int:
+    """``assume="auto"``: rules 3-5 of the module docstring for a prefix-less, colon-less string."""
+    if _DEC.fullmatch(text):
+        if len(text) > 2 and text[0] == "0":
+            raise InvalidSerial(
+                f"serial {_quote(original)} is ambiguous: digits only with a leading zero could be hex or "
+                "decimal; use colon hex, a 0x prefix, or pass assume='hex'/'decimal'"
+            )
+        return int(text, 10)
+    if _HEX.fullmatch(text):
+        return int(text, 16)
+    raise InvalidSerial(f"serial {_quote(original)} is neither colon hex, 0x hex, plain hex nor decimal")
+
+
+#: How each ``assume`` reads a prefix-less, colon-less string: (stripped text, original) -> int.
+_PLAIN_READERS: dict[str, Callable[[str, str], int]] = {
+    "auto": _parse_auto,
+    "hex": _parse_hex_digits,
+    "decimal": _parse_decimal,
+}
+
+
 def parse_serial(value: str | int, *, assume: SerialAssumption = "auto") -> int:
     """Parse a certificate serial number in any supported form into an int.
 
@@ -93,40 +141,14 @@ def parse_serial(value: str | int, *, assume: SerialAssumption = "auto") -> int:
     text = value.strip()
     if not text:
         raise InvalidSerial("serial is empty")
-
     if text[:2] in ("0x", "0X"):
-        if ":" in text:
-            raise InvalidSerial(f"serial {_quote(value)} mixes a 0x prefix with colons")
-        return _checked(_parse_hex_digits(text[2:], value), value)
-
+        return _checked(_parse_prefixed_hex(text, value), value)
     if ":" in text:
-        groups = text.split(":")
-        for position, group in enumerate(groups):
-            if not _COLON_GROUP.fullmatch(group):
-                raise InvalidSerial(
-                    f"serial {_quote(value)}: colon group {position} ({group!r}) must be 1-2 hex digits"
-                )
-        return _checked(int("".join(g.zfill(2) for g in groups), 16), value)
-
-    if assume == "hex":
-        return _checked(_parse_hex_digits(text, value), value)
-    if assume == "decimal":
-        if not _DEC.fullmatch(text):
-            raise InvalidSerial(f"serial {_quote(value)} is not decimal")
-        return _checked(int(text, 10), value)
-    if assume != "auto":
+        return _checked(_parse_colon_hex(text, value), value)
+    reader = _PLAIN_READERS.get(assume) if isinstance(assume, str) else None
+    if reader is None:
         raise InvalidSerial(f"unknown serial assumption {assume!r}; use 'auto', 'hex' or 'decimal'")
-
-    if _DEC.fullmatch(text):
-        if len(text) > 2 and text[0] == "0":
-            raise InvalidSerial(
-                f"serial {_quote(value)} is ambiguous: digits only with a leading zero could be hex or "
-                "decimal; use colon hex, a 0x prefix, or pass assume='hex'/'decimal'"
-            )
-        return _checked(int(text, 10), value)
-    if _HEX.fullmatch(text):
-        return _checked(int(text, 16), value)
-    raise InvalidSerial(f"serial {_quote(value)} is neither colon hex, 0x hex, plain hex nor decimal")
+    return _checked(reader(text, value), value)
 
 
 def canonical_serial(value: str | int, *, assume: SerialAssumption = "auto") -> str:
