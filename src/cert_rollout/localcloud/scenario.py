@@ -132,11 +132,6 @@ class Scenario(BaseModel):
                 if ref is not None and ref not in self.certificates:
                     raise ValueError(f"step {i}: unknown certificate {ref!r}")
         ids = [t.id for t in self.targets]
-        for i, s in enumerate(self.steps, 1):
-            if s.restart is not None and s.restart not in ids:
-                raise ValueError(f"step {i}: restart of unknown target {s.restart!r}")
-            if s.restart is not None and next(t for t in self.targets if t.id == s.restart).server != "embedded":
-                raise ValueError(f"step {i}: restart: only embedded targets can be restarted")
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"target ids must be unique: {', '.join(duplicates)} appear more than once")
@@ -157,6 +152,16 @@ class Scenario(BaseModel):
                 text = json.dumps(s.input)
             if text is not None and "${CertificateArn}" in text and s.certificate is None:
                 raise ValueError(f"step {i}: uses ${{CertificateArn}} but names no certificate")
+        return self
+
+    @model_validator(mode="after")
+    def _restarts(self) -> Scenario:
+        servers = {t.id: t.server for t in self.targets}
+        for i, s in enumerate(self.steps, 1):
+            if s.restart is not None and s.restart not in servers:
+                raise ValueError(f"step {i}: restart of unknown target {s.restart!r}")
+            if s.restart is not None and servers[s.restart] != "embedded":
+                raise ValueError(f"step {i}: restart: only embedded targets can be restarted")
         return self
 
     def event_path(self, event: str) -> Path:
@@ -308,16 +313,8 @@ class ScenarioRunner:
         }
         pending: list[tuple[int, dict[str, Any], list[str]]] = []
         for index, step in enumerate(self.scenario.steps, 1):
-            if step.sleep is not None:
-                time.sleep(step.sleep)
-            elif step.inject_error is not None:
-                injected = step.inject_error
-                cloud.inject_error("acm", injected.operation, injected.code, injected.times)
-                self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
-            elif step.restart is not None:
-                assert self.targets
-                self.targets.restart(step.restart)
-                self.on_step(f"target {step.restart}: server started again (fault cleared)")
+            if step.sleep is not None or step.inject_error is not None or step.restart is not None:
+                self._environment_step(step)
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
@@ -338,6 +335,21 @@ class ScenarioRunner:
         report["sns_messages"] = cloud.sns_messages()
         report["wall_seconds"] = round(time.time() - started, 3)
         return report
+
+    def _environment_step(self, step: StepSpec) -> None:
+        """A step that changes the world, not the rollout: sleep, inject_error, restart."""
+        cloud = self.cloud
+        assert cloud
+        if step.sleep is not None:
+            time.sleep(step.sleep)
+        elif step.inject_error is not None:
+            injected = step.inject_error
+            cloud.inject_error("acm", injected.operation, injected.code, injected.times)
+            self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
+        elif step.restart is not None:
+            assert self.targets
+            self.targets.restart(step.restart)
+            self.on_step(f"target {step.restart}: server started again (fault cleared)")
 
     def _send(self, index: int, step: StepSpec) -> tuple[dict[str, Any], list[str]]:
         cloud = self.cloud

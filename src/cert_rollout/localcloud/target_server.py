@@ -385,6 +385,16 @@ def _write_pid_file(pid_file: str) -> None:
     os.replace(tmp, pid_file)
 
 
+def _reload_all(listeners: list[_Listener]) -> bool:
+    """Reload every listener; True when a dies-after-reload listener reloaded a site (then the
+    process must exit)."""
+    dies = False
+    for listener in listeners:
+        if listener.reload() and listener.config.fault == "dies-after-reload":
+            dies = True
+    return dies
+
+
 def _die_after_reload() -> None:
     """The dies-after-reload fault: exit at once, as a crash would (no cleanup, pid file kept)."""
     LOG.error("exiting right after a successful reload (fault: dies-after-reload)")
@@ -407,11 +417,7 @@ async def _serve(cfg: ServerConfig, pid_file: str) -> int:
 
     def on_hup() -> None:
         LOG.info("SIGHUP: reloading certificates")
-        dies = False
-        for listener in listeners:
-            if listener.reload() and listener.config.fault == "dies-after-reload":
-                dies = True
-        if dies:
+        if _reload_all(listeners):
             loop.call_later(0.05, _die_after_reload)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
