@@ -123,6 +123,7 @@ class FakeCommands(Recording):
         self.sent: dict[str, dict[str, Any]] = {}
         self.invocations: dict[str, dict[str, Any]] = {}
         self.unmanaged: set[str] = set()
+        self.cancelled: set[str] = set()
         self._ids = itertools.count(1)
 
     def send(self, document: str, instance_id: str, parameters: Mapping[str, str], *,
@@ -154,6 +155,15 @@ class FakeCommands(Recording):
             raise InvocationNotFound(command_id)
         return copy.deepcopy(self.invocations[command_id])
 
+    def cancel(self, command_id: str, instance_id: str) -> None:
+        """Cancel a sent command: its invocation answers Cancelled from now on (SSM ends it
+        asynchronously; here at once)."""
+        self._record("cancel", command_id=command_id, instance_id=instance_id)
+        if command_id not in self.sent:
+            raise AwsPermanentError("CancelCommand", "InvalidCommandId", command_id)
+        self.cancelled.add(command_id)
+        self.finish(command_id, "Cancelled", status_details="Cancelled", response_code=-1)
+
 
 class FakeWaitingTasks(Recording):
     """Waiting-task records (adapters/dynamo.py DynamoWaitingTasks); context stored as JSON, as
@@ -171,12 +181,18 @@ class FakeWaitingTasks(Recording):
         self.records[key] = {"taskToken": task_token, "context": json.dumps(dict(context)),
                              "ttlSeconds": ttl_seconds}
 
+    def attach_command(self, key: str, command_id: str, instance_id: str) -> None:
+        self._record("attach_command", key=key, command_id=command_id, instance_id=instance_id)
+        if key in self.records:
+            self.records[key].update(commandId=command_id, instanceId=instance_id)
+
     def find(self, key: str) -> WaitingTask | None:
         self._record("find", key=key)
         record = self.records.get(key)
         if record is None:
             return None
-        return WaitingTask(task_token=record["taskToken"], context=json.loads(record["context"]))
+        return WaitingTask(task_token=record["taskToken"], context=json.loads(record["context"]),
+                           command_id=record.get("commandId"), instance_id=record.get("instanceId"))
 
 
 class FakeCallbacks(Recording):

@@ -63,7 +63,8 @@ def test_failed_install_reports_the_installers_stage_and_server_text(wired: Wire
     wired.waiting.remember(KEY, "tok", {}, ttl_seconds=60)
     wired.complete("Failed")
     output = wired.callbacks.succeeded[0][1]
-    assert (output["state"], output["reason"], output["restored"]) == ("FAILED", "install-failed", True)
+    assert (output["state"], output["reason"], output["stage"], output["filesChanged"]) == (
+        "FAILED", "install-failed", "reload", "restored")
     assert "bind() failed" in output["detail"]
 
 

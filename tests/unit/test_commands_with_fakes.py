@@ -127,7 +127,7 @@ def test_send_then_status_change_completes_the_waiting_task(w: World) -> None:
     [(token, output)] = w.callbacks.succeeded
     assert token == "token-1"
     assert output == {"endpoint": "127.0.0.1:8443", "servedSerialBefore": format_serial_hex(OLD.serial_number),
-                      "action": "install", "state": "SUCCEEDED", "reason": None, "detail": None, "restored": False,
+                      "action": "install", "state": "SUCCEEDED", "reason": None, "detail": None, "stage": None, "filesChanged": "yes",
                       "commandId": ref.commandId, "instanceId": "mi-0123456789abcdef0"}
 
 

@@ -146,7 +146,7 @@ def test_checksum_mismatch_stops_before_the_installer_runs(tmp_path: Path, serve
     assert not (tmp_path / "probe.json").exists()
     status = command_status("cmd-1", "i-1", invocation={"Status": "Failed", "StatusDetails": "Failed",
                                                         "ResponseCode": code, "StandardOutputContent": out})
-    assert status.state == "FAILED" and not status.restored
+    assert status.state == "FAILED" and status.filesChanged == "no"  # nothing ran: no restore needed
     assert status.detail and "stage installer" in status.detail and "installer-checksum-mismatch" in status.detail
 
 

@@ -28,6 +28,7 @@ from rollout_core.contracts import (
     NotifyInput,
     NotifyResult,
     OutcomeSummary,
+    ReconcileInput,
     RecordInput,
     RolloutState,
     StateError,
@@ -286,6 +287,12 @@ def catch_chain_end(states: dict[str, Any], start: str) -> str:
 
 
 def test_every_task_catches_every_error_into_its_own_field(asl: dict[str, Any]) -> None:
+    """The last Catch is States.ALL, and every Catch writes a StateError beside the state, never
+    over it: $.error, or inside the Map a StateError field of IterationState named after the step
+    ($.installTimeout, $.verifyError ...), so RecordTargetOutcome knows which step failed."""
+    iteration = set(asl["States"]["InstallTargets"]["ItemProcessor"]["States"])
+    error_fields = {name for name, info in IterationState.model_fields.items()
+                    if StateError in getattr(info.annotation, "__args__", (info.annotation,))}
     problems = []
     for where, name, state in all_states(asl):
         if state["Type"] != "Task":
@@ -293,9 +300,29 @@ def test_every_task_catches_every_error_into_its_own_field(asl: dict[str, Any]) 
         catches = state.get("Catch", [])
         if not catches or catches[-1]["ErrorEquals"] != ["States.ALL"]:
             problems.append(f"{where} {name}: the last Catch must be States.ALL")
+        allowed = {f"$.{f}" for f in error_fields} if name in iteration else {"$.error"}
         problems += [f"{where} {name}: Catch {c['ErrorEquals']} writes ResultPath {c.get('ResultPath')!r}, "
-                     "not $.error (it would replace the state)" for c in catches if c.get("ResultPath") != "$.error"]
+                     f"not one of {sorted(allowed)} (it would replace the state)"
+                     for c in catches if c.get("ResultPath") not in allowed]
     assert not problems, "\n".join(problems)
+
+
+def ends_before(states: dict[str, Any], start: str, recorder: str) -> list[str]:
+    """The end states reachable from ``start`` without passing ``recorder`` (none: every way on
+    from ``start`` records)."""
+    seen, todo, ends = set(), [start], []
+    while todo:
+        name = todo.pop()
+        if name in seen or name == recorder:
+            continue
+        seen.add(name)
+        state = states[name]
+        nexts = [state[k] for k in ("Next", "Default") if k in state]
+        nexts += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+        if not nexts:
+            ends.append(name)
+        todo += nexts
+    return sorted(ends)
 
 
 def test_a_caught_target_failure_still_records_the_targets_outcome(asl: dict[str, Any]) -> None:
@@ -312,12 +339,109 @@ def test_a_caught_target_failure_still_records_the_targets_outcome(asl: dict[str
             if name == "RecordTargetOutcome":
                 fields = payload_fields(iteration[end].get("Parameters", {}))
                 ok = iteration[end].get("End") and {"targetId", "outcome"} <= fields <= set(OutcomeSummary.model_fields)
-            else:
-                ok = end == "RecordTargetOutcome"
+            else:  # through Pass, Choice and restore states: every way on reaches the recorder
+                end = ", ".join(ends_before(iteration, catch["Next"], "RecordTargetOutcome")) or end
+                ok = not ends_before(iteration, catch["Next"], "RecordTargetOutcome")
             if not ok:
                 problems.append(f"InstallTargets/{name}: Catch {catch['ErrorEquals']} ends at {end}, "
                                 "which records no outcome for the target")
     assert not problems, "\n".join(problems)
+
+
+# --- every path after the files may have changed ends in a restore attempt --------------
+
+# The only ways from the install to RecordTargetOutcome that skip RollbackTarget, each with
+# what proves that nothing needs restoring. An edge is (state, how it leaves: "Catch <errors>" or
+# the Choice rule without its Next, as JSON).
+NO_RESTORE_NEEDED = {
+    ("InstallOnTarget", "Catch States.ALL"):
+        "the InstallTarget function raised: it sends the command last, so no command was sent",
+    ("InstallFinished", json.dumps({"Variable": "$.installCommand.filesChanged", "StringEquals": "no"},
+                                   sort_keys=True)):
+        "the command ended before the swap or never ran (logic/commands.py files_changed)",
+    ("InstallFinished", json.dumps({"Variable": "$.installCommand.filesChanged", "StringEquals": "restored"},
+                                   sort_keys=True)):
+        "the installer put the previous files back itself and said so",
+    ("Verified", json.dumps({"Variable": "$.verify.state", "StringEquals": "VERIFIED"}, sort_keys=True)):
+        "the target serves the new serial",
+    ("Verified", json.dumps({"And": [{"Variable": "$.verify.state", "StringEquals": "UNREACHABLE"},
+                                     {"Or": [{"Variable": "$.installCommand.servedSerialBefore", "IsPresent": False},
+                                             {"Variable": "$.installCommand.servedSerialBefore", "IsNull": True}]}]},
+                            sort_keys=True)):
+        "unreachable before the install too: nothing proves the new files are at fault",
+}
+
+
+def edges(state: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(how, next state) of every way out of a state."""
+    if "Next" in state:
+        yield "Next", state["Next"]
+    for rule in state.get("Choices", []):
+        yield json.dumps({k: v for k, v in rule.items() if k != "Next"}, sort_keys=True), rule["Next"]
+    if "Default" in state:
+        yield "Default", state["Default"]
+    for catch in state.get("Catch", []):
+        yield f"Catch {' '.join(catch['ErrorEquals'])}", catch["Next"]
+
+
+def unrestored_paths(iteration: dict[str, Any], start: str = "InstallOnTarget",
+                     restore: str = "RollbackTarget", recorder: str = "RecordTargetOutcome") -> list[str]:
+    """Every path from ``start`` to ``recorder`` (or to an end) that passes neither ``restore``
+    nor an edge of NO_RESTORE_NEEDED, as "A -(how)-> B -> ...". Loops are followed once."""
+    found: list[str] = []
+
+    def walk_from(name: str, path: list[str], seen: frozenset[str]) -> None:
+        if name == restore:
+            return
+        state = iteration[name]
+        if name == recorder or state.get("End") or state["Type"] in ("Succeed", "Fail"):
+            found.append(" -> ".join([*path, name]))
+            return
+        for how, target in edges(state):
+            if (name, how) in NO_RESTORE_NEEDED or target in seen:
+                continue
+            walk_from(target, [*path, f"{name} -({how[:60]})"], seen | {target})
+
+    walk_from(start, [], frozenset({start}))
+    return found
+
+
+def test_every_path_after_the_install_was_sent_ends_in_the_one_restore(asl: dict[str, Any]) -> None:
+    """Issue 10 item 4: install failed or timed out after the swap, verification failed or could
+    not run, unreachable after answering before: each reaches RollbackTarget before the outcome
+    is recorded, or leaves through an edge whose proof is named in NO_RESTORE_NEEDED."""
+    iteration = asl["States"]["InstallTargets"]["ItemProcessor"]["States"]
+    rollbacks = [n for n, s in iteration.items()
+                 if s["Type"] == "Task" and s.get("Parameters", {}).get("Payload", {}).get("action") == "rollback"]
+    assert rollbacks == ["RollbackTarget"], "one restore state, reached from every path (no copies)"
+    present = {(name, how) for name, state in iteration.items() for how, _ in edges(state)}
+    assert set(NO_RESTORE_NEEDED) <= present, f"proof edges gone or changed: {set(NO_RESTORE_NEEDED) - present}"
+    problems = unrestored_paths(iteration)
+    assert not problems, "paths that record an outcome without a restore attempt:\n" + "\n".join(problems)
+    # the restore itself always ends at the recorder
+    assert {target for _, target in edges(iteration["RollbackTarget"])} <= {"RecordTargetOutcome",
+                                                                            "ReconcileRollback"}
+
+
+@pytest.mark.parametrize(("state", "index", "field", "value"), [
+    ("VerifyTarget", 0, "Catch", "RecordTargetOutcome"),   # Lambda crash straight to the outcome
+    ("InstallOnTarget", 0, "Catch", "RecordTargetOutcome"),  # timeout classified without a restore
+])
+def test_a_path_that_skips_the_restore_is_reported(asl: dict[str, Any], state: str, index: int, field: str,
+                                                   value: str) -> None:
+    broken = json.loads(json.dumps(asl))
+    iteration = broken["States"]["InstallTargets"]["ItemProcessor"]["States"]
+    iteration[state][field][index]["Next"] = value
+    problems = unrestored_paths(iteration)
+    assert any(p.startswith(state) or f"{state} -(Catch" in p for p in problems), problems
+
+
+def test_a_verified_choice_with_another_condition_is_not_a_proof(asl: dict[str, Any]) -> None:
+    broken = json.loads(json.dumps(asl))
+    verified = broken["States"]["InstallTargets"]["ItemProcessor"]["States"]["Verified"]
+    verified["Choices"][1]["StringEquals"] = "NOT_SERVING"
+    problems = unrestored_paths(broken["States"]["InstallTargets"]["ItemProcessor"]["States"])
+    assert any("NOT_SERVING" in p for p in problems), problems
 
 
 def test_a_caught_rollout_failure_is_notified(asl: dict[str, Any]) -> None:
@@ -344,6 +468,8 @@ CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ExportCertificate": (ExportInput, ExportResult),
     "InstallOnTarget": (TargetCommandInput, CommandResult),
     "RollbackTarget": (TargetCommandInput, CommandResult),
+    "ReconcileInstall": (ReconcileInput, CommandResult),
+    "ReconcileRollback": (ReconcileInput, CommandResult),
     "VerifyTarget": (VerifyInput, VerifyResult),
     "RecordTargetOutcome": (RecordInput, OutcomeSummary),
     "Notify": (NotifyInput, NotifyResult),
@@ -352,8 +478,8 @@ CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 STAND_INS: dict[str, type[BaseModel]] = {
     "EventRejected": RolloutState,
     "ExportFailed": RolloutState,
-    "InstallTimedOut": CommandResult,
-    "RollbackTimedOut": CommandResult,
+    "InstallStatusUnknown": CommandResult,
+    "RollbackStatusUnknown": CommandResult,
     "BeginVerification": VerificationStart,
     "OutcomeNotRecorded": OutcomeSummary,
 }
@@ -436,7 +562,9 @@ def slots(states: dict[str, Any], contracts: dict[str, tuple[type[BaseModel], ty
     found: dict[str, type[BaseModel]] = {}
     for name, state in states.items():
         if state["Type"] == "Task" and isinstance(state.get("ResultPath"), str):
-            found[state["ResultPath"].removeprefix("$.")] = contracts[name][1]
+            # The first task that writes a field owns it (InstallOnTarget's $.installCommand; the
+            # reconcile task writing the same shape is held to it by test_tasks_writing_one_field_share_a_model).
+            found.setdefault(state["ResultPath"].removeprefix("$."), contracts[name][1])
         for catch in state.get("Catch", []):
             found[catch["ResultPath"].removeprefix("$.")] = StateError
     return found
@@ -500,6 +628,16 @@ def test_the_contract_table_names_every_task_state(asl: dict[str, Any]) -> None:
     assert tasks == set(CONTRACTS)
     passes = {name for _, name, state in all_states(asl) if state["Type"] == "Pass"}
     assert passes == set(STAND_INS)
+
+
+def test_tasks_writing_one_field_share_a_model(asl: dict[str, Any]) -> None:
+    writers: dict[tuple[str, str], set[type[BaseModel]]] = {}
+    for where, name, state in all_states(asl):
+        if state["Type"] == "Task" and isinstance(state.get("ResultPath"), str):
+            writers.setdefault((where, state["ResultPath"]), set()).add(CONTRACTS[name][1])
+    assert ("InstallTargets.ItemProcessor/", "$.installCommand") in writers
+    mixed = {k: sorted(m.__name__ for m in v) for k, v in writers.items() if len(v) > 1}
+    assert not mixed, f"tasks writing one field with different models: {mixed}"
 
 
 def test_every_path_read_from_a_task_result_names_a_field_of_its_model(asl: dict[str, Any]) -> None:

@@ -204,6 +204,31 @@ def test_reload_fails_fault_exit_code_and_text(tmp_path, ca, servers):
     assert probe_served_certificate(HOST, port, "web.internal.example").serial == serial_of(old)
 
 
+@pytest.mark.timeout(30)
+def test_dies_after_reload_fault_exits_after_a_successful_reload_only(tmp_path, ca, servers):
+    old, new = ca.issue_cert("web.internal.example"), ca.issue_cert("web.internal.example")
+    cert, key = write_site(tmp_path, "web", old)
+    (port,) = free_ports(1)
+    config = write_config(tmp_path / "c.json", [listener(port, site(["web.internal.example"], cert, key),
+                                                         fault="dies-after-reload")])
+    pid = tmp_path / "t.pid"
+    proc = servers(config, pid, tmp_path / "t.log")
+    # a SIGHUP with unchanged files reloads nothing: the server keeps running
+    assert run_cli("reload", "--pid-file", str(pid), "--config", config).returncode == 0
+    time.sleep(0.3)
+    assert proc.poll() is None
+    write_site(tmp_path, "web", new)
+    r = run_cli("reload", "--pid-file", str(pid), "--config", config)
+    assert (r.returncode, r.stdout.strip()) == (0, f"reload signal sent to pid {proc.pid}")  # the reload succeeded
+    assert proc.wait(timeout=5) == 70
+    assert "fault: dies-after-reload" in (tmp_path / "t.log").read_text()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - nothing answers any more
+        probe_served_certificate(HOST, port, "web.internal.example", timeout=1)
+    # the pid file stays behind (a crash); reload then finds no server
+    r = run_cli("reload", "--pid-file", str(pid), "--config", config)
+    assert (r.returncode, r.stdout.strip()) == (0, "not running; nothing to reload")
+
+
 def test_reload_when_not_running_is_a_no_op(tmp_path):
     r = run_cli("reload", "--pid-file", str(tmp_path / "missing.pid"))
     assert (r.returncode, r.stdout.strip()) == (0, "not running; nothing to reload")

@@ -18,9 +18,13 @@ Where each shape lives in the state (top level of an execution):
 Inside the Map (one iteration per target), starting from the TargetItem of ItemSelector:
 
   $.installCommand, $.rollbackCommand   CommandResult: what CommandCallback sends the waiting
-                                         task (or InstallTimedOut / RollbackTimedOut write)
+                                         task, or, when the task timed out, what ReconcileInstall /
+                                         ReconcileRollback read from SSM (InstallStatusUnknown /
+                                         RollbackStatusUnknown when even that failed)
   $.verify        VerificationStart (BeginVerification), then VerifyTarget's VerifyResult
-  $.error         a Catch's StateError
+  $.error         InstallOnTarget's Catch (the InstallTarget function raised: no command was sent)
+  $.installTimeout, $.rollbackTimeout   the States.Timeout of the waiting task (then reconciled)
+  $.verifyError, $.rollbackError, $.reconcileError   the StateError of that step's Catch
   $.outcome       RecordTargetOutcome's OutcomeSummary (the iteration's output)
 
 State carries references only (ARNs, serials, secret version ids, target ids): no model here
@@ -37,6 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 
 Action = Literal["install", "rollback"]
+# Did the command change the target's files? (logic.commands.files_changed, from the installer's
+# ROLLOUT_RESULT stage): "no" (it stopped before the swap, or never ran), "restored" (it reached
+# the swap and put the previous files back itself), "yes" (the swap happened and stands),
+# "unknown" (no ROLLOUT_RESULT: killed, timed out, still running). Only "no" and "restored"
+# let the iteration skip RollbackTarget.
+FilesChanged = Literal["no", "restored", "yes", "unknown"]
 CommandStateName = Literal["PENDING", "SUCCEEDED", "FAILED", "TIMED_OUT", "UNDELIVERABLE", "CANCELLED"]
 VerifyStateName = Literal["VERIFIED", "WAITING", "NOT_SERVING", "UNREACHABLE"]
 
@@ -197,13 +207,16 @@ class CommandStatus(_State):
     state: CommandStateName
     reason: str | None = None
     detail: str | None = None
-    restored: bool = False  # the installer restored the previous files itself (test/reload failed)
+    stage: str | None = None  # the installer's ROLLOUT_RESULT stage (fetch|write|test|reload|rollback), None without one
+    filesChanged: FilesChanged = "unknown"
 
 
 class CommandResult(CommandStatus):
     """$.installCommand / $.rollbackCommand: CommandCallback's output to the waiting task
-    (status + context + ids), or the TIMED_OUT status InstallTimedOut / RollbackTimedOut write
-    when the task's timeout fires first (then only state, reason, detail)."""
+    (status + context + ids); when the task's timeout fires first, ReconcileInstall /
+    ReconcileRollback return the same shape from GetCommandInvocation, and InstallStatusUnknown /
+    RollbackStatusUnknown write a TIMED_OUT status with filesChanged "unknown" when even that
+    failed (then only state, reason, detail, filesChanged)."""
 
     endpoint: str | None = None
     servedSerialBefore: str | None = None
@@ -219,6 +232,16 @@ class CommandCallbackResult(BaseModel):
     commandId: str | None = None
     state: CommandStateName | None = None
     ignored: str | None = None
+
+
+class ReconcileInput(_State):
+    """ReconcileInstall / ReconcileRollback's payload (the CommandCallback function's reconcile
+    mode): which waiting task timed out. The task's own output is lost on timeout; its command
+    is found through the waiting-task record (logic.waiting.waiting_task_key)."""
+
+    reconcile: Action
+    targetId: str
+    rolloutId: str
 
 
 class VerificationStart(_State):
@@ -253,8 +276,13 @@ class IterationState(TargetItem):
     and what each step wrote. A step that did not run left its field None."""
 
     installCommand: CommandResult | None = None
+    installTimeout: StateError | None = None
     verify: VerifyResult | VerificationStart | None = None
+    verifyError: StateError | None = None
     rollbackCommand: CommandResult | None = None
+    rollbackTimeout: StateError | None = None
+    rollbackError: StateError | None = None
+    reconcileError: StateError | None = None
     error: StateError | None = None
 
 
@@ -286,6 +314,8 @@ class OutcomeRecord(BaseModel):
     expectedSerial: str | None = None
     servedSerialBefore: str | None = None
     servedSerialAfter: str | None = None
+    restoreAttempted: bool = False  # RollbackTarget ran for this target
+    restoreResult: str | None = None  # what the restore attempt ended with (logic.outcome.restore_result)
     recordedAt: str
     expiresAt: int
 
@@ -305,7 +335,10 @@ class TargetLine(BaseModel):
     reason: str | None = None
     detail: str | None = None
     endpoint: str | None = None
+    servedSerialBefore: str | None = None
     servedSerialAfter: str | None = None
+    restoreAttempted: bool = False
+    restoreResult: str | None = None
 
     @classmethod
     def not_recorded(cls, target_id: str) -> TargetLine:

@@ -107,6 +107,8 @@ class WaitingTask:
 
     task_token: str
     context: dict[str, Any]
+    command_id: str | None = None  # the command sent for it (WaitingTasks.attach_command), None until sent
+    instance_id: str | None = None
 
 
 # --------------------------------------------------------------------------- ports
@@ -194,6 +196,12 @@ class Commands(Protocol):
         (AwsPermanentError code InvalidCommandId for a command SSM does not know)."""
         ...
 
+    def cancel(self, command_id: str, instance_id: str) -> None:
+        """CancelCommand for one instance (asynchronous in SSM: the invocation ends Cancelled
+        later). Raises a named AwsError (AwsPermanentError code InvalidCommandId for a command
+        SSM does not know)."""
+        ...
+
 
 @runtime_checkable
 class WaitingTasks(Protocol):
@@ -202,6 +210,12 @@ class WaitingTasks(Protocol):
 
     def remember(self, key: str, task_token: str, context: Mapping[str, Any], *, ttl_seconds: int) -> None:
         """Store the token and context; the record expires after ``ttl_seconds`` seconds."""
+        ...
+
+    def attach_command(self, key: str, command_id: str, instance_id: str) -> None:
+        """Add the sent command's ids to the record under ``key`` (what a task that times out
+        reads back to ask SSM, logic.callback.reconcile_timed_out_task). No-op when the record
+        is gone. Raises a named AwsError."""
         ...
 
     def find(self, key: str) -> WaitingTask | None:

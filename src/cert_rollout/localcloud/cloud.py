@@ -205,8 +205,10 @@ class LocalCloud:
         return {"PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME": workdir, "LANG": "C.UTF-8", **self.aws_env()}
 
-    def add_node(self, instance_id: str, online: bool = True) -> LocalNode:
-        node = LocalNode(instance_id=instance_id, env={}, online=online)
+    def add_node(self, instance_id: str, online: bool = True, lose_status_events: int = 0) -> LocalNode:
+        """Register a local managed node; ``lose_status_events`` of its final status events are
+        dropped before EventBridge (nodes.py)."""
+        node = LocalNode(instance_id=instance_id, env={}, online=online, lose_status_events=lose_status_events)
         node.env = self.node_env(node.workdir)
         self.fleet.register(node)
         return node

@@ -7,12 +7,16 @@ allowedPattern), the step's timeoutSeconds, status transitions Pending -> InProg
 Success / Failed / TimedOut, and stdout/stderr captured (SSM keeps 24,000 / 8,000 chars).
 The node's own identity (the environment it runs with) is what reads Secrets Manager.
 A node marked offline never picks a command up (Pending until cancelled); an instance id
-that is not a managed node is refused by SendCommand with InvalidInstanceId.
+that is not a managed node is refused by SendCommand with InvalidInstanceId. A node with
+``lose_status_events`` > 0 has that many of its final status-change events dropped on the way
+to EventBridge (the fault ``status-event-lost``: AWS delivers these events best effort); the
+invocation itself still ends normally and GetCommandInvocation reports it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+LOG = logging.getLogger(__name__)
 STDOUT_LIMIT = 24000
 STDERR_LIMIT = 8000
 
@@ -36,6 +41,7 @@ class LocalNode:
     instance_id: str
     env: dict[str, str]
     online: bool = True
+    lose_status_events: int = 0  # final status events still to drop (fault status-event-lost)
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="node-"))
     commands_run: int = 0
 
@@ -79,6 +85,13 @@ class NodeFleet:
         return values
 
     def _status(self, command_id: str, instance_id: str, invocation: dict[str, Any], status: str) -> None:
+        node = self.nodes.get(instance_id)
+        if node is not None and node.lose_status_events > 0 and status not in ("Pending", "InProgress", "Delayed"):
+            with self._lock:
+                node.lose_status_events -= 1
+            LOG.warning("status event %s of command %s on %s dropped (fault: status-event-lost)",
+                        status, command_id, instance_id)
+            return
         if self.emit is not None:
             self.emit(command_id, instance_id, invocation.get("DocumentName", ""), status)
 

@@ -36,7 +36,7 @@ def write(report: dict[str, Any], path: Path) -> None:
 
 def targets_table(entry: dict[str, Any]) -> Table:
     table = Table(title=f"Targets (expected serial {entry.get('expected_serial') or '-'})", title_justify="left")
-    for col in ("Target", "Endpoint", "Outcome", "Reason"):
+    for col in ("Target", "Endpoint", "Outcome", "Reason", "Restore"):
         table.add_column(col)
     for col in ("Served before", "Served after"):
         table.add_column(col, overflow="fold", min_width=20)
@@ -45,8 +45,10 @@ def targets_table(entry: dict[str, Any]) -> Table:
         reason = t.get("reason") or ""
         if t.get("detail") and t.get("outcome") != "VERIFIED":
             reason += f": {t['detail']}"
+        restore = (t.get("restore_result") or "attempted") if t.get("restore_attempted") else "-"
         table.add_row(t["id"], t.get("endpoint") or "", f"[{colors.get(t['outcome'], 'white')}]{t['outcome']}[/]",
-                      escape(reason[:160]), t.get("served_serial_before") or "-", t.get("served_serial_after") or "-")
+                      escape(reason[:160]), escape(restore[:120]), t.get("served_serial_before") or "-",
+                      t.get("served_serial_after") or "-")
     return table
 
 

@@ -17,6 +17,7 @@ Format (YAML):
       certificate: web
     - sleep: 2
     - inject_error: {operation: ExportCertificate, code: ThrottlingException, times: 2}
+    - restart: web-1                              # start an embedded target's server again, fault cleared
   An event/input step may say `expect: PARTIAL` (any event outcome): `cert-rollout local run`
   exits 0 when every event step ends as expected (default: ROLLED_OUT for a rollout).
 """
@@ -70,7 +71,9 @@ class TargetSpec(BaseModel):
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"] | None = None
+    # localcloud/targets.py names each fault; dies-after-reload and status-event-lost: issue 10.
+    fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
+                   "status-event-lost"] | None = None
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
 
@@ -95,17 +98,18 @@ class StepSpec(BaseModel):
     wait: bool = True
     sleep: float | None = Field(default=None, ge=0, le=3600)
     inject_error: InjectErrorSpec | None = None
+    restart: str | None = None  # an embedded target's id: its server starts again, fault cleared
     # The outcome this event step should end with (default: ROLLED_OUT when it rolls out).
     expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
                     "NO_TARGETS", "REJECTED", "NOT_ROUTED"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
-        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error")
+        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error", "restart")
                    if getattr(self, a) is not None]
         if len(actions) != 1:
-            raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error "
-                             f"(got {actions or 'none'})")
+            raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error, "
+                             f"restart (got {actions or 'none'})")
         return self
 
 
@@ -148,6 +152,16 @@ class Scenario(BaseModel):
                 text = json.dumps(s.input)
             if text is not None and "${CertificateArn}" in text and s.certificate is None:
                 raise ValueError(f"step {i}: uses ${{CertificateArn}} but names no certificate")
+        return self
+
+    @model_validator(mode="after")
+    def _restarts(self) -> Scenario:
+        servers = {t.id: t.server for t in self.targets}
+        for i, s in enumerate(self.steps, 1):
+            if s.restart is not None and s.restart not in servers:
+                raise ValueError(f"step {i}: restart of unknown target {s.restart!r}")
+            if s.restart is not None and servers[s.restart] != "embedded":
+                raise ValueError(f"step {i}: restart: only embedded targets can be restarted")
         return self
 
     def event_path(self, event: str) -> Path:
@@ -299,12 +313,8 @@ class ScenarioRunner:
         }
         pending: list[tuple[int, dict[str, Any], list[str]]] = []
         for index, step in enumerate(self.scenario.steps, 1):
-            if step.sleep is not None:
-                time.sleep(step.sleep)
-            elif step.inject_error is not None:
-                injected = step.inject_error
-                cloud.inject_error("acm", injected.operation, injected.code, injected.times)
-                self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
+            if step.sleep is not None or step.inject_error is not None or step.restart is not None:
+                self._environment_step(step)
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
@@ -325,6 +335,21 @@ class ScenarioRunner:
         report["sns_messages"] = cloud.sns_messages()
         report["wall_seconds"] = round(time.time() - started, 3)
         return report
+
+    def _environment_step(self, step: StepSpec) -> None:
+        """A step that changes the world, not the rollout: sleep, inject_error, restart."""
+        cloud = self.cloud
+        assert cloud
+        if step.sleep is not None:
+            time.sleep(step.sleep)
+        elif step.inject_error is not None:
+            injected = step.inject_error
+            cloud.inject_error("acm", injected.operation, injected.code, injected.times)
+            self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
+        elif step.restart is not None:
+            assert self.targets
+            self.targets.restart(step.restart)
+            self.on_step(f"target {step.restart}: server started again (fault cleared)")
 
     def _send(self, index: int, step: StepSpec) -> tuple[dict[str, Any], list[str]]:
         cloud = self.cloud
@@ -376,6 +401,7 @@ class ScenarioRunner:
                 "id": r["targetId"], "endpoint": r.get("endpoint"), "outcome": r.get("outcome"),
                 "reason": r.get("reason"), "detail": r.get("detail"),
                 "served_serial_before": r.get("servedSerialBefore"), "served_serial_after": r.get("servedSerialAfter"),
+                "restore_attempted": bool(r.get("restoreAttempted")), "restore_result": r.get("restoreResult"),
             } for r in records],
             notification={k: detail.get(k) for k in ("outcome", "messageId", "verified", "rolledBack", "failed",
                                                      "targetCount") if k in detail},

@@ -30,7 +30,7 @@ Config format (JSON)::
 
     {"listeners": [
         {"host": "127.0.0.1", "port": 8443,
-         "fault": null,                # null | "stale" | "wrong-cert" | "reload-fails"
+         "fault": null,                # null | "stale" | "wrong-cert" | "reload-fails" | "dies-after-reload"
          "fault_cert": null, "fault_key": null,   # only for "wrong-cert"
          "sites": [
             {"server_names": ["web.internal.example"],
@@ -46,6 +46,9 @@ Faults (per listener), to reproduce what operators see on real servers:
     stale        ignores SIGHUP: keeps serving what it loaded at start.
     wrong-cert   always serves fault_cert/fault_key, whatever the SNI or the files.
     reload-fails the ``reload`` command refuses (exit 1) and sends no signal.
+    dies-after-reload  a SIGHUP that reloads a site's changed files successfully is followed by
+                 the process exiting (code 70, pid file left behind, like a crash): the reload
+                 command itself succeeded, then nothing answers on any port.
 
 Python API (tests, local cloud): :func:`start_server`, :func:`stop_server`,
 :func:`check_config`, :func:`reload_server`, :func:`load_config`.
@@ -81,7 +84,8 @@ __all__ = [
     "stop_server",
 ]
 
-FAULTS = (None, "stale", "wrong-cert", "reload-fails")
+FAULTS = (None, "stale", "wrong-cert", "reload-fails", "dies-after-reload")
+DIES_AFTER_RELOAD_EXIT = 70
 LOG = logging.getLogger("target_server")
 IDLE_SECONDS = 2.0  # how long to wait for a request after the handshake
 HANDSHAKE_TIMEOUT = 10.0
@@ -306,11 +310,13 @@ class _Listener:
             return None
         return None
 
-    def reload(self) -> None:
+    def reload(self) -> int:
+        """Re-read every site whose files changed; returns how many were reloaded successfully."""
         address = self.config.address
+        reloaded = 0
         if self.config.fault == "stale":
             LOG.info("%s: SIGHUP ignored (fault: stale)", address)
-            return
+            return 0
         for site in self.sites:
             names = ",".join(site.config.server_names) or "(default)"
             stamp = _stamp(site.config)
@@ -323,9 +329,11 @@ class _Listener:
                 LOG.error("%s site %s: reload failed, keeping the previous certificate: %s",
                           address, names, exc)
             else:
+                reloaded += 1
                 LOG.info("%s site %s: reloaded %s", address, names, site.config.cert)
         if self.fault_context is not None:
             LOG.info("%s: serving the fault certificate (fault: wrong-cert)", address)
+        return reloaded
 
 
 def _stamp(site: SiteConfig) -> tuple[float, float, int, int]:
@@ -376,6 +384,24 @@ def _write_pid_file(pid_file: str) -> None:
     os.replace(tmp, pid_file)
 
 
+def _reload_all(listeners: list[_Listener]) -> bool:
+    """Reload every listener; True when a dies-after-reload listener reloaded a site (then the
+    process must exit)."""
+    dies = False
+    for listener in listeners:
+        if listener.reload() and listener.config.fault == "dies-after-reload":
+            dies = True
+    return dies
+
+
+def _die_after_reload() -> None:
+    """The dies-after-reload fault: exit at once, as a crash would (no cleanup, pid file kept)."""
+    LOG.error("exiting right after a successful reload (fault: dies-after-reload)")
+    for handler in LOG.handlers:
+        handler.flush()
+    os._exit(DIES_AFTER_RELOAD_EXIT)
+
+
 async def _serve(cfg: ServerConfig, pid_file: str) -> int:
     loop = asyncio.get_running_loop()
 
@@ -390,8 +416,8 @@ async def _serve(cfg: ServerConfig, pid_file: str) -> int:
 
     def on_hup() -> None:
         LOG.info("SIGHUP: reloading certificates")
-        for listener in listeners:
-            listener.reload()
+        if _reload_all(listeners):
+            loop.call_later(0.05, _die_after_reload)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -8,6 +8,10 @@ Faults (scenario `fault:`), what operators meet in the field:
   reload-fails   the reload command exits non-zero with the server's error text
   wrong-cert     the server answers with another certificate whatever is installed
   agent-offline  the node's SSM Agent never picks up commands
+  dies-after-reload  the server process exits right after a successful reload (a crash after
+                 picking up the new files); ``restart`` starts it again without the fault
+  status-event-lost  the node's first final command status event never reaches EventBridge
+                 (the command itself ends normally; GetCommandInvocation knows its status)
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from cryptography.x509.oid import NameOID
 from cert_rollout.localcloud.cloud import LocalCloud, free_port
 from cert_rollout.localcloud.target_server import start_server, stop_server
 
-Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"]
-SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert"}
+Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
+                "status-event-lost"]
+SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert", "dies-after-reload"}
 
 
 @dataclass
@@ -97,7 +102,8 @@ class LocalTargets:
         config, pid_file = directory / "server.json", directory / "server.pid"
         config.write_text(json.dumps({"listeners": [listener]}, indent=2))
         instance_id = "mi-" + secrets.token_hex(8) + "a"
-        self.cloud.add_node(instance_id, online=fault != "agent-offline")
+        self.cloud.add_node(instance_id, online=fault != "agent-offline",
+                            lose_status_events=1 if fault == "status-event-lost" else 0)
         target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault)
         if fault != "down":
             target.process = start_server(config, pid_file, directory / "server.log")
@@ -113,6 +119,24 @@ class LocalTargets:
         }
         self.register(target)
         self.targets[target_id] = target
+        return target
+
+    def restart(self, target_id: str) -> LocalTarget:
+        """Start an embedded target's server again with its fault cleared (what systemd's
+        Restart= or an operator does after the server died). Raises KeyError for an unknown
+        target and ValueError for a target that is not an embedded server."""
+        target = self.targets[target_id]
+        if target.server != "embedded":
+            raise ValueError(f"target {target_id}: only embedded targets can be restarted")
+        if target.process is not None:
+            stop_server(target.process)
+        config, pid_file = target.directory / "server.json", target.directory / "server.pid"
+        settings = json.loads(config.read_text())
+        for listener in settings["listeners"]:
+            listener["fault"] = None
+        config.write_text(json.dumps(settings, indent=2))
+        target.fault = None
+        target.process = start_server(config, pid_file, target.directory / "server.log")
         return target
 
     def register(self, target: LocalTarget) -> None:

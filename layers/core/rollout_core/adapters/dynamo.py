@@ -187,6 +187,22 @@ class DynamoWaitingTasks:
         except (ClientError, BotoCoreError) as e:
             raise named_aws_error(e, "PutItem") from None
 
+    def attach_command(self, key: str, command_id: str, instance_id: str) -> None:
+        """Add the command's ids to the record under ``key`` (conditional: a record that
+        expired or was never written stays absent)."""
+        try:
+            self._table.update_item(
+                Key=waiting_record_key(key), UpdateExpression="SET commandId = :c, instanceId = :i",
+                ConditionExpression="attribute_exists(taskToken)",
+                ExpressionAttributeValues={":c": command_id, ":i": instance_id},
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            raise named_aws_error(e, "UpdateItem") from None
+        except BotoCoreError as e:
+            raise named_aws_error(e, "UpdateItem") from None
+
     def find(self, key: str) -> WaitingTask | None:
         """The task stored under ``key`` (a consistent read), or None."""
         try:
@@ -195,4 +211,7 @@ class DynamoWaitingTasks:
             raise named_aws_error(e, "GetItem") from None
         if not item:
             return None
-        return WaitingTask(task_token=str(item["taskToken"]), context=json.loads(item.get("context") or "{}"))
+        command_id, instance_id = item.get("commandId"), item.get("instanceId")
+        return WaitingTask(task_token=str(item["taskToken"]), context=json.loads(item.get("context") or "{}"),
+                           command_id=str(command_id) if command_id else None,
+                           instance_id=str(instance_id) if instance_id else None)

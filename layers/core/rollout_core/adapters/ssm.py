@@ -57,3 +57,10 @@ class SsmCommands:
         except BotoCoreError as e:
             raise named_aws_error(e, "GetCommandInvocation") from None
         return answer
+
+    def cancel(self, command_id: str, instance_id: str) -> None:
+        """CancelCommand for one instance. Raises a named AwsError (InvalidCommandId included)."""
+        try:
+            self._ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "CancelCommand") from None

@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollout_core import ports
-from rollout_core.adapters.errors import AwsPermanentError
-from rollout_core.contracts import CommandCallbackResult, CommandResult, WaitingTaskContext
+from rollout_core.adapters.errors import AwsError, AwsPermanentError
+from rollout_core.contracts import CommandCallbackResult, CommandResult, ReconcileInput, WaitingTaskContext
 from rollout_core.logic.commands import command_status
-from rollout_core.logic.waiting import waiting_task_key_from_comment
+from rollout_core.logic.waiting import waiting_task_key, waiting_task_key_from_comment
 from rollout_core.observability import logger
 
 TERMINAL_EVENT_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated",
@@ -84,9 +84,9 @@ def complete_waiting_task(event: CommandEvent, *, commands: ports.Commands, wait
     task = waiting_tasks.find(key)
     if task is None:
         raise WaitingTaskNotFound(f"no waiting task recorded for command {detail.command_id}")
-    status = command_status(detail.command_id, detail.instance_id, event_status=detail.status,
-                            invocation=invocation, commands=commands)
     context = WaitingTaskContext.model_validate(task.context)
+    status = command_status(detail.command_id, detail.instance_id, event_status=detail.status,
+                            invocation=invocation, commands=commands, action=context.action or "install")
     output = CommandResult(**context.model_dump(), **status.model_dump(),
                            commandId=detail.command_id, instanceId=detail.instance_id)
     if not callbacks.succeed(task.task_token, output.model_dump(mode="json")):
@@ -96,3 +96,54 @@ def complete_waiting_task(event: CommandEvent, *, commands: ports.Commands, wait
     logger.info("command finished", extra={"command_id": detail.command_id, "instance_id": detail.instance_id,
                                            "state": status.state})
     return CommandCallbackResult(commandId=detail.command_id, state=status.state)
+
+
+def reconcile_timed_out_task(request: ReconcileInput, *, commands: ports.Commands,
+                             waiting_tasks: ports.WaitingTasks) -> CommandResult:
+    """ReconcileInstall / ReconcileRollback: the waiting task timed out (States.Timeout) without
+    SSM's status event (EventBridge delivers them best effort); ask SSM for the real status.
+
+    Finds the command through the waiting-task record (logic.waiting.waiting_task_key of the
+    rollout, target and action; logic.commands.send_target_command attached the command's ids)
+    and classifies GetCommandInvocation exactly as complete_waiting_task does, so the result is
+    the CommandResult the status event would have produced. A command still Pending / InProgress
+    at the task's deadline is cancelled (CancelCommand: it must not go on changing files while
+    the iteration restores them) and reported TIMED_OUT/command-timed-out, with filesChanged "no"
+    when it never started, "unknown" when it was running. Without a record, a command id or an
+    invocation the result is TIMED_OUT with filesChanged "unknown" (the rollback is attempted).
+    Ports: ``waiting_tasks`` (find), ``commands`` (GetCommandInvocation, CancelCommand).
+    Raises a named AwsError when DynamoDB or GetCommandInvocation fails (the ASL retries it,
+    then InstallStatusUnknown / RollbackStatusUnknown).
+    """
+    action = request.reconcile
+    task = waiting_tasks.find(waiting_task_key(request.rolloutId, request.targetId, action))
+    if task is None or not task.command_id or not task.instance_id:
+        logger.warning("timed-out task has no recorded command", extra={"target_id": request.targetId,
+                                                                         "action": action})
+        return CommandResult(state="TIMED_OUT", reason="command-timed-out", filesChanged="unknown", action=action,
+                             detail="no final command status within the task's deadline, and no command id "
+                                    "recorded for it")
+    known = WaitingTaskContext.model_validate(task.context).model_dump() | {
+        "commandId": task.command_id, "instanceId": task.instance_id}
+    try:
+        invocation = commands.invocation(task.command_id, task.instance_id)
+    except ports.InvocationNotFound:
+        return CommandResult.model_validate(known | {
+            "state": "TIMED_OUT", "reason": "command-timed-out", "filesChanged": "unknown",
+            "detail": f"no final status within the task's deadline; SSM has no invocation of "
+                      f"{task.command_id} on {task.instance_id}"})
+    status = command_status(task.command_id, task.instance_id, invocation=invocation, action=action)
+    logger.info("timed-out task reconciled from GetCommandInvocation",
+                extra={"command_id": task.command_id, "state": status.state, "target_id": request.targetId})
+    if status.state != "PENDING":
+        return CommandResult.model_validate(known | status.model_dump())
+    running = str(invocation.get("StatusDetails") or invocation.get("Status") or "Pending")
+    try:
+        commands.cancel(task.command_id, task.instance_id)
+        cancel_note = "cancelled"
+    except AwsError as e:
+        logger.warning("cannot cancel the timed-out command", extra={"command_id": task.command_id, "error": str(e)})
+        cancel_note = f"cancel failed: {e}"[:200]
+    return CommandResult.model_validate(known | {
+        "state": "TIMED_OUT", "reason": "command-timed-out", "filesChanged": status.filesChanged,
+        "detail": f"still {running} on {task.instance_id} at the task's deadline; {cancel_note}"})

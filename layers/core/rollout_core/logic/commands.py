@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from rollout_core import ports
-from rollout_core.contracts import Action, CommandRef, CommandStatus, WaitingTaskContext
+from rollout_core.contracts import Action, CommandRef, CommandStatus, FilesChanged, WaitingTaskContext
 from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
 from rollout_core.domain.ssm_status import CommandState, classify_invocation
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
@@ -67,6 +67,10 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
         timeout_seconds=settings.command_timeout_seconds,
         comment=f"{COMMENT_PREFIX}{wait_key} {action} {target_id}",
     )
+    if task_token:
+        # A task that times out (its status event lost) finds the command through this record
+        # (logic.callback.reconcile_timed_out_task): the task's own output is lost on timeout.
+        waiting_tasks.attach_command(wait_key, command_id, target.instanceId)
     logger.info("command sent", extra={"action": action, "target_id": target_id, "command_id": command_id,
                                        "instance_id": target.instanceId})
     return CommandRef(commandId=command_id, instanceId=target.instanceId, endpoint=target.endpoint,
@@ -106,11 +110,56 @@ def installer_result(stdout: str) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+# Stages of installer/install_bundle.py's ROLLOUT_RESULT (its module docstring): "fetch" and
+# "write" end before any live file is replaced (stage_files writes beside; swap_in puts back what
+# it replaced before it reports "write"); "test" and "reload" come after the swap, and the
+# installer restores the previous files itself before it reports them. Its error text says
+# "restore failed" when that restore did not complete.
+# "installer": the document's bootstrap could not download or check the installer (nothing ran).
+BEFORE_SWAP_STAGES = frozenset({"installer", "fetch", "write"})
+AFTER_SWAP_STAGES = frozenset({"test", "reload"})
+RESTORE_FAILED_TEXT = "restore failed"
+NOT_DELIVERED_DETAILS = frozenset({"deliverytimedout", "undeliverable", "terminated", "pending", "delayed"})
+
+
+def files_changed(action: Action, state: CommandState, result: dict[str, Any] | None,
+                  status_details: str | None) -> FilesChanged:
+    """Did this command change the target's files? (contracts.FilesChanged)
+
+    From the installer's ROLLOUT_RESULT (``result``; None when the command printed none: it
+    never ran, was killed or is still running) and SSM's ``status_details``. A command that
+    never reached the node (Undeliverable, Terminated, Delivery Timed Out, still Pending) is
+    "no"; a result with a boolean ``restored`` field says itself whether the previous files are
+    back ("restored" / "yes"); otherwise the stage decides (BEFORE_SWAP_STAGES "no",
+    AFTER_SWAP_STAGES "restored" unless the error says RESTORE_FAILED_TEXT). A successful
+    rollback is "yes" (files restored), or "no" when its result says ``restored: false``
+    (nothing to restore). Everything else is "unknown": the iteration then attempts the rollback.
+    """
+    detail = "".join(ch for ch in (status_details or "").casefold() if ch.isalnum())
+    if state == CommandState.UNDELIVERABLE or detail in NOT_DELIVERED_DETAILS:
+        return "no"
+    if state == CommandState.SUCCEEDED:
+        return "no" if action == "rollback" and result is not None and result.get("restored") is False else "yes"
+    if result is None or state != CommandState.FAILED:
+        return "unknown"
+    restored = result.get("restored")
+    if isinstance(restored, bool):
+        return "restored" if restored else "yes"
+    stage = str(result.get("stage") or "")
+    restore_failed = RESTORE_FAILED_TEXT in str(result.get("error") or "")
+    if action == "install" and stage in BEFORE_SWAP_STAGES:
+        return "yes" if restore_failed else "no"
+    if action == "install" and stage in AFTER_SWAP_STAGES:
+        return "yes" if restore_failed else "restored"
+    return "unknown"
+
+
 def command_status(command_id: str, instance_id: str, *, event_status: str | None = None,
                    invocation: dict[str, Any] | None = None,
-                   commands: ports.Commands | None = None) -> CommandStatus:
+                   commands: ports.Commands | None = None, action: Action = "install") -> CommandStatus:
     """Classify one finished invocation (D3) from GetCommandInvocation, with the installer's
-    ROLLOUT_RESULT for the reason and the server's error text.
+    ROLLOUT_RESULT for the reason, the stage it reached, whether the target's files changed
+    (files_changed; ``action`` is the command's: install or rollback) and the server's error text.
 
     ``event_status`` is the status EventBridge reported; it is used when the invocation
     cannot be read (InvocationDoesNotExist for an undeliverable command). Without
@@ -129,21 +178,26 @@ def command_status(command_id: str, instance_id: str, *, event_status: str | Non
         invocation = {"StatusDetails": event_status}
         state = classify_invocation(event_status or "Pending", event_status, None)
     if state == CommandState.PENDING:
-        return CommandStatus(state="PENDING")
+        return CommandStatus(state="PENDING", filesChanged=files_changed(action, state, None,
+                                                                         invocation.get("StatusDetails")))
+    parsed = installer_result(invocation.get("StandardOutputContent", ""))
+    result = parsed or {}
+    stage = str(result["stage"]) if result.get("stage") else None
+    changed = files_changed(action, state, parsed, invocation.get("StatusDetails"))
     if state == CommandState.SUCCEEDED:
-        return CommandStatus(state="SUCCEEDED")
-    result = installer_result(invocation.get("StandardOutputContent", "")) or {}
+        return CommandStatus(state="SUCCEEDED", stage=stage, filesChanged=changed,
+                             detail="nothing to restore" if action == "rollback" and changed == "no" else None)
     server_text = redact(str(result.get("serverOutput") or invocation.get("StandardErrorContent") or ""))[-600:]
     if state == CommandState.TIMED_OUT:
-        return CommandStatus(state="TIMED_OUT", reason="command-timed-out",
+        return CommandStatus(state="TIMED_OUT", reason="command-timed-out", stage=stage, filesChanged=changed,
                              detail=f"{invocation.get('StatusDetails') or 'TimedOut'} on {instance_id}: {server_text}".strip(" :"))
     if state == CommandState.UNDELIVERABLE:
-        return CommandStatus(state="UNDELIVERABLE", reason="undeliverable",
+        return CommandStatus(state="UNDELIVERABLE", reason="undeliverable", filesChanged=changed,
                              detail=f"{invocation.get('StatusDetails') or 'Undeliverable'} on {instance_id}")
     if state == CommandState.CANCELLED:
-        return CommandStatus(state="CANCELLED", reason="command-cancelled", detail=invocation.get("StatusDetails"))
-    stage = result.get("stage")
+        return CommandStatus(state="CANCELLED", reason="command-cancelled", stage=stage, filesChanged=changed,
+                             detail=invocation.get("StatusDetails"))
     error = redact(str(result.get("error") or ""))
     detail = "; ".join(p for p in (f"stage {stage}" if stage else "", error, server_text) if p)[:800]
-    return CommandStatus(state="FAILED", reason="install-failed", detail=detail or "command failed",
-                         restored=stage in ("test", "reload"))
+    return CommandStatus(state="FAILED", reason="install-failed" if action == "install" else "rollback-failed",
+                         detail=detail or "command failed", stage=stage, filesChanged=changed)

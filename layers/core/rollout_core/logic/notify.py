@@ -38,6 +38,18 @@ def rollout_outcome(lines: list[TargetLine]) -> RolloutOutcome:
     return RolloutOutcome.PARTIAL if verified else RolloutOutcome.FAILED
 
 
+def old_certificate_text(r: TargetLine) -> str | None:
+    """Whether a target that was not VERIFIED serves its old certificate again (what
+    RecordTargetOutcome probed after the restore), or None when nothing is known of its old one."""
+    if r.outcome == TargetOutcome.VERIFIED or r.servedSerialBefore is None:
+        return None
+    if r.servedSerialAfter == r.servedSerialBefore:
+        return f"old certificate served again ({r.servedSerialBefore})"
+    if r.servedSerialAfter is None:
+        return f"old certificate NOT served: the target does not answer (it served {r.servedSerialBefore})"
+    return f"old certificate NOT served: it serves {r.servedSerialAfter}, not {r.servedSerialBefore}"
+
+
 def _target_text(r: TargetLine) -> str:
     text = f"- {r.targetId} {r.endpoint or ''} {r.outcome.value}"
     if r.reason:
@@ -46,6 +58,10 @@ def _target_text(r: TargetLine) -> str:
         text += f", now serving {r.servedSerialAfter}"
     if r.detail and r.outcome != TargetOutcome.VERIFIED:
         text += f": {r.detail}"
+    if r.outcome != TargetOutcome.VERIFIED:
+        restore = f"restore attempted: {r.restoreResult or '-'}" if r.restoreAttempted else "no restore attempted"
+        old = old_certificate_text(r)
+        text += f" [{restore}{'; ' + old if old else ''}]"
     return text
 
 

@@ -1,14 +1,30 @@
 """RecordTargetOutcome: turn one target's path through the Map iteration into its outcome.
 
-  install command FAILED, files restored by the installer  -> ROLLED_BACK / install-failed
-  install command FAILED before anything was replaced       -> FAILED / install-failed
-  command TIMED_OUT / UNDELIVERABLE / CANCELLED              -> FAILED / command-timed-out | undeliverable | command-cancelled
-    (CANCELLED: someone cancelled the command in SSM; the rollout itself never cancels one)
-  verified                                                   -> VERIFIED
-  unreachable past the verify deadline                       -> FAILED / unreachable
-  not serving the new serial, rollback succeeded             -> ROLLED_BACK / not-serving-new-serial
-  not serving the new serial, rollback failed                -> FAILED / rollback-failed
-  a step raised (Catch)                                      -> FAILED / <reason of the error's name>
+Every path after the target's files may have changed ends in a restore attempt before this
+step (statemachine/rollout.asl.json: one RollbackTarget state, reached from each such path):
+
+  InstallTarget function raised (no command was sent)      -> FAILED / <reason of the error's name>
+  install command ended before the swap (filesChanged no)  -> FAILED / install-failed | command-timed-out | undeliverable | command-cancelled
+  install command FAILED after the swap, the installer
+    restored the previous files itself (filesChanged restored) -> ROLLED_BACK / install-failed
+  verified                                                 -> VERIFIED
+  unreachable before the install and after it              -> FAILED / unreachable (no rollback: nothing
+                                                              proves the new files are at fault)
+  otherwise RollbackTarget ran, for a cause:
+    install FAILED after the swap, restore not confirmed     install-failed
+    install TIMED_OUT / CANCELLED, files unknown             command-timed-out / command-cancelled
+    VerifyTarget raised (verification could not run)        verify-failed
+    answered before the install, unreachable after it        unreachable-after-install
+    serves another serial                                    not-serving-new-serial
+  and the restore ended:
+    SUCCEEDED, previous files restored                    -> ROLLED_BACK / <cause>
+    SUCCEEDED, nothing to restore                         -> FAILED / <cause> (detail says so)
+    FAILED, TIMED_OUT, or the rollback step raised        -> FAILED / rollback-failed, detail "<cause>: ...; restore ..."
+
+(CANCELLED: someone cancelled the command in SSM, or ReconcileInstall cancelled a command still
+running at the task's deadline.) The record also names the restore attempt and its result
+(restore_result), and what the target serves after (one probe), so the notification says
+whether the old certificate is served again.
 """
 
 from __future__ import annotations
@@ -40,33 +56,81 @@ def _error_outcome(error: StateError) -> tuple[TargetOutcome, str, str]:
     return TargetOutcome.FAILED, ERROR_REASONS.get(error.Error, "step-failed"), error.text(800)
 
 
+def _joined(*parts: str | None) -> str | None:
+    text = "; ".join(p for p in parts if p)
+    return text[:800] or None
+
+
+def _rollback_cause(state: IterationState) -> tuple[str, str | None]:
+    """(cause, detail) of a rollback: why the iteration reached RollbackTarget."""
+    install = state.installCommand
+    assert install is not None
+    if install.state != "SUCCEEDED":
+        return install.reason or "install-failed", install.detail
+    if state.verifyError is not None:
+        return "verify-failed", state.verifyError.text(400)
+    verify = state.verify if isinstance(state.verify, VerifyResult) else None
+    if verify is None:  # verification never answered (no result and no error)
+        return "verify-failed", None
+    if verify.state == "UNREACHABLE":
+        return "unreachable-after-install", verify.detail
+    return "not-serving-new-serial", verify.detail
+
+
+def _after_restore(state: IterationState, cause: str, cause_detail: str | None
+                   ) -> tuple[TargetOutcome, str | None, str | None]:
+    """The outcome once RollbackTarget ran (or failed to run) for ``cause``."""
+    rollback = state.rollbackCommand
+    if rollback is not None and rollback.state == "SUCCEEDED":
+        if rollback.filesChanged == "no":
+            return TargetOutcome.FAILED, cause, _joined(cause_detail, "restore: nothing to restore")
+        return TargetOutcome.ROLLED_BACK, cause, cause_detail
+    _, restore = restore_result(state)
+    return TargetOutcome.FAILED, "rollback-failed", _joined(f"{cause}: {cause_detail or '-'}", restore)
+
+
 def classify(state: IterationState) -> tuple[TargetOutcome, str | None, str | None]:
     """(outcome, reason, detail) of one iteration state (see the module table).
 
-    ``detail`` is text for the notification (the server's or the step's error), None when
-    there is nothing to say; it never holds key material (logic.commands.redact).
+    ``detail`` is text for the notification (the server's or the step's error, and for a
+    failed restore both the cause's and the restore's), None when there is nothing to say; it
+    never holds key material (logic.commands.redact).
     """
     if state.error is not None:
         return _error_outcome(state.error)
     install = state.installCommand
     if install is None:  # no result and no error: the install never reported
         return TargetOutcome.FAILED, "install-failed", None
-    if install.state != "SUCCEEDED":
-        if install.state == "FAILED" and install.restored:
-            return TargetOutcome.ROLLED_BACK, "install-failed", install.detail
+    if install.state != "SUCCEEDED" and install.filesChanged == "no":
         return TargetOutcome.FAILED, install.reason or "install-failed", install.detail
-    verify = state.verify if isinstance(state.verify, VerifyResult) else None  # else: verification never answered
-    verify_detail = verify.detail if verify is not None else None
-    if verify is not None and verify.state == "VERIFIED":
-        return TargetOutcome.VERIFIED, None, None
-    if verify is not None and verify.state == "UNREACHABLE":
-        return TargetOutcome.FAILED, "unreachable", verify_detail
+    if install.state != "SUCCEEDED" and install.filesChanged == "restored":
+        return TargetOutcome.ROLLED_BACK, "install-failed", install.detail
+    verify = state.verify if isinstance(state.verify, VerifyResult) else None
+    if install.state == "SUCCEEDED" and state.verifyError is None and verify is not None:
+        if verify.state == "VERIFIED":
+            return TargetOutcome.VERIFIED, None, None
+        if verify.state == "UNREACHABLE" and install.servedSerialBefore is None:
+            return TargetOutcome.FAILED, "unreachable", verify.detail
+    cause, cause_detail = _rollback_cause(state)
+    return _after_restore(state, cause, cause_detail)
+
+
+def restore_result(state: IterationState) -> tuple[bool, str | None]:
+    """(restore attempted, what it ended with) for the record and the notification: the
+    installer's own restore (install FAILED after the swap), or RollbackTarget's result, or
+    (False, None) when no restore was attempted."""
+    install = state.installCommand
+    if install is not None and install.state != "SUCCEEDED" and install.filesChanged == "restored":
+        return True, "previous files restored by the installer"
     rollback = state.rollbackCommand
-    if rollback is not None and rollback.state == "SUCCEEDED":
-        return TargetOutcome.ROLLED_BACK, "not-serving-new-serial", verify_detail
-    rollback_detail = rollback.detail if rollback is not None else None
-    detail = "; ".join(p for p in (verify_detail, rollback_detail) if p)
-    return TargetOutcome.FAILED, "rollback-failed", detail or None
+    if state.rollbackError is not None and rollback is None:
+        return True, f"restore not run: {state.rollbackError.text(300)}"
+    if rollback is None:
+        return False, None
+    if rollback.state == "SUCCEEDED":
+        return True, "nothing to restore" if rollback.filesChanged == "no" else "previous files restored"
+    reconcile = f" ({state.reconcileError.text(200)})" if state.reconcileError is not None else ""
+    return True, f"restore {rollback.state.lower()}: {rollback.detail or rollback.reason or '-'}{reconcile}"[:500]
 
 
 def record_outcome(state: IterationState, *, settings: RecordSettings, inventory: ports.Inventory,
@@ -80,6 +144,7 @@ def record_outcome(state: IterationState, *, settings: RecordSettings, inventory
     as FAILED/outcome-not-recorded)."""
     now = now or datetime.now(UTC)
     outcome, reason, detail = classify(state)
+    restore_attempted, restore = restore_result(state)
     certificate_arn, target_id = state.certificateArn, state.targetId
     install = state.installCommand  # CommandCallback's output: status + endpoint, served serial before
     endpoint = install.endpoint if install is not None else None
@@ -95,11 +160,12 @@ def record_outcome(state: IterationState, *, settings: RecordSettings, inventory
         rolloutId=state.rolloutId, targetId=target_id, certificateArn=certificate_arn, endpoint=endpoint,
         outcome=outcome, reason=reason, detail=detail, expectedSerial=state.expectedSerial,
         servedSerialBefore=install.servedSerialBefore if install is not None else None, servedSerialAfter=after,
-        recordedAt=now.isoformat(), expiresAt=int(time.time()) + RECORD_TTL_SECONDS,
+        restoreAttempted=restore_attempted, restoreResult=restore, recordedAt=now.isoformat(), expiresAt=int(time.time()) + RECORD_TTL_SECONDS,
     )
     records.put(record.model_dump(mode="json"))
     if outcome == TargetOutcome.VERIFIED and record.expectedSerial:
         inventory.mark_deployed(certificate_arn, target_id, record.expectedSerial, outcome.value, record.recordedAt)
     log = logger.info if outcome == TargetOutcome.VERIFIED else logger.warning
-    log("target outcome", extra={"target_id": target_id, "outcome": outcome.value, "reason": reason})
+    log("target outcome", extra={"target_id": target_id, "outcome": outcome.value, "reason": reason,
+                                 "restore": restore})
     return record
