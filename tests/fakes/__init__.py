@@ -16,10 +16,11 @@ from tests.fakes.aws import (
     FakeWaitingTasks,
 )
 from tests.fakes.inventory import FakeInventory
+from tests.fakes.leases import FakeLeases
 from tests.fakes.probe import FakeProbe
 from tests.fakes.recording import Recording, recorded_text
 
 __all__ = [
-    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeInventory", "FakeNotifications",
+    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeInventory", "FakeLeases", "FakeNotifications",
     "FakeProbe", "FakeRolloutRecords", "FakeStaging", "FakeWaitingTasks", "Recording", "recorded_text",
 ]

@@ -11,6 +11,7 @@ from rollout_core import ports
 from rollout_core.adapters.acm import AcmCertificates
 from rollout_core.adapters.claims import PowertoolsClaims
 from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords, DynamoWaitingTasks
+from rollout_core.adapters.leases import DynamoLeases
 from rollout_core.adapters.secrets import SecretsManagerStaging
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.ssm import SsmCommands
@@ -30,6 +31,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.RolloutRecords: (DynamoRolloutRecords, fakes.FakeRolloutRecords),
     ports.RolloutClaims: (PowertoolsClaims, fakes.FakeClaims),
     ports.TlsProbe: (SocketTlsProbe, fakes.FakeProbe),
+    ports.Leases: (DynamoLeases, fakes.FakeLeases),
 }
 
 

@@ -25,6 +25,9 @@ from rollout_core.contracts import (
     ExportInput,
     ExportResult,
     IterationState,
+    LeaseInput,
+    LeaseReleaseResult,
+    LeaseResult,
     NotifyInput,
     NotifyResult,
     OutcomeSummary,
@@ -342,6 +345,8 @@ def test_a_caught_rollout_failure_is_notified(asl: dict[str, Any]) -> None:
 CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ValidateEvent": (ValidateInput, ValidateResult),
     "ExportCertificate": (ExportInput, ExportResult),
+    "AcquireLease": (LeaseInput, LeaseResult),
+    "ReleaseLease": (LeaseInput, LeaseReleaseResult),
     "InstallOnTarget": (TargetCommandInput, CommandResult),
     "RollbackTarget": (TargetCommandInput, CommandResult),
     "VerifyTarget": (VerifyInput, VerifyResult),
@@ -352,6 +357,8 @@ CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 STAND_INS: dict[str, type[BaseModel]] = {
     "EventRejected": RolloutState,
     "ExportFailed": RolloutState,
+    "LeaseFailed": RolloutState,
+    "LeaseNotAcquired": RolloutState,
     "InstallTimedOut": CommandResult,
     "RollbackTimedOut": CommandResult,
     "BeginVerification": VerificationStart,
