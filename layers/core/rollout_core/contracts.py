@@ -168,7 +168,7 @@ class LeaseResult(_State):
     WAITING   another rollout holds it (marked superseded when it is older): wait
               ``retryAfterSeconds`` (WaitForLease), then try again
     STALE     ACM holds a newer serial than the exported one: export again (the current one)
-    GAVE_UP   still held after the longest wait (LeaseSettings.max_wait_seconds): nothing installed
+    GAVE_UP   one holder kept it past the longest wait (LeaseSettings.max_wait_seconds): nothing installed
     """
 
     state: LeaseStateName

@@ -101,8 +101,8 @@ def acquire_lease(request: LeaseInput, *, settings: LeaseSettings, leases: ports
     Returns a LeaseResult: ACQUIRED (ours; possibly already marked superseded, then the fence
     ends every target SUPERSEDED), STALE (ACM's current serial is another one: export again),
     WAITING (held by another rollout, which is marked superseded; try again after
-    ``retryAfterSeconds``) or GAVE_UP (held for longer than ``settings.max_wait_seconds`` since
-    the execution started). ``now`` is epoch seconds.
+    ``retryAfterSeconds``) or GAVE_UP (the same holder kept it for longer than
+    ``settings.max_wait_seconds`` while this execution waited). ``now`` is epoch seconds.
     Raises InvalidLeaseRequest, CertificateNotFound (ports) or a named AwsError (transient ones
     are retried by the state machine).
     Ports: ``certificates`` (DescribeCertificate: the current serial), ``leases``.
@@ -115,43 +115,47 @@ def acquire_lease(request: LeaseInput, *, settings: LeaseSettings, leases: ports
         logger.warning("LeaseSeconds is shorter than one target's slowest step: a live rollout's lease can expire",
                        extra={"lease_seconds": settings.lease_seconds, "safe_lease_seconds": settings.safe_lease_seconds})
     current = certificates.describe(arn).serial
-    base = {"serial": request.serial, "currentSerial": current}
     if not _same_serial(current, request.serial):
         logger.warning("ACM holds a newer serial than the exported one: exporting again",
                        extra={"certificate_arn": arn, "exported": request.serial, "current": current})
-        return LeaseResult(state="STALE", detail=f"ACM's current serial is {current}, not {request.serial}", **base)
+        return LeaseResult(state="STALE", serial=request.serial, currentSerial=current,
+                           detail=f"ACM's current serial is {current}, not {request.serial}")
     try:
         lease = leases.acquire(arn, me, request.executionArn, request.serial, now=now,
                                duration_seconds=settings.lease_seconds)
     except ports.LeaseHeld as e:
-        return _wait_for(request, e.lease, settings=settings, leases=leases, now=now, base=base)
+        return _wait_for(request, e.lease, current, settings=settings, leases=leases, now=now)
     logger.info("lease acquired", extra={"certificate_arn": arn, "rollout_id": me, "serial": request.serial,
                                          "expires_at": lease.expires_at, "superseded": lease.superseded})
-    return LeaseResult(state="ACQUIRED", holder=lease.holder, holderSerial=lease.serial, expiresAt=lease.expires_at,
-                       **base)
+    return LeaseResult(state="ACQUIRED", serial=request.serial, currentSerial=current, holder=lease.holder,
+                       holderSerial=lease.serial, expiresAt=lease.expires_at)
 
 
-def _wait_for(request: LeaseInput, held: ports.Lease | None, *, settings: LeaseSettings, leases: ports.Leases,
-              now: int, base: dict[str, str | None]) -> LeaseResult:
+def _wait_for(request: LeaseInput, held: ports.Lease | None, current: str | None, *, settings: LeaseSettings,
+              leases: ports.Leases, now: int) -> LeaseResult:
     """The lease is another rollout's: mark it superseded (we ask for ACM's current serial, so
     ours is the newer request) and wait, or give up after the longest wait."""
     arn, me = request.certificateArn, request.rolloutId
     waited = _waited_seconds(request, now)
-    holder = {"holder": held.holder if held else None, "holderSerial": held.serial if held else None,
-              "expiresAt": held.expires_at if held else None}
-    if waited > settings.max_wait_seconds:
-        detail = (f"the lease of {arn} was still held by rollout {holder['holder']} (serial {holder['holderSerial']}) "
-                  f"after {waited} s (at most {settings.max_wait_seconds} s: 2 x LeaseSeconds + 60)")
-        logger.warning("gave up waiting for the lease", extra={"certificate_arn": arn, "holder": holder["holder"]})
-        return LeaseResult(state="GAVE_UP", detail=detail, **holder, **base)
+    # The bound is per holder: how long this holder has kept us waiting. Each holder is an older
+    # or equal request that stops installing once marked; a chain of holders is finite.
+    held_for = min(waited, now - held.acquired_at) if held else 0
+    result = LeaseResult(state="WAITING", serial=request.serial, currentSerial=current,
+                         holder=held.holder if held else None, holderSerial=held.serial if held else None,
+                         expiresAt=held.expires_at if held else None)
+    if held_for > settings.max_wait_seconds:
+        detail = (f"the lease of {arn} was still held by rollout {result.holder} (serial {result.holderSerial}) "
+                  f"after {held_for} s (at most {settings.max_wait_seconds} s: 2 x LeaseSeconds + 60)")
+        logger.warning("gave up waiting for the lease", extra={"certificate_arn": arn, "holder": result.holder})
+        return result.model_copy(update={"state": "GAVE_UP", "detail": detail})
     if held is not None and held.superseded_by_rollout != me:
         marked = leases.mark_superseded(arn, held.holder, me, str(request.serial))
         logger.info("lease held by an older request: marked superseded",
                     extra={"certificate_arn": arn, "holder": held.holder, "holder_serial": held.serial,
                            "by": me, "marked": marked})
     expires_in = held.expires_at - now if held else 0
-    return LeaseResult(state="WAITING", retryAfterSeconds=retry_after_seconds(waited, expires_in),
-                       detail=f"waiting for rollout {holder['holder']} to stop", **holder, **base)
+    return result.model_copy(update={"retryAfterSeconds": retry_after_seconds(waited, expires_in),
+                                     "detail": f"waiting for rollout {result.holder} to stop"})
 
 
 def release_lease(request: LeaseInput, *, leases: ports.Leases) -> LeaseReleaseResult:
