@@ -17,10 +17,12 @@ from tests.fakes.aws import (
     FakeWaitingTasks,
 )
 from tests.fakes.inventory import FakeInventory
+from tests.fakes.leases import FakeLeases
 from tests.fakes.probe import FakeProbe
 from tests.fakes.recording import Recording, recorded_text
 
 __all__ = [
-    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeInstallerSource", "FakeInventory", "FakeNotifications",
+    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeInstallerSource", "FakeInventory",
+    "FakeLeases", "FakeNotifications",
     "FakeProbe", "FakeRolloutRecords", "FakeStaging", "FakeWaitingTasks", "Recording", "recorded_text",
 ]

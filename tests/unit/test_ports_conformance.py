@@ -12,6 +12,7 @@ from rollout_core.adapters.acm import AcmCertificates
 from rollout_core.adapters.claims import PowertoolsClaims
 from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords, DynamoWaitingTasks
 from rollout_core.adapters.installer_source import LayerInstallerSource
+from rollout_core.adapters.leases import DynamoLeases
 from rollout_core.adapters.secrets import SecretsManagerStaging
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.ssm import SsmCommands
@@ -32,6 +33,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.RolloutClaims: (PowertoolsClaims, fakes.FakeClaims),
     ports.TlsProbe: (SocketTlsProbe, fakes.FakeProbe),
     ports.InstallerSource: (LayerInstallerSource, fakes.FakeInstallerSource),
+    ports.Leases: (DynamoLeases, fakes.FakeLeases),
 }
 
 

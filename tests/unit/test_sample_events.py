@@ -105,6 +105,7 @@ FUNCTION_INPUTS: dict[str, type[BaseModel]] = {
     "verify_target": contracts.VerifyInput,
     "record_outcome": contracts.RecordInput,
     "notify": contracts.NotifyInput,
+    "lease": contracts.LeaseInput,
 }
 
 

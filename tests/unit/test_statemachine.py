@@ -25,6 +25,9 @@ from rollout_core.contracts import (
     ExportInput,
     ExportResult,
     IterationState,
+    LeaseInput,
+    LeaseReleaseResult,
+    LeaseResult,
     NotifyInput,
     NotifyResult,
     OutcomeSummary,
@@ -466,6 +469,8 @@ def test_a_caught_rollout_failure_is_notified(asl: dict[str, Any]) -> None:
 CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ValidateEvent": (ValidateInput, ValidateResult),
     "ExportCertificate": (ExportInput, ExportResult),
+    "AcquireLease": (LeaseInput, LeaseResult),
+    "ReleaseLease": (LeaseInput, LeaseReleaseResult),
     "InstallOnTarget": (TargetCommandInput, CommandResult),
     "RollbackTarget": (TargetCommandInput, CommandResult),
     "ReconcileInstall": (ReconcileInput, CommandResult),
@@ -480,6 +485,8 @@ STAND_INS: dict[str, type[BaseModel]] = {
     "ExportFailed": RolloutState,
     "InstallStatusUnknown": CommandResult,
     "RollbackStatusUnknown": CommandResult,
+    "LeaseFailed": RolloutState,
+    "LeaseNotAcquired": RolloutState,
     "BeginVerification": VerificationStart,
     "OutcomeNotRecorded": OutcomeSummary,
 }

@@ -12,6 +12,8 @@ Where each shape lives in the state (top level of an execution):
   $.rollout       ValidateEvent's ValidateResult, or the RolloutState that EventRejected /
                   ExportFailed write instead; Notify reads it as RolloutState
   $.export        ExportCertificate's ExportResult
+  $.lease         AcquireLease's LeaseResult (the certificate's lease, logic/lease.py)
+  $.leaseRelease  ReleaseLease's LeaseReleaseResult
   $.error         a Catch's StateError
   $.notification  Notify's NotifyResult
 
@@ -150,6 +152,49 @@ class ExportResult(_State):
     serial: str
     notAfter: str
     keyAlgorithm: str
+
+
+# --- the certificate's lease (logic/lease.py) ------------------------------------------
+
+LeaseStateName = Literal["ACQUIRED", "WAITING", "STALE", "GAVE_UP"]
+
+
+class LeaseInput(_State):
+    """AcquireLease / ReleaseLease's payload. ``serial`` is the exported serial (what the
+    rollout installs); ``executionStartTime`` ($$.Execution.StartTime) bounds the wait."""
+
+    operation: Literal["acquire", "release"]
+    certificateArn: str
+    rolloutId: str
+    executionArn: str | None = None
+    serial: str | None = None
+    executionStartTime: str | None = None
+
+
+class LeaseResult(_State):
+    """AcquireLease's output ($.lease).
+
+    ACQUIRED  this rollout holds the lease: install on the targets
+    WAITING   another rollout holds it (marked superseded when it is older): wait
+              ``retryAfterSeconds`` (WaitForLease), then try again
+    STALE     ACM holds a newer serial than the exported one: export again (the current one)
+    GAVE_UP   one holder kept it past the longest wait (LeaseSettings.max_wait_seconds): nothing installed
+    """
+
+    state: LeaseStateName
+    serial: str | None = None
+    currentSerial: str | None = None
+    holder: str | None = None
+    holderSerial: str | None = None
+    expiresAt: int | None = None  # epoch seconds
+    retryAfterSeconds: int = 0
+    detail: str | None = None
+
+
+class LeaseReleaseResult(_State):
+    """ReleaseLease's output ($.leaseRelease): False when this rollout held no lease."""
+
+    released: bool
 
 
 # --- the Map iteration -----------------------------------------------------------------
@@ -339,6 +384,7 @@ class TargetLine(BaseModel):
     servedSerialAfter: str | None = None
     restoreAttempted: bool = False
     restoreResult: str | None = None
+    expectedSerial: str | None = None  # the serial the rollout installed (the exported one)
 
     @classmethod
     def not_recorded(cls, target_id: str) -> TargetLine:
@@ -366,4 +412,5 @@ class NotifyResult(_State):
     verified: int = 0
     rolledBack: int = 0
     failed: int = 0
+    superseded: int = 0
     messageId: str

@@ -67,6 +67,7 @@ class Decision(StrEnum):
     NO_TARGETS = "NO_TARGETS"
     REJECTED = "REJECTED"
     EXPORT_FAILED = "EXPORT_FAILED"
+    LEASE_FAILED = "LEASE_FAILED"  # the certificate's lease could not be taken (logic/lease.py): nothing installed
 
 
 class RolloutOutcome(StrEnum):
@@ -80,6 +81,9 @@ class RolloutOutcome(StrEnum):
     RENEWAL_FAILED = "RENEWAL_FAILED"
     NO_TARGETS = "NO_TARGETS"
     REJECTED = "REJECTED"
+    # Every target VERIFIED or SUPERSEDED, at least one SUPERSEDED: a newer rollout of the
+    # certificate covers the rest (logic/notify.py rollout_outcome).
+    SUPERSEDED = "SUPERSEDED"
 
 
 class TargetOutcome(StrEnum):
@@ -88,6 +92,10 @@ class TargetOutcome(StrEnum):
     VERIFIED = "VERIFIED"
     ROLLED_BACK = "ROLLED_BACK"
     FAILED = "FAILED"
+    # Not installed by this rollout: a rollout of a newer request holds or waits for the
+    # certificate's lease and installs on this target instead (logic/lease.py). Neither
+    # verified nor failed.
+    SUPERSEDED = "SUPERSEDED"
 
 
 def _show(value: Any) -> str:

@@ -15,6 +15,7 @@ pass them in; unit tests pass the in-memory fakes of tests/fakes/.
   RolloutClaims    the idempotent claim on (certificate ARN, serial)
   TlsProbe         one TLS handshake with SNI: the leaf a target serves
   InstallerSource  where a node downloads the installer (the InstallerLayer version's zip)
+  Leases           one writer per certificate: the rollout lease (rollout table, logic/lease.py)
 
 Every adapter raises the named errors below (the Step Functions Retry/Catch and
 logic/outcome.py ERROR_REASONS match them by class name) or a named AwsError
@@ -50,6 +51,17 @@ class NodeNotManaged(Exception):
 
 class InvocationNotFound(Exception):
     """GetCommandInvocation: InvocationDoesNotExist (normal right after SendCommand, D3)."""
+
+
+class LeaseHeld(Exception):
+    """Leases.acquire: another rollout holds the certificate's lease and it has not expired
+    (DynamoDB ConditionalCheckFailedException on both conditional writes). ``lease`` is the
+    holder's lease as read right after (None when it was released in between)."""
+
+    def __init__(self, certificate_arn: str, lease: Lease | None) -> None:
+        holder = f"rollout {lease.holder} (serial {lease.serial})" if lease else "another rollout"
+        super().__init__(f"the lease of {certificate_arn} is held by {holder}")
+        self.lease = lease
 
 
 # --------------------------------------------------------------------------- values
@@ -98,6 +110,31 @@ class DeploymentState:
     target_id: str
     last_deployed_serial: str | None
     last_outcome: str | None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The per-certificate rollout lease (logic/lease.py has the rules). Times are epoch
+    seconds (UTC). ``superseded_by_*`` is set by a rollout of a newer request that waits for
+    this one: the holder then installs on no further target."""
+
+    certificate_arn: str
+    holder: str  # the holding rollout's id (its execution name)
+    execution_arn: str
+    serial: str  # canonical colon hex: the serial the holder installs
+    acquired_at: int
+    expires_at: int
+    superseded_by_serial: str | None = None
+    superseded_by_rollout: str | None = None
+
+    def expired(self, now: int) -> bool:
+        """True when the lease is past its expiry at ``now`` (epoch seconds): free to take."""
+        return self.expires_at <= now
+
+    @property
+    def superseded(self) -> bool:
+        """True when a newer request has asked the holder to stop installing."""
+        return self.superseded_by_rollout is not None
 
 
 @dataclass(frozen=True)
@@ -295,4 +332,37 @@ class InstallerSource(Protocol):
     def package(self, layer_version_arn: str) -> InstallerPackage:
         """The download URL and SHA-256 of that installer version. Raises ValueError for an ARN
         that is not a layer version ARN, InstallerUnavailable, or a named AwsError."""
+        ...
+
+
+@runtime_checkable
+class Leases(Protocol):
+    """One lease item per certificate ARN (rollout table, key ``lease#<certificate ARN>``):
+    at most one rollout of a certificate writes to its targets at a time. Every write is
+    conditional (DynamoDB condition expressions), so two callers never both win. Times are
+    epoch seconds; ``duration_seconds`` is how long the lease lasts after this write."""
+
+    def acquire(self, certificate_arn: str, rollout_id: str, execution_arn: str, serial: str, *,
+                now: int, duration_seconds: int) -> Lease:
+        """Take the lease when it is free or expired (clearing any superseded mark), or extend
+        it when ``rollout_id`` already holds it (keeping the mark). Raises LeaseHeld when
+        another rollout holds an unexpired lease, or a named AwsError."""
+        ...
+
+    def renew(self, certificate_arn: str, rollout_id: str, *, now: int, duration_seconds: int) -> Lease | None:
+        """Extend the lease when ``rollout_id`` holds it (expired or not: nobody took it);
+        returns it (with any superseded mark), or None when another rollout holds it or none does."""
+        ...
+
+    def mark_superseded(self, certificate_arn: str, holder: str, by_rollout_id: str, by_serial: str) -> bool:
+        """Ask the rollout ``holder`` to stop installing: records the newer rollout and serial
+        on the lease. False when ``holder`` no longer holds it."""
+        ...
+
+    def release(self, certificate_arn: str, rollout_id: str) -> bool:
+        """Delete the lease when ``rollout_id`` holds it; False (nothing done) otherwise."""
+        ...
+
+    def get(self, certificate_arn: str) -> Lease | None:
+        """The lease as stored (a consistent read), expired or not; None when there is none."""
         ...

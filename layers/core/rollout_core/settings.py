@@ -48,6 +48,10 @@ class ExportSettings(BaseModel):
     kms_key_id: str = Field(min_length=1)
 
 
+# The per-certificate rollout lease (logic/lease.py): bounds of the LeaseSeconds parameter.
+LEASE_SECONDS_MIN, LEASE_SECONDS_MAX, LEASE_SECONDS_DEFAULT = 10, 43200, 3600
+
+
 class InstallSettings(BaseModel):
     inventory_table: str = Field(min_length=3)
     rollout_table: str = Field(min_length=3)
@@ -56,6 +60,32 @@ class InstallSettings(BaseModel):
     installer_layer_arn: str = Field(pattern=r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+$")
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
     probe_timeout_seconds: float = Field(default=5.0, ge=1, le=30)
+    # Each install/rollback renews the certificate's lease for this long (logic/lease.py fence_target_command).
+    lease_seconds: int = Field(default=LEASE_SECONDS_DEFAULT, ge=LEASE_SECONDS_MIN, le=LEASE_SECONDS_MAX)
+
+
+class LeaseSettings(BaseModel):
+    """The lease function's environment (functions/lease/app.py, logic/lease.py)."""
+
+    rollout_table: str = Field(min_length=3)
+    lease_seconds: int = Field(default=LEASE_SECONDS_DEFAULT, ge=LEASE_SECONDS_MIN, le=LEASE_SECONDS_MAX)
+    command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
+    verify_timeout_seconds: int = Field(default=60, ge=1, le=900)
+
+    @property
+    def max_wait_seconds(self) -> int:
+        """How long a rollout waits for another rollout's lease before it gives up, in seconds:
+        two lease durations (a superseded holder stops installing and renews at most once more,
+        for a rollback already under way) plus one minute."""
+        return 2 * self.lease_seconds + 60
+
+    @property
+    def safe_lease_seconds(self) -> int:
+        """The shortest lease that outlives one target's slowest step between two renewals, in
+        seconds: an install task's wait (2 x CommandTimeoutSeconds, at least 30 each, + 60:
+        logic/validate.py taskTimeoutSeconds), then verification (VerifyTimeoutSeconds), plus
+        one minute of margin. A shorter LeaseSeconds can expire under a live rollout."""
+        return 2 * max(30, self.command_timeout_seconds) + 60 + self.verify_timeout_seconds + 60
 
 
 class VerifySettings(BaseModel):

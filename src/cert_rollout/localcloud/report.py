@@ -40,7 +40,7 @@ def targets_table(entry: dict[str, Any]) -> Table:
         table.add_column(col)
     for col in ("Served before", "Served after"):
         table.add_column(col, overflow="fold", min_width=20)
-    colors = {"VERIFIED": "green", "ROLLED_BACK": "yellow", "FAILED": "red"}
+    colors = {"VERIFIED": "green", "ROLLED_BACK": "yellow", "FAILED": "red", "SUPERSEDED": "cyan"}
     for t in entry.get("targets", []):
         reason = t.get("reason") or ""
         if t.get("detail") and t.get("outcome") != "VERIFIED":
@@ -58,7 +58,7 @@ def render(report: dict[str, Any], console: Console, show_history: bool = True) 
         console.rule(escape(f"step {entry['step']}: {label}"))
         if show_history and entry.get("history"):
             console.print(history_table(entry["history"], f"Execution history: {entry.get('executionArn')}"))
-        color = {"ROLLED_OUT": "green", "ALREADY_DEPLOYED": "cyan"}.get(entry["outcome"], "yellow")
+        color = {"ROLLED_OUT": "green", "ALREADY_DEPLOYED": "cyan", "SUPERSEDED": "cyan"}.get(entry["outcome"], "yellow")
         console.print(f"Execution [bold]{entry.get('status')}[/], outcome [bold {color}]{entry['outcome']}[/]")
         if entry.get("error") and entry["outcome"] not in ("ROLLED_OUT",):
             console.print(escape(f"  error: {entry['error']['error']}: {entry['error']['cause'][:300]}"))

@@ -18,6 +18,9 @@ Format (YAML):
     - sleep: 2
     - inject_error: {operation: ExportCertificate, code: ThrottlingException, times: 2}
     - restart: web-1                              # start an embedded target's server again, fault cleared
+    - stop: 3                                     # StopExecution of the execution step 3 started (ABORTED),
+      after_state: InstallTargets                 # once it has entered this state (optional, waits up to 60 s)
+    - wait_all: true                              # wait for every execution started so far (wait: false ones)
   An event/input step may say `expect: PARTIAL` (any event outcome): `cert-rollout local run`
   exits 0 when every event step ends as expected (default: ROLLED_OUT for a rollout).
 """
@@ -99,17 +102,20 @@ class StepSpec(BaseModel):
     sleep: float | None = Field(default=None, ge=0, le=3600)
     inject_error: InjectErrorSpec | None = None
     restart: str | None = None  # an embedded target's id: its server starts again, fault cleared
+    stop: int | None = Field(default=None, ge=1)  # StopExecution of the execution this earlier step started
+    after_state: str | None = Field(default=None, min_length=1, max_length=80)  # stop once it entered this state
+    wait_all: Literal[True] | None = None
     # The outcome this event step should end with (default: ROLLED_OUT when it rolls out).
-    expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
-                    "NO_TARGETS", "REJECTED", "NOT_ROUTED"] | None = None
+    expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "SUPERSEDED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
+                    "NO_TARGETS", "REJECTED", "NOT_ROUTED", "ABORTED"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
-        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error", "restart")
-                   if getattr(self, a) is not None]
+        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error", "restart", "stop",
+                               "wait_all") if getattr(self, a) is not None]
         if len(actions) != 1:
             raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error, "
-                             f"restart (got {actions or 'none'})")
+                             f"restart, stop, wait_all (got {actions or 'none'})")
         return self
 
 
@@ -162,6 +168,16 @@ class Scenario(BaseModel):
                 raise ValueError(f"step {i}: restart of unknown target {s.restart!r}")
             if s.restart is not None and servers[s.restart] != "embedded":
                 raise ValueError(f"step {i}: restart: only embedded targets can be restarted")
+        return self
+
+    @model_validator(mode="after")
+    def _stop_steps(self) -> Scenario:
+        for i, s in enumerate(self.steps, 1):
+            if s.after_state is not None and s.stop is None:
+                raise ValueError(f"step {i}: after_state belongs to a stop step")
+            if s.stop is not None and not (s.stop < i and (self.steps[s.stop - 1].event is not None
+                                                           or self.steps[s.stop - 1].input is not None)):
+                raise ValueError(f"step {i}: stop {s.stop} names no earlier event or input step")
         return self
 
     def event_path(self, event: str) -> Path:
@@ -233,6 +249,8 @@ def event_outcome(status: str, history: list[dict[str, Any]]) -> tuple[str, dict
     notified = state_outputs(history, "Notify")
     if notified and "notification" in notified[-1]:
         return notified[-1]["notification"]["outcome"], notified[-1]["notification"]
+    if status in ("ABORTED", "TIMED_OUT"):
+        return status, {}
     validated = state_outputs(history, "ValidateEvent")
     if validated and "rollout" in validated[-1]:
         return validated[-1]["rollout"]["decision"], validated[-1]["rollout"]
@@ -312,9 +330,12 @@ class ScenarioRunner:
             "events": [],
         }
         pending: list[tuple[int, dict[str, Any], list[str]]] = []
+        started_by: dict[int, list[str]] = {}
         for index, step in enumerate(self.scenario.steps, 1):
             if step.sleep is not None or step.inject_error is not None or step.restart is not None:
                 self._environment_step(step)
+            elif step.stop is not None or step.wait_all:
+                self._control(index, step, started_by, pending)
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
@@ -323,6 +344,7 @@ class ScenarioRunner:
                 self.on_step(f"ACM renewal of {step.fail_renewal} failed ({step.reason or 'PCA_ACCESS_DENIED'})")
             else:
                 entry, arns = self._send(index, step)
+                started_by[index] = arns
                 report["events"].append(entry)
                 if step.wait:
                     self._finish(entry, arns)
@@ -350,6 +372,31 @@ class ScenarioRunner:
             assert self.targets
             self.targets.restart(step.restart)
             self.on_step(f"target {step.restart}: server started again (fault cleared)")
+
+    def _control(self, index: int, step: StepSpec, started_by: dict[int, list[str]],
+                 pending: list[tuple[int, dict[str, Any], list[str]]]) -> None:
+        """A stop step (StopExecution of what an earlier step started, once it entered
+        ``after_state``) or a wait_all step (finish every pending execution, emptying ``pending``)."""
+        assert self.cloud
+        while step.wait_all and pending:
+            self._finish(*pending.pop(0)[1:])
+        for arn in started_by.get(step.stop, []) if step.stop is not None else []:
+            if step.after_state:
+                self._wait_for_state(arn, step.after_state, index)
+            self.cloud.client("stepfunctions").stop_execution(executionArn=arn, error="ScenarioStop",
+                                                              cause=f"stopped by scenario step {index}")
+            self.on_step(f"StopExecution {arn.rsplit(':', 1)[-1]} (started by step {step.stop})")
+
+    def _wait_for_state(self, arn: str, state: str, index: int, timeout: float = 60) -> None:
+        """Wait until the execution ``arn`` has entered ``state`` (polls its history)."""
+        assert self.cloud
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e.get("stateEnteredEventDetails", {}).get("name") == state for e in self.cloud.history(arn)):
+                return
+            time.sleep(0.2)
+        raise ScenarioError(f"step {index}: execution {arn.rsplit(':', 1)[-1]} did not enter {state} "
+                            f"within {timeout:.0f} s")
 
     def _send(self, index: int, step: StepSpec) -> tuple[dict[str, Any], list[str]]:
         cloud = self.cloud

@@ -1,8 +1,9 @@
 """Notify: one SNS message per execution with every target's outcome, and the rollout's
-outcome (ROLLED_OUT, PARTIAL, FAILED, RENEWAL_FAILED, NO_TARGETS, REJECTED).
+outcome (ROLLED_OUT, PARTIAL, FAILED, SUPERSEDED, RENEWAL_FAILED, NO_TARGETS, REJECTED).
 
 Rule D4: one failed target never stops the others; the run ends FAILED after this message
-lists every target's outcome.
+lists every target's outcome. A SUPERSEDED target (logic/lease.py: a newer request for the
+certificate installs on it) is neither verified nor failed: it counts for neither.
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ def _count(lines: list[TargetLine], outcome: TargetOutcome) -> int:
 
 
 def rollout_outcome(lines: list[TargetLine]) -> RolloutOutcome:
-    """ROLLED_OUT when every target is VERIFIED, PARTIAL when some are, else FAILED (D4)."""
+    """ROLLED_OUT when every target is VERIFIED; SUPERSEDED when every target is VERIFIED or
+    SUPERSEDED and some are SUPERSEDED (the newer rollout covers them: nothing failed); else,
+    with a target ROLLED_BACK or FAILED, PARTIAL when some are VERIFIED, FAILED when none (D4)."""
     verified = _count(lines, TargetOutcome.VERIFIED)
+    superseded = _count(lines, TargetOutcome.SUPERSEDED)
     if lines and verified == len(lines):
         return RolloutOutcome.ROLLED_OUT
+    if lines and verified + superseded == len(lines):
+        return RolloutOutcome.SUPERSEDED
     return RolloutOutcome.PARTIAL if verified else RolloutOutcome.FAILED
 
 
@@ -48,6 +54,13 @@ def old_certificate_text(r: TargetLine) -> str | None:
     if r.servedSerialAfter is None:
         return f"old certificate NOT served: the target does not answer (it served {r.servedSerialBefore})"
     return f"old certificate NOT served: it serves {r.servedSerialAfter}, not {r.servedSerialBefore}"
+
+
+def rolled_out_serial(rollout: RolloutState, lines: list[TargetLine]) -> str | None:
+    """The serial this rollout installed: the exported serial its target records carry (ACM may
+    have renewed between ValidateEvent and the export, logic/export.py), else ValidateEvent's."""
+    exported = {r.expectedSerial for r in lines if r.expectedSerial}
+    return exported.pop() if len(exported) == 1 else rollout.serial
 
 
 def _target_text(r: TargetLine) -> str:
@@ -69,23 +82,29 @@ def format_message(outcome: RolloutOutcome, rollout: RolloutState, lines: list[T
     """(subject, body) of the notification: plain text an operator reads in a mail client.
     The subject stays within SNS's 100 characters."""
     name = rollout.domainName or rollout.certificateArn or "event"
-    serial = rollout.serial or "?"
+    serial = rolled_out_serial(rollout, lines) or "?"
     head = [f"Certificate rollout: {outcome.value}",
             f"Certificate: {rollout.certificateArn or '-'}",
             f"Domain:      {rollout.domainName or '-'}",
             f"Serial:      {serial}",
             f"Rollout:     {rollout.rolloutId} (Step Functions execution name)"]
-    if outcome in (RolloutOutcome.ROLLED_OUT, RolloutOutcome.PARTIAL, RolloutOutcome.FAILED) and lines:
+    if outcome in (RolloutOutcome.ROLLED_OUT, RolloutOutcome.PARTIAL, RolloutOutcome.FAILED,
+                   RolloutOutcome.SUPERSEDED) and lines:
         verified = _count(lines, TargetOutcome.VERIFIED)
+        superseded = _count(lines, TargetOutcome.SUPERSEDED)
         # SNS cuts subjects at 100 characters: never a partial serial there (the body has it).
         subject = f"[{outcome.value}] {name}: {verified}/{len(lines)} targets serve {serial}"
         if len(subject) > 100:
             subject = f"[{outcome.value}] {name}: {verified}/{len(lines)} targets serve the new serial"
         head.append(f"Targets:     {verified} verified, {_count(lines, TargetOutcome.ROLLED_BACK)} "
-                    f"rolled back, {_count(lines, TargetOutcome.FAILED)} failed, of {len(lines)}")
+                    f"rolled back, {_count(lines, TargetOutcome.FAILED)} failed, {superseded} superseded, "
+                    f"of {len(lines)}")
         head.append("")
         head += [_target_text(r) for r in lines]
-        if outcome != RolloutOutcome.ROLLED_OUT:
+        if superseded:
+            head += ["", "SUPERSEDED targets were left to the newer rollout named on their line: it installs the",
+                     "certificate's current serial on every target."]
+        if verified + superseded < len(lines):
             head += ["", "Targets not VERIFIED still serve their previous certificate or none; fix them, then",
                      "start a manual redeploy: {\"certificateArn\": \"...\", \"force\": true}."]
     elif outcome == RolloutOutcome.RENEWAL_FAILED:
@@ -102,6 +121,12 @@ def format_message(outcome: RolloutOutcome, rollout: RolloutState, lines: list[T
     elif outcome == RolloutOutcome.REJECTED:
         subject = "[REJECTED] certificate rollout event rejected"
         head += [f"Error:       {_error_text(rollout.error)}", "", "Nothing was installed."]
+    elif rollout.decision == Decision.LEASE_FAILED:  # FAILED before any target: no lease
+        subject = f"[FAILED] {name}: lease not acquired, nothing installed"
+        why = _error_text(rollout.error) if rollout.error is not None else (rollout.reason or "unknown")
+        head += [f"Error:       {why}", "",
+                 "Another rollout of this certificate held its lease (one writer per certificate), or the lease",
+                 "could not be written. Nothing was installed; start a manual redeploy once that rollout ended."]
     else:  # FAILED before any target (export failed)
         subject = f"[FAILED] {name}: export failed, nothing installed"
         head += [f"Error:       {_error_text(rollout.error)}", "",
@@ -122,7 +147,7 @@ def notify(rollout: RolloutState, *, records: ports.RolloutRecords,
     if rollout.decision == Decision.ROLLOUT:
         lines = target_lines(rollout, [TargetLine.model_validate(item) for item in records.list(rollout.rolloutId)])
         outcome = rollout_outcome(lines)
-    elif rollout.decision == Decision.EXPORT_FAILED:
+    elif rollout.decision in (Decision.EXPORT_FAILED, Decision.LEASE_FAILED):
         outcome = RolloutOutcome.FAILED
     else:
         outcome = RolloutOutcome(rollout.decision.value)
@@ -135,6 +160,7 @@ def notify(rollout: RolloutState, *, records: ports.RolloutRecords,
     metrics.add_metric(name="TargetsNotVerified", unit=MetricUnit.Count, value=len(lines) - verified)
     logger.info("notification published", extra={"outcome": outcome.value, "message_id": message_id})
     return NotifyResult(outcome=outcome, rolloutId=rollout.rolloutId, certificateArn=rollout.certificateArn,
-                        expectedSerial=rollout.serial, targetCount=len(lines), verified=verified,
+                        expectedSerial=rolled_out_serial(rollout, lines), targetCount=len(lines), verified=verified,
                         rolledBack=_count(lines, TargetOutcome.ROLLED_BACK),
-                        failed=_count(lines, TargetOutcome.FAILED), messageId=message_id)
+                        failed=_count(lines, TargetOutcome.FAILED),
+                        superseded=_count(lines, TargetOutcome.SUPERSEDED), messageId=message_id)

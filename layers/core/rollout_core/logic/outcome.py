@@ -25,6 +25,8 @@ step (statemachine/rollout.asl.json: one RollbackTarget state, reached from each
 running at the task's deadline.) The record also names the restore attempt and its result
 (restore_result), and what the target serves after (one probe), so the notification says
 whether the old certificate is served again.
+  install refused: a newer request holds or waits for the lease -> SUPERSEDED / superseded
+    (logic/lease.py fence_target_command raised Superseded; nothing was sent to the target)
 """
 
 from __future__ import annotations
@@ -47,12 +49,22 @@ ERROR_REASONS = {
     "ValidationError": "invalid-target-settings",
     "Sandbox.Timedout": "step-timed-out",
     "States.Timeout": "step-timed-out",
+    "LeaseNotHeld": "lease-not-held",
+}
+# Errors that are not a failure of the target: (outcome, reason) by the error's name.
+ERROR_OUTCOMES = {
+    "Superseded": (TargetOutcome.SUPERSEDED, "superseded"),
 }
 RECORD_TTL_SECONDS = 400 * 86400
 
 
 def _error_outcome(error: StateError) -> tuple[TargetOutcome, str, str]:
-    """FAILED with the reason named after the caught error (ERROR_REASONS, else step-failed)."""
+    """SUPERSEDED for the errors of ERROR_OUTCOMES (detail: the error's message, "superseded by
+    serial ..."), else FAILED with the reason named after the caught error (ERROR_REASONS, else
+    step-failed)."""
+    if error.Error in ERROR_OUTCOMES:
+        outcome, reason = ERROR_OUTCOMES[error.Error]
+        return outcome, reason, error.message()[:800]
     return TargetOutcome.FAILED, ERROR_REASONS.get(error.Error, "step-failed"), error.text(800)
 
 
