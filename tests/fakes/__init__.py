@@ -10,6 +10,7 @@ from tests.fakes.aws import (
     FakeCertificates,
     FakeClaims,
     FakeCommands,
+    FakeExecutions,
     FakeNotifications,
     FakeRolloutRecords,
     FakeStaging,
@@ -20,6 +21,6 @@ from tests.fakes.probe import FakeProbe
 from tests.fakes.recording import Recording, recorded_text
 
 __all__ = [
-    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeInventory", "FakeNotifications",
+    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeExecutions", "FakeInventory", "FakeNotifications",
     "FakeProbe", "FakeRolloutRecords", "FakeStaging", "FakeWaitingTasks", "Recording", "recorded_text",
 ]

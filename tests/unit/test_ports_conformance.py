@@ -14,7 +14,7 @@ from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords, 
 from rollout_core.adapters.secrets import SecretsManagerStaging
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.ssm import SsmCommands
-from rollout_core.adapters.stepfunctions import StepFunctionsCallbacks
+from rollout_core.adapters.stepfunctions import StepFunctionsCallbacks, StepFunctionsExecutions
 from rollout_core.adapters.tls import SocketTlsProbe
 
 from tests import fakes
@@ -29,6 +29,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.Notifications: (SnsNotifications, fakes.FakeNotifications),
     ports.RolloutRecords: (DynamoRolloutRecords, fakes.FakeRolloutRecords),
     ports.RolloutClaims: (PowertoolsClaims, fakes.FakeClaims),
+    ports.Executions: (StepFunctionsExecutions, fakes.FakeExecutions),
     ports.TlsProbe: (SocketTlsProbe, fakes.FakeProbe),
 }
 
