@@ -17,6 +17,8 @@ Format (YAML):
       certificate: web
     - sleep: 2
     - inject_error: {operation: ExportCertificate, code: ThrottlingException, times: 2}
+    - inject_error: {operation: UpdateItem, table: IdempotencyTable, code: ProvisionedThroughputExceededException}
+    - stop_execution: {step: 2, after_state: InstallTargets}   # StopExecution of step 2's execution
   An event/input step may say `expect: PARTIAL` (any event outcome): `cert-rollout local run`
   exits 0 when every event step ends as expected (default: ROLLED_OUT for a rollout).
 """
@@ -75,13 +77,35 @@ class TargetSpec(BaseModel):
     inventory_overrides: dict[str, Any] | None = None
 
 
+DYNAMODB_OPERATIONS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
+
+
 class InjectErrorSpec(BaseModel):
-    """The next ``times`` calls of ``operation`` answer the AWS error ``code``."""
+    """The next ``times`` calls of ``operation`` answer the AWS error ``code``; a DynamoDB
+    operation names the ``table`` by its template logical id (e.g. IdempotencyTable). Note the
+    SDK's own retries: a Lambda's call is tried 3 times (adapters/aws.py) before it fails."""
 
     model_config = ConfigDict(extra="forbid")
-    operation: Literal["ExportCertificate"]
+    operation: Literal["ExportCertificate", "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"]
+    table: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9]{0,254}$")
     code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{2,63}$")
     times: int = Field(default=1, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _table_for_dynamodb(self) -> InjectErrorSpec:
+        if (self.operation in DYNAMODB_OPERATIONS) != (self.table is not None):
+            raise ValueError("a DynamoDB operation names its table (template logical id); ExportCertificate does not")
+        return self
+
+
+class StopExecutionSpec(BaseModel):
+    """StopExecution of the execution an earlier event/input step started, once the execution has
+    entered ``after_state`` (bounded wait), with Step Functions' error/cause fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    step: int = Field(ge=1)
+    after_state: str | None = Field(default=None, min_length=1, max_length=80)
+    timeout: float = Field(default=120, gt=0, le=3600)
 
 
 class StepSpec(BaseModel):
@@ -95,17 +119,18 @@ class StepSpec(BaseModel):
     wait: bool = True
     sleep: float | None = Field(default=None, ge=0, le=3600)
     inject_error: InjectErrorSpec | None = None
+    stop_execution: StopExecutionSpec | None = None
     # The outcome this event step should end with (default: ROLLED_OUT when it rolls out).
     expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
-                    "NO_TARGETS", "REJECTED", "NOT_ROUTED"] | None = None
+                    "NO_TARGETS", "REJECTED", "NOT_ROUTED", "EXECUTION_ABORTED", "EXECUTION_TIMED_OUT"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
-        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error")
+        actions = [a for a in ("renew", "fail_renewal", "event", "input", "sleep", "inject_error", "stop_execution")
                    if getattr(self, a) is not None]
         if len(actions) != 1:
-            raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error "
-                             f"(got {actions or 'none'})")
+            raise ValueError("a step has exactly one of renew, fail_renewal, event, input, sleep, inject_error, "
+                             f"stop_execution (got {actions or 'none'})")
         return self
 
 
@@ -148,6 +173,15 @@ class Scenario(BaseModel):
                 text = json.dumps(s.input)
             if text is not None and "${CertificateArn}" in text and s.certificate is None:
                 raise ValueError(f"step {i}: uses ${{CertificateArn}} but names no certificate")
+        return self
+
+    @model_validator(mode="after")
+    def _stop_names_an_execution(self) -> Scenario:
+        for i, s in enumerate(self.steps, 1):
+            stop = s.stop_execution
+            if stop is not None and not (stop.step < i and (self.steps[stop.step - 1].event is not None
+                                                            or self.steps[stop.step - 1].input is not None)):
+                raise ValueError(f"step {i}: stop_execution.step must name an earlier event or input step")
         return self
 
     def event_path(self, event: str) -> Path:
@@ -219,6 +253,8 @@ def event_outcome(status: str, history: list[dict[str, Any]]) -> tuple[str, dict
     notified = state_outputs(history, "Notify")
     if notified and "notification" in notified[-1]:
         return notified[-1]["notification"]["outcome"], notified[-1]["notification"]
+    if status in ("ABORTED", "TIMED_OUT"):  # notified by NotifyAbnormalEnd (logic/abnormal_end.py)
+        return f"EXECUTION_{status}", {}
     validated = state_outputs(history, "ValidateEvent")
     if validated and "rollout" in validated[-1]:
         return validated[-1]["rollout"]["decision"], validated[-1]["rollout"]
@@ -301,10 +337,8 @@ class ScenarioRunner:
         for index, step in enumerate(self.scenario.steps, 1):
             if step.sleep is not None:
                 time.sleep(step.sleep)
-            elif step.inject_error is not None:
-                injected = step.inject_error
-                cloud.inject_error("acm", injected.operation, injected.code, injected.times)
-                self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
+            elif step.inject_error is not None or step.stop_execution is not None:
+                self._fault(step, report)
             elif step.renew:
                 pca.renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
@@ -325,6 +359,47 @@ class ScenarioRunner:
         report["sns_messages"] = cloud.sns_messages()
         report["wall_seconds"] = round(time.time() - started, 3)
         return report
+
+    def _fault(self, step: StepSpec, report: dict[str, Any]) -> None:
+        if step.inject_error is not None:
+            self._inject(step.inject_error)
+        elif step.stop_execution is not None:
+            self._stop(step.stop_execution, report)
+
+    def _inject(self, injected: InjectErrorSpec) -> None:
+        cloud = self.cloud
+        assert cloud and cloud.deployment
+        if injected.table is not None:
+            table = cloud.deployment.physical.get(injected.table)
+            if cloud.deployment.resource_types.get(injected.table) != "AWS::DynamoDB::Table" or not table:
+                raise ScenarioError(f"inject_error: {injected.table} is not a DynamoDB table of the template")
+            cloud.inject_error("dynamodb", f"{injected.operation}:{table}", injected.code, injected.times)
+            self.on_step(f"the next {injected.times} {injected.operation} call(s) on {injected.table} "
+                         f"answer {injected.code}")
+            return
+        cloud.inject_error("acm", injected.operation, injected.code, injected.times)
+        self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
+
+    def _stop(self, stop: StopExecutionSpec, report: dict[str, Any]) -> None:
+        cloud = self.cloud
+        assert cloud
+        entry = next((e for e in report["events"] if e["step"] == stop.step), None)
+        if entry is None or not entry.get("executionArns"):
+            raise ScenarioError(f"stop_execution: step {stop.step} started no execution")
+        arn = entry["executionArns"][-1]
+        deadline = time.time() + stop.timeout
+        while stop.after_state is not None:
+            if any(e["type"].endswith("StateEntered") and e.get("stateEnteredEventDetails", {}).get("name")
+                   == stop.after_state for e in cloud.history(arn)):
+                break
+            if time.time() > deadline:
+                raise ScenarioError(f"stop_execution: {arn} did not enter {stop.after_state} "
+                                    f"within {stop.timeout:.0f} s")
+            time.sleep(0.2)
+        cloud.client("stepfunctions").stop_execution(executionArn=arn, error="OperatorStop",
+                                                     cause="stopped by the scenario (stop_execution)")
+        self.on_step(f"StopExecution {arn.rsplit(':', 1)[-1]}"
+                     + (f" after it entered {stop.after_state}" if stop.after_state else ""))
 
     def _send(self, index: int, step: StepSpec) -> tuple[dict[str, Any], list[str]]:
         cloud = self.cloud
@@ -413,8 +488,15 @@ def _failure(history: list[dict[str, Any]]) -> dict[str, str] | None:
 
 
 def attach_sns_messages(report: dict[str, Any]) -> None:
-    """Give each event entry the SNS messages its execution published (matched by MessageId)."""
-    by_id = {m["MessageId"]: m for m in report.get("sns_messages", [])}
+    """Give each event entry the SNS messages published about its execution: Notify's (matched by
+    MessageId) and NotifyAbnormalEnd's (matched by their rolloutId attribute)."""
+    messages = report.get("sns_messages", [])
+    by_id = {m["MessageId"]: m for m in messages}
     for entry in report["events"]:
         message_id = (entry.get("notification") or {}).get("messageId")
-        entry["sns_messages"] = [by_id[message_id]] if message_id in by_id else []
+        found = [by_id[message_id]] if message_id in by_id else []
+        rollout_id = str(entry.get("executionArn") or "").rsplit(":", 1)[-1]
+        found += [m for m in messages if m not in found and rollout_id
+                  and (m.get("MessageAttributes") or {}).get("rolloutId", {}).get("Value") == rollout_id
+                  and (m.get("MessageAttributes") or {}).get("outcome", {}).get("Value", "").startswith("EXECUTION_")]
+        entry["sns_messages"] = found

@@ -131,7 +131,7 @@ class PowertoolsClaims:
             return None
         if record is None or record.in_progress_expiry_timestamp is None:
             return None
-        return record.in_progress_expiry_timestamp / 1000
+        return float(record.in_progress_expiry_timestamp) / 1000
 
     def claim(self, certificate_arn: str, serial: str, rollout_id: str) -> str:
         """Claim the pair for ``rollout_id``; returns the rollout id holding the claim (this one or

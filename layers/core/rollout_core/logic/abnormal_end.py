@@ -148,12 +148,13 @@ def notify_abnormal_end(change: ExecutionStatusChange, *, state_machine_arn: str
 def _publish_once(end: AbnormalEnd, *, records: ports.RolloutRecords,
                   notifications: ports.Notifications) -> AbnormalEndResult:
     outcome = f"EXECUTION_{end.status}"
-    base = {"executionArn": end.execution_arn, "status": end.status, "certificateArn": end.certificate_arn}
+    base = AbnormalEndResult(executionArn=end.execution_arn, status=end.status, certificateArn=end.certificate_arn,
+                             published=False)
     if not records.claim_notification(end.rollout_id, by=NOTIFIED_BY, outcome=outcome):
         marker = records.notification(end.rollout_id)
         by = marker.by if marker is not None else "unknown"
         logger.info("execution end already notified", extra={"execution_arn": end.execution_arn, "by": by})
-        return AbnormalEndResult(**base, published=False, alreadyNotifiedBy=by)
+        return base.model_copy(update={"alreadyNotifiedBy": by})
     subject, body = format_abnormal_end(end)
     try:
         message_id = notifications.publish(subject, body, {
@@ -168,4 +169,4 @@ def _publish_once(end: AbnormalEnd, *, records: ports.RolloutRecords,
         logger.warning("notification marker not updated with the message id", extra={"code": e.code})
     logger.info("abnormal end notified", extra={"execution_arn": end.execution_arn, "status": end.status,
                                                  "message_id": message_id})
-    return AbnormalEndResult(**base, published=True, messageId=message_id)
+    return base.model_copy(update={"published": True, "messageId": message_id})

@@ -16,9 +16,9 @@ from __future__ import annotations
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rollout_core import ports
+from rollout_core.adapters.errors import AwsError
 from rollout_core.contracts import NotifyResult, RolloutState, StateError, TargetLine
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
-from rollout_core.adapters.errors import AwsError
 from rollout_core.observability import logger, metrics
 
 NOTIFIED_BY = "Notify"

@@ -87,6 +87,25 @@ def unfinished_claim(holder_arn: str, *, executions: ports.Executions, records: 
     return None
 
 
+def claim_serial(certificate_arn: str, serial: str, execution_arn: str, *, claims: ports.RolloutClaims,
+                 executions: ports.Executions, records: ports.RolloutRecords) -> str:
+    """Claim (certificate ARN, serial) for this execution; the rollout id holding the claim. A
+    claim held by an execution that did not finish its rollout (unfinished_claim) is released
+    and claimed again. Raises what the ports raise (AwsRequestInProgress while in progress)."""
+    rollout_id = execution_name(execution_arn)
+    claimed_by = claims.claim(certificate_arn, serial, rollout_id)
+    if claimed_by == rollout_id:
+        return claimed_by
+    why = unfinished_claim(sibling_execution_arn(execution_arn, claimed_by), executions=executions, records=records)
+    if why is None:
+        return claimed_by
+    logger.warning("the claiming execution did not finish its rollout: claiming the serial again",
+                   extra={"certificate_arn": certificate_arn, "serial": serial, "previous_claim": claimed_by,
+                          "previous_end": why})
+    claims.release(certificate_arn, serial, claimed_by)
+    return claims.claim(certificate_arn, serial, rollout_id)
+
+
 def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_id: str,
                    settings: ValidateSettings, certificates: ports.Certificates, inventory: ports.Inventory,
                    claims: ports.RolloutClaims, executions: ports.Executions, records: ports.RolloutRecords,
@@ -146,15 +165,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         return ValidateResult(decision=Decision.ROLLOUT, serial=cert.serial, targetIds=target_ids,
                               daysToExpiry=days_to_expiry, reason=request.reason, **base)
 
-    claimed_by = claims.claim(cert.arn, cert.serial, rollout_id)
-    if claimed_by != rollout_id:
-        why = unfinished_claim(sibling_execution_arn(execution_arn, claimed_by), executions=executions, records=records)
-        if why is not None:
-            logger.warning("the claiming execution did not finish its rollout: claiming the serial again",
-                           extra={"certificate_arn": cert.arn, "serial": cert.serial, "previous_claim": claimed_by,
-                                  "previous_end": why})
-            claims.release(cert.arn, cert.serial, claimed_by)
-            claimed_by = claims.claim(cert.arn, cert.serial, rollout_id)
+    claimed_by = claim_serial(cert.arn, cert.serial, execution_arn, claims=claims, executions=executions,
+                              records=records)
     if claimed_by != rollout_id:
         logger.info("duplicate event: this serial is already claimed by another rollout",
                     extra={"certificate_arn": cert.arn, "serial": cert.serial, "duplicate_of": claimed_by})
