@@ -10,6 +10,7 @@ from tests.fakes.aws import (
     FakeCertificates,
     FakeClaims,
     FakeCommands,
+    FakeExecutions,
     FakeInstallerSource,
     FakeNotifications,
     FakeRolloutRecords,
@@ -22,7 +23,7 @@ from tests.fakes.probe import FakeProbe
 from tests.fakes.recording import Recording, recorded_text
 
 __all__ = [
-    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeInstallerSource", "FakeInventory",
-    "FakeLeases", "FakeNotifications",
+    "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeExecutions", "FakeInstallerSource",
+    "FakeInventory", "FakeLeases", "FakeNotifications",
     "FakeProbe", "FakeRolloutRecords", "FakeStaging", "FakeWaitingTasks", "Recording", "recorded_text",
 ]

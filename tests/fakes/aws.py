@@ -11,15 +11,17 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from rollout_core.adapters.errors import AwsError, AwsPermanentError
+from rollout_core.adapters.errors import AwsError, AwsPermanentError, AwsRequestInProgress
 from rollout_core.domain.serials import canonical_serial
 from rollout_core.ports import (
     CertificateDescription,
     CertificateNotFound,
+    ExecutionDescription,
     ExportedCertificate,
     InstallerPackage,
     InvocationNotFound,
     NodeNotManaged,
+    NotificationMarker,
     StagedSecret,
     WaitingTask,
 )
@@ -232,6 +234,8 @@ class FakeRolloutRecords(Recording):
     def __init__(self) -> None:
         super().__init__()
         self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.markers: dict[str, NotificationMarker] = {}
+        self.fail_next: dict[str, AwsError] = {}
 
     def state(self) -> Any:
         return list(self.records.values())
@@ -246,10 +250,40 @@ class FakeRolloutRecords(Recording):
         self._record("list", rollout_id=rollout_id)
         return [copy.deepcopy(r) for (rid, _), r in sorted(self.records.items()) if rid == rollout_id]
 
+    # Notification markers (kept apart from the outcome records, as the adapter keys them apart).
+    # ``fail_next`` maps an operation name to an AwsError its next call raises.
+
+    def _maybe_fail(self, operation: str) -> None:
+        error = self.fail_next.pop(operation, None)
+        if error is not None:
+            raise error
+
+    def mark_notified(self, rollout_id: str, *, by: str, outcome: str, message_id: str) -> None:
+        self._record("mark_notified", rollout_id=rollout_id, by=by, outcome=outcome, message_id=message_id)
+        self._maybe_fail("mark_notified")
+        self.markers[rollout_id] = NotificationMarker(rollout_id, by, outcome, message_id)
+
+    def claim_notification(self, rollout_id: str, *, by: str, outcome: str) -> bool:
+        self._record("claim_notification", rollout_id=rollout_id, by=by, outcome=outcome)
+        self._maybe_fail("claim_notification")
+        if rollout_id in self.markers:
+            return False
+        self.markers[rollout_id] = NotificationMarker(rollout_id, by, outcome, None)
+        return True
+
+    def forget_notification(self, rollout_id: str) -> None:
+        self._record("forget_notification", rollout_id=rollout_id)
+        self.markers.pop(rollout_id, None)
+
+    def notification(self, rollout_id: str) -> NotificationMarker | None:
+        self._record("notification", rollout_id=rollout_id)
+        return self.markers.get(rollout_id)
+
 
 class FakeClaims(Recording):
     """The idempotent claim (adapters/claims.py PowertoolsClaims): the first rollout id per
-    (certificate ARN, serial) wins; pairs in ``in_progress`` answer "in-progress"."""
+    (certificate ARN, serial) wins; pairs in ``in_progress`` raise AwsRequestInProgress (as the
+    adapter does after waiting for another caller's claim)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -259,9 +293,36 @@ class FakeClaims(Recording):
     def claim(self, certificate_arn: str, serial: str, rollout_id: str) -> str:
         self._record("claim", certificate_arn=certificate_arn, serial=serial, rollout_id=rollout_id)
         if (certificate_arn, serial) in self.in_progress:
-            return "in-progress"
+            raise AwsRequestInProgress("ClaimRollout", "IdempotencyAlreadyInProgress", "claim in progress")
         holder, _ = self.claims.setdefault((certificate_arn, serial), (rollout_id, datetime.now(UTC)))
         return holder
+
+    def release(self, certificate_arn: str, serial: str, rollout_id: str) -> bool:
+        self._record("release", certificate_arn=certificate_arn, serial=serial, rollout_id=rollout_id)
+        held = self.claims.get((certificate_arn, serial))
+        if held is None or held[0] != rollout_id:
+            return False
+        del self.claims[(certificate_arn, serial)]
+        return True
+
+
+class FakeExecutions(Recording):
+    """Step Functions DescribeExecution (adapters/stepfunctions.py StepFunctionsExecutions):
+    ``executions`` by ARN; an unknown ARN is None (ExecutionDoesNotExist)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executions: dict[str, ExecutionDescription] = {}
+
+    def add(self, execution_arn: str, status: str, execution_input: Any = None, *, error: str | None = None,
+            cause: str | None = None) -> None:
+        self.executions[execution_arn] = ExecutionDescription(
+            execution_arn=execution_arn, name=execution_arn.rsplit(":", 1)[-1], status=status,
+            input=execution_input, error=error, cause=cause)
+
+    def describe(self, execution_arn: str) -> ExecutionDescription | None:
+        self._record("describe", execution_arn=execution_arn)
+        return self.executions.get(execution_arn)
 
 
 class FakeInstallerSource(Recording):

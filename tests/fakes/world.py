@@ -13,6 +13,7 @@ from tests.fakes.aws import (
     FakeCertificates,
     FakeClaims,
     FakeCommands,
+    FakeExecutions,
     FakeInstallerSource,
     FakeNotifications,
     FakeRolloutRecords,
@@ -54,12 +55,14 @@ class World:
     notifications: FakeNotifications = field(default_factory=FakeNotifications)
     records: FakeRolloutRecords = field(default_factory=FakeRolloutRecords)
     claims: FakeClaims = field(default_factory=FakeClaims)
+    executions: FakeExecutions = field(default_factory=FakeExecutions)
     probe: FakeProbe = field(default_factory=FakeProbe)
     installer: FakeInstallerSource = field(default_factory=FakeInstallerSource)
 
     def fakes(self) -> list[Recording]:
         return [self.certificates, self.staging, self.inventory, self.commands, self.waiting_tasks,
-                self.callbacks, self.notifications, self.records, self.claims, self.probe, self.installer]
+                self.callbacks, self.notifications, self.records, self.claims, self.executions, self.probe,
+                self.installer]
 
 
 def world(algorithm: str = "RSA_2048") -> World:

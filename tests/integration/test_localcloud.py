@@ -39,6 +39,9 @@ def test_rules_route_with_the_templates_own_patterns(cloud):
     callback = template["Resources"]["CommandCallbackFunction"]["Properties"]["Events"]["CommandStatusChange"]
     callback["Properties"]["Pattern"]["detail"]["document-name"] = [cloud.outputs["InstallBundleDocumentName"]]
     events["CommandStatusChange"] = callback
+    abnormal = template["Resources"]["NotifyAbnormalEndFunction"]["Properties"]["Events"]["ExecutionAbnormalEnd"]
+    abnormal["Properties"]["Pattern"]["detail"]["stateMachineArn"] = [cloud.state_machine_arn]
+    events["ExecutionAbnormalEnd"] = abnormal
     deployed = sorted(json.dumps(r["pattern"], sort_keys=True) for r in cloud.deployment.rules.values())
     assert deployed == sorted(json.dumps(e["Properties"]["Pattern"], sort_keys=True) for e in events.values())
     foreign = {"version": "0", "id": "1", "detail-type": "EC2 Instance State-change Notification",

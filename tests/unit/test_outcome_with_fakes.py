@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from rollout_core.adapters.errors import AwsServiceUnavailable
+from rollout_core.adapters.errors import AwsServiceUnavailable, AwsThrottled
 from rollout_core.contracts import IterationState, RolloutState
 from rollout_core.domain.serials import canonical_serial
 from rollout_core.logic.notify import notify
@@ -132,7 +132,7 @@ def test_rollout_notification_lists_every_target_and_a_missing_record_is_failed(
     assert (result.outcome, result.verified, result.rolledBack, result.failed, result.targetCount) == (
         RolloutOutcome.PARTIAL, 1, 1, 1, 3)
     [message] = w.notifications.messages
-    assert message["attributes"] == {"outcome": "PARTIAL", "certificateArn": ARN}
+    assert message["attributes"] == {"outcome": "PARTIAL", "certificateArn": ARN, "rolloutId": ROLLOUT_ID}
     assert len(message["subject"]) <= 100 and "1/3 targets serve" in message["subject"]
     body = message["message"]
     assert "- web-3  FAILED (outcome-not-recorded)" in body
@@ -161,7 +161,21 @@ def test_rollouts_without_targets_are_notified_without_reading_records(
     result = publish(w, {"certificateArn": ARN, "rolloutId": ROLLOUT_ID, "serial": NEW_SERIAL, **rollout})
     assert result.outcome is outcome and result.targetCount == 0
     assert subject in w.notifications.messages[0]["subject"]
-    assert w.records.calls == []
+    assert w.records.operations() == ["mark_notified"]  # no outcome record read
+
+
+def test_notify_marks_the_rollout_notified_after_publishing(w: World) -> None:
+    publish(w, {"decision": "NO_TARGETS", "certificateArn": ARN, "rolloutId": ROLLOUT_ID})
+    marker = w.records.markers[ROLLOUT_ID]
+    assert (marker.by, marker.outcome, marker.message_id) == ("Notify", "NO_TARGETS", "message-1")
+    assert w.notifications.messages[0]["attributes"]["rolloutId"] == ROLLOUT_ID
+
+
+def test_a_marker_that_cannot_be_written_does_not_fail_notify(w: World) -> None:
+    w.records.fail_next["mark_notified"] = AwsThrottled("PutItem", "ProvisionedThroughputExceededException", "slow")
+    result = publish(w, {"decision": "NO_TARGETS", "certificateArn": ARN, "rolloutId": ROLLOUT_ID})
+    assert result.messageId == "message-1" and len(w.notifications.messages) == 1
+    assert w.records.markers[ROLLOUT_ID].by == "Notify"  # the second try wrote it
 
 
 def test_a_failing_publish_propagates_by_name(w: World, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from rollout_core.adapters.leases import DynamoLeases
 from rollout_core.adapters.secrets import SecretsManagerStaging
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.ssm import SsmCommands
-from rollout_core.adapters.stepfunctions import StepFunctionsCallbacks
+from rollout_core.adapters.stepfunctions import StepFunctionsCallbacks, StepFunctionsExecutions
 from rollout_core.adapters.tls import SocketTlsProbe
 
 from tests import fakes
@@ -31,6 +31,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.Notifications: (SnsNotifications, fakes.FakeNotifications),
     ports.RolloutRecords: (DynamoRolloutRecords, fakes.FakeRolloutRecords),
     ports.RolloutClaims: (PowertoolsClaims, fakes.FakeClaims),
+    ports.Executions: (StepFunctionsExecutions, fakes.FakeExecutions),
     ports.TlsProbe: (SocketTlsProbe, fakes.FakeProbe),
     ports.InstallerSource: (LayerInstallerSource, fakes.FakeInstallerSource),
     ports.Leases: (DynamoLeases, fakes.FakeLeases),

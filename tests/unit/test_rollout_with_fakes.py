@@ -47,8 +47,9 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
 
     decided = validate_event({"certificateArn": ARN, "force": True}, EXECUTION_ARN, region="eu-west-1",
                              account_id="123456789012",
-                             settings=ValidateSettings(inventory_table="inv", idempotency_table="idem"),
-                             certificates=w.certificates, inventory=w.inventory, claims=w.claims)
+                             settings=ValidateSettings(inventory_table="inv", rollout_table="rollouts", idempotency_table="idem"),
+                             certificates=w.certificates, inventory=w.inventory, claims=w.claims,
+                             executions=w.executions, records=w.records)
     outputs.append(decided.model_dump_json())
     exported = export_certificate(ARN, decided.serial, decided.rolloutId,
                                   settings=ExportSettings(secret_prefix="acm-cert-rollout", kms_key_id="alias/k"),

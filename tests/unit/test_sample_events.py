@@ -37,6 +37,7 @@ FUNCTION_ENV = {
     "INVENTORY_TABLE": "cert-rollout-InventoryTable",
     "ROLLOUT_TABLE": "cert-rollout-RolloutTable",
     "IDEMPOTENCY_TABLE": "cert-rollout-IdempotencyTable",
+    "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:RolloutStateMachine-ABCDEF123456",
     "SECRET_PREFIX": "cert-rollout",
     "KMS_KEY_ID": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a",
     "INSTALL_DOCUMENT": "cert-rollout-InstallBundleDocument",
@@ -106,6 +107,7 @@ FUNCTION_INPUTS: dict[str, type[BaseModel]] = {
     "record_outcome": contracts.RecordInput,
     "notify": contracts.NotifyInput,
     "lease": contracts.LeaseInput,
+    "notify_abnormal_end": contracts.ExecutionStatusChange,
 }
 
 
@@ -150,7 +152,7 @@ def test_every_function_has_a_sample_event(template: dict[str, Any]) -> None:
 
 
 # Functions started by an EventBridge rule, not by a Task of the state machine.
-EVENT_DRIVEN = {"command_callback"}
+EVENT_DRIVEN = {"command_callback", "notify_abnormal_end"}
 TASK_FUNCTIONS = [name for name in FUNCTION_DIRS if name not in EVENT_DRIVEN]
 
 
@@ -162,6 +164,19 @@ def test_command_callback_sample_is_an_ssm_status_change_routed_by_its_rule(temp
     pattern = json.loads(json.dumps(rule["Properties"]["Pattern"]))
     pattern["detail"]["document-name"] = [event["detail"]["document-name"]]  # !Ref resolved at deploy
     assert EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+
+def test_notify_abnormal_end_sample_is_a_status_change_routed_by_its_rule(template: dict[str, Any]) -> None:
+    from moto.events.models import EventPattern
+
+    event = load_json(EVENTS / "notify_abnormal_end.json")
+    rule = template["Resources"]["NotifyAbnormalEndFunction"]["Properties"]["Events"]["ExecutionAbnormalEnd"]
+    pattern = json.loads(json.dumps(rule["Properties"]["Pattern"]))
+    pattern["detail"]["stateMachineArn"] = [event["detail"]["stateMachineArn"]]  # !Ref resolved at deploy
+    assert EventPattern.load(json.dumps(pattern)).matches_event(event)
+    for status in ("SUCCEEDED", "RUNNING"):  # only abnormal ends reach the function
+        assert not EventPattern.load(json.dumps(pattern)).matches_event(
+            {**event, "detail": {**event["detail"], "status": status}})
 
 
 @pytest.mark.parametrize("name", FUNCTION_DIRS)

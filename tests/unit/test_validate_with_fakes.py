@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rollout_core.adapters.errors import AwsThrottled
+from rollout_core.adapters.errors import AwsRequestInProgress, AwsThrottled
 from rollout_core.domain.errors import ForeignCertificate, UnsupportedEvent
 from rollout_core.domain.serials import parse_serial
 from rollout_core.logic.validate import (
@@ -26,8 +26,8 @@ from tests.fakes.world import ARN, EXECUTION_ARN, ROLLOUT_ID, World, target, wor
 from tests.unit.pki_fixtures import pki
 
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "statemachine"
-SETTINGS = ValidateSettings(inventory_table="inventory", idempotency_table="idempotency", max_concurrency=7,
-                            command_timeout_seconds=300, max_targets_per_rollout=3)
+SETTINGS = ValidateSettings(inventory_table="inventory", rollout_table="rollouts", idempotency_table="idempotency",
+                            max_concurrency=7, command_timeout_seconds=300, max_targets_per_rollout=3)
 
 
 def event(name: str) -> dict[str, Any]:
@@ -36,7 +36,8 @@ def event(name: str) -> dict[str, Any]:
 
 def run(w: World, raw: Any, execution_arn: str = EXECUTION_ARN, settings: ValidateSettings = SETTINGS):
     return validate_event(raw, execution_arn, region="eu-west-1", account_id="123456789012", settings=settings,
-                          certificates=w.certificates, inventory=w.inventory, claims=w.claims)
+                          certificates=w.certificates, inventory=w.inventory, claims=w.claims,
+                          executions=w.executions, records=w.records)
 
 
 @pytest.fixture
@@ -68,10 +69,41 @@ def test_duplicate_event_for_the_same_serial_is_already_deployed(w: World) -> No
     assert (second.decision, second.duplicateOf, second.targetIds) == (Decision.ALREADY_DEPLOYED, ROLLOUT_ID, [])
 
 
-def test_a_claim_still_being_written_is_a_duplicate(w: World) -> None:
+def test_a_claim_still_being_written_is_a_transient_error_not_a_duplicate(w: World) -> None:
     w.claims.in_progress.add((ARN, w.certificates.serial(ARN)))
-    result = run(w, event("health-renewal-completed.json"))
-    assert (result.decision, result.duplicateOf) == (Decision.ALREADY_DEPLOYED, "in-progress")
+    with pytest.raises(AwsRequestInProgress):  # retried by ValidateEvent's Retry (rollout.asl.json)
+        run(w, event("health-renewal-completed.json"))
+
+
+SECOND = EXECUTION_ARN.replace("rollout-1", "rollout-2")
+
+
+@pytest.mark.parametrize("status", ["ABORTED", "TIMED_OUT"])
+def test_a_claim_whose_execution_ended_unfinished_is_taken_over(w: World, status: str) -> None:
+    run(w, event("health-renewal-completed.json"))
+    w.executions.add(EXECUTION_ARN, status)
+    w.records.put({"rolloutId": ROLLOUT_ID, "targetId": "web-1", "outcome": "FAILED"})  # stopped half-way
+    result = run(w, event("acm-certificate-available-renewal.json"), SECOND)
+    assert (result.decision, result.duplicateOf) == (Decision.ROLLOUT, None)
+    assert w.claims.claims[(ARN, w.certificates.serial(ARN))][0] == "rollout-2"
+    assert w.claims.operations() == ["claim", "claim", "release", "claim"]
+
+
+def test_a_claim_whose_execution_failed_before_any_target_is_taken_over(w: World) -> None:
+    run(w, event("health-renewal-completed.json"))
+    w.executions.add(EXECUTION_ARN, "FAILED", error="RolloutFailed")  # e.g. the export failed
+    assert run(w, event("acm-certificate-available-renewal.json"), SECOND).decision is Decision.ROLLOUT
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "SUCCEEDED", "FAILED", None])
+def test_a_claim_whose_execution_runs_or_finished_its_targets_stands(w: World, status: str | None) -> None:
+    run(w, event("health-renewal-completed.json"))
+    if status is not None:  # None: Step Functions no longer knows the execution (retention)
+        w.executions.add(EXECUTION_ARN, status)
+    w.records.put({"rolloutId": ROLLOUT_ID, "targetId": "web-1", "outcome": "FAILED"})
+    result = run(w, event("acm-certificate-available-renewal.json"), SECOND)
+    assert (result.decision, result.duplicateOf) == (Decision.ALREADY_DEPLOYED, ROLLOUT_ID)
+    assert "release" not in w.claims.operations()
 
 
 def test_every_target_verified_on_this_serial_is_already_deployed_whatever_the_serial_spelling(w: World) -> None:
@@ -118,7 +150,7 @@ def test_days_to_expiry_comes_from_not_after_when_the_event_has_none() -> None:
     not_after = pki().leaf_cert.not_valid_after_utc
     result = validate_event(event("health-renewal-failure.json"), EXECUTION_ARN, region="eu-west-1",
                             account_id="123456789012", settings=SETTINGS, certificates=w.certificates,
-                            inventory=w.inventory, claims=w.claims, now=not_after - timedelta(days=44, hours=1))
+                            inventory=w.inventory, claims=w.claims, executions=w.executions, records=w.records, now=not_after - timedelta(days=44, hours=1))
     assert result.daysToExpiry == 44
 
 

@@ -414,3 +414,41 @@ class NotifyResult(_State):
     failed: int = 0
     superseded: int = 0
     messageId: str
+
+
+# --------------------------------------------------------------------------- abnormal ends
+# Not state shapes: NotifyAbnormalEnd's input (an EventBridge event) and its return value.
+
+
+class ExecutionStatusChangeDetail(BaseModel):
+    """The detail of Step Functions' "Step Functions Execution Status Change" event (Step
+    Functions Developer Guide, "Automating Step Functions event delivery with EventBridge")."""
+
+    model_config = ConfigDict(extra="ignore")
+    executionArn: str = Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:execution:[^:]+:[^:]+$")
+    stateMachineArn: str
+    name: str = ""
+    status: str
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusChange(BaseModel):
+    """The EventBridge event NotifyAbnormalEnd receives (source aws.states)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    source: Literal["aws.states"]
+    detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
+    detail: ExecutionStatusChangeDetail
+
+
+class AbnormalEndResult(BaseModel):
+    """What NotifyAbnormalEnd did for one execution end: published a message (``messageId``),
+    or not because ``alreadyNotifiedBy`` (Notify, or an earlier delivery of the same event)."""
+
+    executionArn: str
+    status: str
+    certificateArn: str | None
+    published: bool
+    messageId: str | None = None
+    alreadyNotifiedBy: str | None = None

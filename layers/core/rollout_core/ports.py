@@ -13,6 +13,7 @@ pass them in; unit tests pass the in-memory fakes of tests/fakes/.
   Notifications    SNS Publish to the rollout topic
   RolloutRecords   one outcome record per target per rollout (rollout table)
   RolloutClaims    the idempotent claim on (certificate ARN, serial)
+  Executions       Step Functions DescribeExecution (how an execution ended, its input)
   TlsProbe         one TLS handshake with SNI: the leaf a target serves
   InstallerSource  where a node downloads the installer (the InstallerLayer version's zip)
   Leases           one writer per certificate: the rollout lease (rollout table, logic/lease.py)
@@ -135,6 +136,30 @@ class Lease:
     def superseded(self) -> bool:
         """True when a newer request has asked the holder to stop installing."""
         return self.superseded_by_rollout is not None
+
+
+@dataclass(frozen=True)
+class ExecutionDescription:
+    """What DescribeExecution says about one execution of the rollout state machine. ``input``
+    is the execution's input (references only: DESIGN.md hard rules), None when not JSON."""
+
+    execution_arn: str
+    name: str
+    status: str  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE
+    input: Any
+    error: str | None
+    cause: str | None
+
+
+@dataclass(frozen=True)
+class NotificationMarker:
+    """The rollout table's record that a rollout's notification was published (or is being
+    published): by whom ("Notify" or "NotifyAbnormalEnd"), with which outcome and message id."""
+
+    rollout_id: str
+    by: str
+    outcome: str
+    message_id: str | None
 
 
 @dataclass(frozen=True)
@@ -291,14 +316,46 @@ class RolloutRecords(Protocol):
         """Every record of ``rollout_id`` (paged Query). Raises a named AwsError."""
         ...
 
+    def mark_notified(self, rollout_id: str, *, by: str, outcome: str, message_id: str) -> None:
+        """Record that ``by`` published the rollout's notification (replaces any marker)."""
+        ...
+
+    def claim_notification(self, rollout_id: str, *, by: str, outcome: str) -> bool:
+        """Write a marker only if the rollout has none (conditional write); False when one
+        exists (its notification is published or being published). Raises a named AwsError."""
+        ...
+
+    def forget_notification(self, rollout_id: str) -> None:
+        """Delete the rollout's marker (a claimed notification that could not be published)."""
+        ...
+
+    def notification(self, rollout_id: str) -> NotificationMarker | None:
+        """The rollout's marker (a consistent read), or None. Raises a named AwsError."""
+        ...
+
 
 @runtime_checkable
 class RolloutClaims(Protocol):
     """The idempotent claim on (certificate ARN, serial): one rollout per serial."""
 
     def claim(self, certificate_arn: str, serial: str, rollout_id: str) -> str:
-        """Claim the pair for ``rollout_id``; returns the rollout id holding the claim (this one,
-        an earlier one, or "in-progress" while another caller is claiming it)."""
+        """Claim the pair for ``rollout_id``; returns the rollout id holding the claim (this one or
+        an earlier one). Raises AwsRequestInProgress while another caller's claim is still in
+        progress (transient: retried), or another named AwsError."""
+        ...
+
+    def release(self, certificate_arn: str, serial: str, rollout_id: str) -> bool:
+        """Delete the pair's completed claim if ``rollout_id`` holds it; True when deleted."""
+        ...
+
+
+@runtime_checkable
+class Executions(Protocol):
+    """Executions of the rollout state machine (Step Functions)."""
+
+    def describe(self, execution_arn: str) -> ExecutionDescription | None:
+        """DescribeExecution; None when Step Functions has no such execution (ExecutionDoesNotExist,
+        e.g. after its 90-day retention). Raises a named AwsError."""
         ...
 
 

@@ -30,6 +30,7 @@ class ValidateSettings(BaseModel):
     (tests/unit/test_template_parameters.py checks that they agree)."""
 
     inventory_table: str = Field(min_length=3)
+    rollout_table: str = Field(min_length=3)
     idempotency_table: str = Field(min_length=3)
     idempotency_ttl_days: int = Field(default=400, ge=1, le=3653)
     max_concurrency: int = Field(default=10, ge=1, le=INLINE_MAP_MAX_CONCURRENCY)
@@ -108,3 +109,12 @@ class NotifySettings(BaseModel):
 
 class CallbackSettings(BaseModel):
     rollout_table: str = Field(min_length=3)
+
+
+class AbnormalEndSettings(BaseModel):
+    """NotifyAbnormalEnd's environment: the rollout table (notification markers), the topic and
+    the one state machine whose executions it reports."""
+
+    rollout_table: str = Field(min_length=3)
+    topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
+    state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:")

@@ -129,6 +129,7 @@ class LocalCloud:
         self.layer_downloads = LayerDownloads()
         self.pca: LocalPrivateCA | None = None
         self.routed: list[dict[str, str]] = []
+        self.status_events: list[dict[str, Any]] = []  # Step Functions Execution Status Change, in order
         self.secrets = SecretRegistry()
         self._injected: dict[tuple[str, str], list[str]] = {}
         self.lambda_workers = lambda_workers
@@ -302,6 +303,35 @@ class LocalCloud:
                        "requested-date-time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
                        "status": status},
         })
+
+    def execution_status_event(self, execution: Any) -> None:
+        """The "Step Functions Execution Status Change" event of an ended execution (moto's
+        parser Execution), as Step Functions sends it (Step Functions Developer Guide,
+        "Automating Step Functions event delivery with EventBridge": detail executionArn,
+        stateMachineArn, name, status, startDate/stopDate in epoch milliseconds, input, output,
+        error, cause), put on the default bus on a thread of its own (delivery is asynchronous)."""
+        status = getattr(execution.exec_status, "value", str(execution.exec_status))
+
+        def millis(value: Any) -> int | None:
+            return int(value.timestamp() * 1000) if value is not None else None
+
+        def text(value: Any) -> str | None:
+            return None if value is None else value if isinstance(value, str) else json.dumps(value)
+
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states", "account": self.account_id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": self.region,
+            "resources": [execution.exec_arn],
+            "detail": {"executionArn": execution.exec_arn, "stateMachineArn": execution.state_machine.arn,
+                       "name": execution.name, "status": status, "startDate": millis(execution.start_date),
+                       "stopDate": millis(execution.stop_date), "input": text(execution.input_data),
+                       "inputDetails": {"included": True}, "output": text(execution.output),
+                       "outputDetails": {"included": True} if execution.output is not None else None,
+                       "error": text(execution.error), "cause": text(execution.cause)},
+        }
+        self.status_events.append(event)
+        threading.Thread(target=self.deliver_event, args=(event,), daemon=True).start()
 
     def start_execution_from_rule(self, rule: str, state_machine_arn: str, event: dict[str, Any]) -> str:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends

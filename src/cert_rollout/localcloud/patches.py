@@ -221,9 +221,38 @@ _DYNAMO_LOCK = __import__("threading").Lock()
 def _dynamo_call_action(self: Any) -> Any:
     """DynamoDB serializes per item; moto's tables are plain dicts that a concurrent PutItem can
     change under a running Query ("dictionary changed size during iteration", seen at 1,000
-    targets). The local cloud runs DynamoDB requests one at a time."""
+    targets). The local cloud runs DynamoDB requests one at a time. A scenario's injected error
+    for (operation, table) answers as DynamoDB does (HTTP 400, its JSON error type)."""
+    cloud = _cloud()
+    if cloud is not None:
+        operation = str(self.headers.get("X-Amz-Target", "")).rsplit(".", 1)[-1]
+        try:
+            table = str(json.loads(self.body or "{}").get("TableName", ""))
+        except ValueError:
+            table = ""
+        injected = cloud.take_injected_error("dynamodb", f"{operation}:{table}")
+        if injected:
+            body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{injected}",
+                               "message": f"{injected} (injected by the local cloud)"})
+            return 400, {"Content-Type": "application/x-amz-json-1.0"}, body
     with _DYNAMO_LOCK:
         return _orig_dynamo_call(self)
+
+
+# -------------------------------------------------------------- Step Functions: status-change events
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication  # noqa: E402
+
+_orig_terminated = BaseExecutionWorkerCommunication.terminated
+
+
+def _terminated(self: Any) -> None:
+    """Step Functions emits "Step Functions Execution Status Change" to EventBridge when an
+    execution ends (notes aws-facts.md; moto does not): after moto records the end, the local
+    cloud puts that event on the default bus (cloud.execution_status_event)."""
+    _orig_terminated(self)
+    cloud = _cloud()
+    if cloud is not None:
+        cloud.execution_status_event(self.execution)
 
 
 def install() -> None:
@@ -241,6 +270,7 @@ def install() -> None:
     CertBundle.describe = _describe  # type: ignore[method-assign]
     StepFunctionsParserBackend.start_execution = _start_execution  # type: ignore[method-assign]
     DynamoHandler.call_action = _dynamo_call_action  # type: ignore[method-assign]
+    BaseExecutionWorkerCommunication.terminated = _terminated  # type: ignore[method-assign]
     AWSCertificateManagerResponse.renew_certificate = _renew_certificate  # type: ignore[attr-defined]
     AWSCertificateManagerBackend.export_certificate = _export_certificate  # type: ignore[method-assign]
     _INSTALLED = True

@@ -21,6 +21,7 @@ Format (YAML):
     - stop: 3                                     # StopExecution of the execution step 3 started (ABORTED),
       after_state: InstallTargets                 # once it has entered this state (optional, waits up to 60 s)
     - wait_all: true                              # wait for every execution started so far (wait: false ones)
+    - inject_error: {operation: UpdateItem, table: IdempotencyTable, code: ProvisionedThroughputExceededException}
   An event/input step may say `expect: PARTIAL` (any event outcome): `cert-rollout local run`
   exits 0 when every event step ends as expected (default: ROLLED_OUT for a rollout).
 """
@@ -81,13 +82,25 @@ class TargetSpec(BaseModel):
     inventory_overrides: dict[str, Any] | None = None
 
 
+DYNAMODB_OPERATIONS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
+
+
 class InjectErrorSpec(BaseModel):
-    """The next ``times`` calls of ``operation`` answer the AWS error ``code``."""
+    """The next ``times`` calls of ``operation`` answer the AWS error ``code``; a DynamoDB
+    operation names the ``table`` by its template logical id (e.g. IdempotencyTable). Note the
+    SDK's own retries: a Lambda's call is tried 3 times (adapters/aws.py) before it fails."""
 
     model_config = ConfigDict(extra="forbid")
-    operation: Literal["ExportCertificate"]
+    operation: Literal["ExportCertificate", "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"]
+    table: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9]{0,254}$")
     code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{2,63}$")
     times: int = Field(default=1, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _table_for_dynamodb(self) -> InjectErrorSpec:
+        if (self.operation in DYNAMODB_OPERATIONS) != (self.table is not None):
+            raise ValueError("a DynamoDB operation names its table (template logical id); ExportCertificate does not")
+        return self
 
 
 class StepSpec(BaseModel):
@@ -107,7 +120,7 @@ class StepSpec(BaseModel):
     wait_all: Literal[True] | None = None
     # The outcome this event step should end with (default: ROLLED_OUT when it rolls out).
     expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "SUPERSEDED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
-                    "NO_TARGETS", "REJECTED", "NOT_ROUTED", "ABORTED"] | None = None
+                    "NO_TARGETS", "REJECTED", "NOT_ROUTED", "EXECUTION_ABORTED", "EXECUTION_TIMED_OUT"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
@@ -249,8 +262,8 @@ def event_outcome(status: str, history: list[dict[str, Any]]) -> tuple[str, dict
     notified = state_outputs(history, "Notify")
     if notified and "notification" in notified[-1]:
         return notified[-1]["notification"]["outcome"], notified[-1]["notification"]
-    if status in ("ABORTED", "TIMED_OUT"):
-        return status, {}
+    if status in ("ABORTED", "TIMED_OUT"):  # notified by NotifyAbnormalEnd (logic/abnormal_end.py)
+        return f"EXECUTION_{status}", {}
     validated = state_outputs(history, "ValidateEvent")
     if validated and "rollout" in validated[-1]:
         return validated[-1]["rollout"]["decision"], validated[-1]["rollout"]
@@ -365,9 +378,7 @@ class ScenarioRunner:
         if step.sleep is not None:
             time.sleep(step.sleep)
         elif step.inject_error is not None:
-            injected = step.inject_error
-            cloud.inject_error("acm", injected.operation, injected.code, injected.times)
-            self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
+            self._inject(step.inject_error)
         elif step.restart is not None:
             assert self.targets
             self.targets.restart(step.restart)
@@ -397,6 +408,20 @@ class ScenarioRunner:
             time.sleep(0.2)
         raise ScenarioError(f"step {index}: execution {arn.rsplit(':', 1)[-1]} did not enter {state} "
                             f"within {timeout:.0f} s")
+
+    def _inject(self, injected: InjectErrorSpec) -> None:
+        cloud = self.cloud
+        assert cloud and cloud.deployment
+        if injected.table is not None:
+            table = cloud.deployment.physical.get(injected.table)
+            if cloud.deployment.resource_types.get(injected.table) != "AWS::DynamoDB::Table" or not table:
+                raise ScenarioError(f"inject_error: {injected.table} is not a DynamoDB table of the template")
+            cloud.inject_error("dynamodb", f"{injected.operation}:{table}", injected.code, injected.times)
+            self.on_step(f"the next {injected.times} {injected.operation} call(s) on {injected.table} "
+                         f"answer {injected.code}")
+            return
+        cloud.inject_error("acm", injected.operation, injected.code, injected.times)
+        self.on_step(f"the next {injected.times} {injected.operation} call(s) answer {injected.code}")
 
     def _send(self, index: int, step: StepSpec) -> tuple[dict[str, Any], list[str]]:
         cloud = self.cloud
@@ -486,8 +511,15 @@ def _failure(history: list[dict[str, Any]]) -> dict[str, str] | None:
 
 
 def attach_sns_messages(report: dict[str, Any]) -> None:
-    """Give each event entry the SNS messages its execution published (matched by MessageId)."""
-    by_id = {m["MessageId"]: m for m in report.get("sns_messages", [])}
+    """Give each event entry the SNS messages published about its execution: Notify's (matched by
+    MessageId) and NotifyAbnormalEnd's (matched by their rolloutId attribute)."""
+    messages = report.get("sns_messages", [])
+    by_id = {m["MessageId"]: m for m in messages}
     for entry in report["events"]:
         message_id = (entry.get("notification") or {}).get("messageId")
-        entry["sns_messages"] = [by_id[message_id]] if message_id in by_id else []
+        found = [by_id[message_id]] if message_id in by_id else []
+        rollout_id = str(entry.get("executionArn") or "").rsplit(":", 1)[-1]
+        found += [m for m in messages if m not in found and rollout_id
+                  and (m.get("MessageAttributes") or {}).get("rolloutId", {}).get("Value") == rollout_id
+                  and (m.get("MessageAttributes") or {}).get("outcome", {}).get("Value", "").startswith("EXECUTION_")]
+        entry["sns_messages"] = found

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rollout_core.adapters.aws import table as cached_table
 from rollout_core.adapters.errors import named_aws_error
 from rollout_core.models import Target
-from rollout_core.ports import DeploymentState, TargetNotFound, WaitingTask
+from rollout_core.ports import DeploymentState, NotificationMarker, TargetNotFound, WaitingTask
 
 __all__ = ["DynamoInventory", "DynamoRolloutRecords", "DynamoWaitingTasks", "TargetNotFound", "plain"]
 
@@ -163,6 +163,57 @@ class DynamoRolloutRecords:
         for page in _pages(self._table.query, "Query", KeyConditionExpression=Key("rolloutId").eq(rollout_id)):
             items.extend(page)
         return items
+
+    def mark_notified(self, rollout_id: str, *, by: str, outcome: str, message_id: str) -> None:
+        """Record that ``by`` published the rollout's notification (replaces any marker)."""
+        item = {**notified_record_key(rollout_id), "by": by, "outcome": outcome, "messageId": message_id,
+                "expiresAt": int(time.time()) + MARKER_TTL_SECONDS}
+        try:
+            self._table.put_item(Item=item)
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "PutItem") from None
+
+    def claim_notification(self, rollout_id: str, *, by: str, outcome: str) -> bool:
+        """Write a marker unless one exists (PutItem with attribute_not_exists); False when one does."""
+        item = {**notified_record_key(rollout_id), "by": by, "outcome": outcome,
+                "expiresAt": int(time.time()) + MARKER_TTL_SECONDS}
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(rolloutId)")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise named_aws_error(e, "PutItem") from None
+        except BotoCoreError as e:
+            raise named_aws_error(e, "PutItem") from None
+        return True
+
+    def forget_notification(self, rollout_id: str) -> None:
+        """Delete the rollout's marker."""
+        try:
+            self._table.delete_item(Key=notified_record_key(rollout_id))
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "DeleteItem") from None
+
+    def notification(self, rollout_id: str) -> NotificationMarker | None:
+        """The rollout's marker (a consistent read), or None."""
+        try:
+            item = self._table.get_item(Key=notified_record_key(rollout_id), ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as e:
+            raise named_aws_error(e, "GetItem") from None
+        if not item:
+            return None
+        return NotificationMarker(rollout_id=rollout_id, by=str(item.get("by", "")), outcome=str(item.get("outcome", "")),
+                                  message_id=str(item["messageId"]) if item.get("messageId") else None)
+
+
+# A marker outlives any retry of the execution's end event (EventBridge retries for 24 h).
+MARKER_TTL_SECONDS = 30 * 86400
+
+
+def notified_record_key(rollout_id: str) -> dict[str, str]:
+    """Rollout-table key of a rollout's notification marker (beside its outcome records, never
+    listed with them: no rollout id starts with "notified#")."""
+    return {"rolloutId": f"notified#{rollout_id}", "targetId": "-"}
 
 
 def waiting_record_key(key: str) -> dict[str, str]:

@@ -4,6 +4,12 @@ outcome (ROLLED_OUT, PARTIAL, FAILED, SUPERSEDED, RENEWAL_FAILED, NO_TARGETS, RE
 Rule D4: one failed target never stops the others; the run ends FAILED after this message
 lists every target's outcome. A SUPERSEDED target (logic/lease.py: a newer request for the
 certificate installs on it) is neither verified nor failed: it counts for neither.
+
+After publishing, Notify records a notification marker in the rollout table
+(RolloutRecords.mark_notified): the abnormal-end notifier (logic/abnormal_end.py) reads it, so a
+rollout that ended FAILED after this message is not notified a second time. A marker that cannot
+be written after MARKER_ATTEMPTS tries is logged and does not fail Notify (retrying Notify would
+publish again); the abnormal-end notifier then sends a second message naming the end.
 """
 
 from __future__ import annotations
@@ -11,9 +17,25 @@ from __future__ import annotations
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rollout_core import ports
+from rollout_core.adapters.errors import AwsError
 from rollout_core.contracts import NotifyResult, RolloutState, StateError, TargetLine
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 from rollout_core.observability import logger, metrics
+
+NOTIFIED_BY = "Notify"
+MARKER_ATTEMPTS = 3
+
+
+def _mark_notified(records: ports.RolloutRecords, rollout_id: str, outcome: RolloutOutcome, message_id: str) -> None:
+    """Write the notification marker, MARKER_ATTEMPTS tries; a failure is logged, not raised."""
+    for attempt in range(1, MARKER_ATTEMPTS + 1):
+        try:
+            records.mark_notified(rollout_id, by=NOTIFIED_BY, outcome=outcome.value, message_id=message_id)
+            return
+        except AwsError as e:
+            if attempt == MARKER_ATTEMPTS:
+                logger.warning("notification marker not written: an abnormal end may be notified again",
+                               extra={"rollout_id": rollout_id, "error": type(e).__name__, "code": e.code})
 
 
 def _error_text(error: StateError | None) -> str:
@@ -139,7 +161,8 @@ def notify(rollout: RolloutState, *, records: ports.RolloutRecords,
     """Decide the rollout's outcome, publish one message, return the counts.
 
     ``rollout`` is the state's $.rollout (ValidateEvent's result, or the rejection/export
-    failure with its $.error). Ports: ``records`` (the targets' outcome records),
+    failure with its $.error). Ports: ``records`` (the targets' outcome records; the
+    notification marker is written there after publishing),
     ``notifications`` (the topic). Raises a named AwsError when SNS or DynamoDB fails, and
     pydantic.ValidationError when a rollout record is not an outcome record.
     """
@@ -153,7 +176,9 @@ def notify(rollout: RolloutState, *, records: ports.RolloutRecords,
         outcome = RolloutOutcome(rollout.decision.value)
     subject, body = format_message(outcome, rollout, lines)
     message_id = notifications.publish(subject, body, {"outcome": outcome.value,
-                                                       "certificateArn": rollout.certificateArn or ""})
+                                                       "certificateArn": rollout.certificateArn or "",
+                                                       "rolloutId": rollout.rolloutId})
+    _mark_notified(records, rollout.rolloutId, outcome, message_id)
     verified = _count(lines, TargetOutcome.VERIFIED)
     metrics.add_metric(name=f"Rollout{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="TargetsVerified", unit=MetricUnit.Count, value=verified)

@@ -3,6 +3,16 @@
 Rules (DESIGN.md "Triggers"): the decision rests on DescribeCertificate, never on an event's
 prose; a (certificate ARN, serial) pair is rolled out once (events arrive at least once,
 Health and ACM both announce one renewal); a manual request with force=true rolls out again.
+
+A claim never blocks a serial for good (issue 10, item 6). A later event for a claimed serial
+is a duplicate (ALREADY_DEPLOYED) while the claiming execution runs, after it SUCCEEDED, and
+after it ended FAILED with target outcomes recorded (it installed, verified and notified: a
+redelivered event must not install twice; an operator redeploys with force=true). When the
+claiming execution ended ABORTED or TIMED_OUT, or FAILED before any target outcome was
+recorded (e.g. the export failed), its rollout did not finish: the claim is released
+(conditionally, adapters/claims.py) and this execution claims the serial and rolls it out.
+Step Functions (DescribeExecution) is asked, not an event: its status-change events are
+best effort. An execution Step Functions no longer knows (90-day retention) keeps its claim.
 """
 
 from __future__ import annotations
@@ -55,9 +65,51 @@ def execution_name(execution_arn: str) -> str:
     return execution_arn.rsplit(":", 1)[-1]
 
 
+def sibling_execution_arn(execution_arn: str, rollout_id: str) -> str:
+    """The ARN of execution ``rollout_id`` of the same state machine as ``execution_arn``."""
+    return f"{execution_arn.rsplit(':', 1)[0]}:{rollout_id}"
+
+
+ENDED_UNFINISHED = frozenset({"ABORTED", "TIMED_OUT"})
+
+
+def unfinished_claim(holder_arn: str, *, executions: ports.Executions, records: ports.RolloutRecords) -> str | None:
+    """Why the claim of execution ``holder_arn`` no longer stands (its status, e.g. "ABORTED"),
+    or None when it stands (running, SUCCEEDED, FAILED after recording target outcomes, or
+    unknown to Step Functions). Rule: the module docstring."""
+    holder = executions.describe(holder_arn)
+    if holder is None:
+        return None
+    if holder.status in ENDED_UNFINISHED:
+        return holder.status
+    if holder.status == "FAILED" and not records.list(execution_name(holder_arn)):
+        return "FAILED before any target outcome was recorded"
+    return None
+
+
+def claim_serial(certificate_arn: str, serial: str, execution_arn: str, *, claims: ports.RolloutClaims,
+                 executions: ports.Executions, records: ports.RolloutRecords) -> str:
+    """Claim (certificate ARN, serial) for this execution; the rollout id holding the claim. A
+    claim held by an execution that did not finish its rollout (unfinished_claim) is released
+    and claimed again. Raises what the ports raise (AwsRequestInProgress while in progress)."""
+    rollout_id = execution_name(execution_arn)
+    claimed_by = claims.claim(certificate_arn, serial, rollout_id)
+    if claimed_by == rollout_id:
+        return claimed_by
+    why = unfinished_claim(sibling_execution_arn(execution_arn, claimed_by), executions=executions, records=records)
+    if why is None:
+        return claimed_by
+    logger.warning("the claiming execution did not finish its rollout: claiming the serial again",
+                   extra={"certificate_arn": certificate_arn, "serial": serial, "previous_claim": claimed_by,
+                          "previous_end": why})
+    claims.release(certificate_arn, serial, claimed_by)
+    return claims.claim(certificate_arn, serial, rollout_id)
+
+
 def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_id: str,
                    settings: ValidateSettings, certificates: ports.Certificates, inventory: ports.Inventory,
-                   claims: ports.RolloutClaims, now: datetime | None = None) -> ValidateResult:
+                   claims: ports.RolloutClaims, executions: ports.Executions, records: ports.RolloutRecords,
+                   now: datetime | None = None) -> ValidateResult:
     """Decide what to do with ``raw_event`` (an EventBridge event or a manual request).
 
     Returns a ValidateResult with decision ROLLOUT, ALREADY_DEPLOYED, RENEWAL_FAILED or NO_TARGETS.
@@ -66,7 +118,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
       CertificateNotFound, CertificateNotPrivate, CertificateNotIssued;
       named AwsErrors (transient ones are retried by the state machine).
     Ports: ``certificates`` (DescribeCertificate), ``inventory`` (the certificate's targets),
-    ``claims`` (the idempotent claim on (certificate ARN, serial)).
+    ``claims`` (the idempotent claim on (certificate ARN, serial)), ``executions`` and
+    ``records`` (did the claiming execution finish its rollout: module docstring).
     """
     now = now or datetime.now(UTC)
     rollout_id = execution_name(execution_arn)
@@ -112,7 +165,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         return ValidateResult(decision=Decision.ROLLOUT, serial=cert.serial, targetIds=target_ids,
                               daysToExpiry=days_to_expiry, reason=request.reason, **base)
 
-    claimed_by = claims.claim(cert.arn, cert.serial, rollout_id)
+    claimed_by = claim_serial(cert.arn, cert.serial, execution_arn, claims=claims, executions=executions,
+                              records=records)
     if claimed_by != rollout_id:
         logger.info("duplicate event: this serial is already claimed by another rollout",
                     extra={"certificate_arn": cert.arn, "serial": cert.serial, "duplicate_of": claimed_by})
