@@ -6,10 +6,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from rollout_core.adapters.dynamo import DynamoRolloutRecords
+from rollout_core.adapters.leases import DynamoLeases
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.stepfunctions import StepFunctionsExecutions
 from rollout_core.contracts import AbnormalEndResult, ExecutionStatusChange
 from rollout_core.logic.abnormal_end import AbnormalEnd, notify_abnormal_end
+from rollout_core.logic.lease import release_for_execution
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import AbnormalEndSettings, load_settings
 
@@ -17,9 +19,19 @@ SETTINGS = load_settings(AbnormalEndSettings)
 EXECUTIONS = StepFunctionsExecutions()
 RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
 NOTIFICATIONS = SnsNotifications(SETTINGS.topic_arn)
-# What else must happen when an execution ends abnormally (e.g. releasing the certificate's
-# lease, issue 10 item 1): idempotent callbacks, run before the notification.
-ON_ABNORMAL_END: list[Callable[[AbnormalEnd], None]] = []
+LEASES = DynamoLeases(SETTINGS.rollout_table)
+
+
+def release_lease(end: AbnormalEnd) -> None:
+    """The certificate's lease, if this execution still holds it (it never reached ReleaseLease):
+    released now rather than after LeaseSeconds (logic/lease.py release_for_execution; idempotent)."""
+    if end.certificate_arn:
+        release_for_execution(end.execution_arn, end.certificate_arn, leases=LEASES)
+
+
+# What else must happen when an execution ends abnormally: idempotent callbacks, run before the
+# notification.
+ON_ABNORMAL_END: list[Callable[[AbnormalEnd], None]] = [release_lease]
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -79,8 +79,9 @@ def test_offline_agent_fails_bounded_as_timed_out_or_undeliverable(faults: dict[
     t = faults["targets"]["agent-offline-1"]
     assert t["outcome"] == "FAILED", t
     assert t["reason"] in ("command-timed-out", "undeliverable"), t
-    # CommandTimeoutSeconds 20: the whole run (cloud start included) stays bounded
-    assert faults["data"]["wall_seconds"] < 60, faults["data"]["wall_seconds"]
+    # The offline node's command ends by SSM's delivery timeout (30 s), not by waiting for the
+    # task's own timeout (2*30+60 s): the whole run, cloud start included, stays well under it.
+    assert faults["data"]["wall_seconds"] < 120, faults["data"]["wall_seconds"]
 
 
 def test_notification_lists_every_target_with_its_outcome(faults: dict[str, Any]) -> None:
