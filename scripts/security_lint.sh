@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # `make security-lint`: the template as a security reviewer lints it, offline.
 #   1. checkov on template.yaml (CloudFormation/SAM checks); any failed check fails the run.
-#      Accepted findings are skipped next to their resource (Metadata: checkov: skip: ... comment).
+#      Findings accepted for one resource are skipped next to it (Metadata: checkov: skip: ...
+#      comment); those accepted for every function in .checkov.yaml (skip-check, a reason each).
+#      scripts/check_async_dlq.py keeps what the global CKV_AWS_116 skip gives up: every
+#      asynchronously invoked function has an encrypted, alarmed dead-letter queue.
 #   2. parliament on every IAM policy of the template as SAM translates it
 #      (scripts/iam_policies.py extract, in .venv), findings minus the entries of
 #      scripts/parliament_allowlist.yaml (each with its reason) fail the run.
-#   3. The gate has teeth: the same two runs on a copy of the template with one checkov skip
-#      removed, and with the allowlist minus one entry, must FAIL.
+#   3. The gate has teeth: checkov on a copy of the template with one skip removed, and with
+#      .checkov.yaml minus one skip-check id, and parliament with the allowlist minus one entry,
+#      must each FAIL.
 # The linters live in .venv-lint (created here on first use from requirements-lint.in +
 # constraints-lint.txt; idempotent like scripts/bootstrap.sh), apart from the pins of .venv.
 set -euo pipefail
@@ -15,6 +19,7 @@ export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-eu-west-1} AWS_ACCESS_KEY_ID=${A
   AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
 TEMPLATE=${1:-template.yaml}
 ALLOWLIST=scripts/parliament_allowlist.yaml
+CHECKOV_CONFIG=.checkov.yaml
 LINT=.venv-lint
 
 stamp=$LINT/.installed-$(cat requirements-lint.in constraints-lint.txt | sha256sum | cut -c1-16)
@@ -32,11 +37,16 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+root=$PWD
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-run_checkov() {  # $1: template file; prints checkov's failed checks (none when it passes)
-  BC_SKIP_MAPPING=TRUE $LINT/bin/checkov -f "$1" --framework cloudformation --compact --quiet --skip-download 2>&1
+run_checkov() {  # $1: template file, $2: checkov config; prints checkov's failed checks (none when it passes)
+  # In a directory of their own: checkov also reads a .checkov.yaml of the working directory.
+  rm -rf "$work/checkov" && mkdir "$work/checkov" && cp "$1" "$work/checkov/template.yaml"
+  cp "$2" "$work/checkov/.checkov.yaml"
+  (cd "$work/checkov" && BC_SKIP_MAPPING=TRUE "$root/$LINT/bin/checkov" -f template.yaml --config-file .checkov.yaml \
+     --framework cloudformation --compact --quiet --skip-download 2>&1)
 }
 run_parliament() {  # $1: template file, $2: allowlist
   rm -rf "$work/policies"
@@ -45,8 +55,10 @@ run_parliament() {  # $1: template file, $2: allowlist
 }
 
 status=0
-echo "security-lint: checkov -f $TEMPLATE --framework cloudformation"
-run_checkov "$TEMPLATE" || status=1
+echo "security-lint: checkov -f $TEMPLATE --framework cloudformation (skips: $CHECKOV_CONFIG and the template)"
+run_checkov "$TEMPLATE" "$CHECKOV_CONFIG" || status=1
+echo "security-lint: every asynchronously invoked function has an encrypted, alarmed dead-letter queue"
+.venv/bin/python scripts/check_async_dlq.py "$TEMPLATE" || status=1
 echo "security-lint: parliament on every IAM policy of $TEMPLATE (translated by SAM)"
 run_parliament "$TEMPLATE" "$ALLOWLIST" || status=1
 if [ "$status" != 0 ]; then
@@ -54,15 +66,20 @@ if [ "$status" != 0 ]; then
   exit 1
 fi
 
-# The gate fails when a finding is introduced: one checkov skip made void (its id renamed),
-# one allowlist entry left out.
+# The gate fails when a finding is introduced: one checkov skip made void (its id renamed) in
+# the template, then in .checkov.yaml; one allowlist entry left out.
 sed '0,/- id: CKV_/s//- id: VOID_CKV_/' "$TEMPLATE" > "$work/template.yaml"
-if cmp -s "$TEMPLATE" "$work/template.yaml" || run_checkov "$work/template.yaml" >/dev/null; then
+if cmp -s "$TEMPLATE" "$work/template.yaml" || run_checkov "$work/template.yaml" "$CHECKOV_CONFIG" >/dev/null; then
   echo "security-lint: FAILED: checkov passed a copy of $TEMPLATE with one skip removed"; exit 1
+fi
+sed '0,/- CKV_/s//- VOID_CKV_/' "$CHECKOV_CONFIG" > "$work/checkov-config.yaml"
+if cmp -s "$CHECKOV_CONFIG" "$work/checkov-config.yaml" \
+   || run_checkov "$TEMPLATE" "$work/checkov-config.yaml" >/dev/null; then
+  echo "security-lint: FAILED: checkov passed with one skip-check of $CHECKOV_CONFIG removed"; exit 1
 fi
 .venv/bin/python -c 'import sys, yaml; entries = yaml.safe_load(open(sys.argv[1])); yaml.safe_dump(entries[1:], open(sys.argv[2], "w"))' \
   "$ALLOWLIST" "$work/allowlist.yaml"
 if run_parliament "$TEMPLATE" "$work/allowlist.yaml" >/dev/null; then
   echo "security-lint: FAILED: parliament passed with the first allowlist entry removed"; exit 1
 fi
-echo "security-lint: passed; and fails with one checkov skip or one allowlist entry removed"
+echo "security-lint: passed; and fails with one checkov skip (template or $CHECKOV_CONFIG) or one allowlist entry removed"

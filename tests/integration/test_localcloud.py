@@ -80,18 +80,21 @@ def test_passphrase_with_forbidden_character_is_refused_like_acm(cloud):
 
 def test_callback_event_that_keeps_failing_lands_in_the_alarmed_dead_letter_queue(cloud):
     """CommandCallback is invoked asynchronously: after Lambda's two retries the event goes to its
-    DeadLetterQueue (template.yaml), whose depth alarm notifies the operations topic."""
+    DeadLetterQueue (template.yaml), the one AsyncDeadLetterQueue it shares with NotifyAbnormalEnd,
+    whose depth alarm notifies the operations topic."""
     import time
 
     spec = cloud.deployment.function_by_logical_id("CommandCallbackFunction")
     queue_arn = cloud.deployment.dead_letter_targets[spec.name]
-    assert queue_arn == cloud.deployment.attributes["CommandCallbackDeadLetterQueue"]["Arn"]
+    assert queue_arn == cloud.deployment.attributes["AsyncDeadLetterQueue"]["Arn"]
+    abnormal_end = cloud.deployment.function_by_logical_id("NotifyAbnormalEndFunction")
+    assert cloud.deployment.dead_letter_targets[abnormal_end.name] == queue_arn
     sqs = cloud.client("sqs")
-    url = cloud.deployment.physical["CommandCallbackDeadLetterQueue"]
+    url = cloud.deployment.physical["AsyncDeadLetterQueue"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["KmsMasterKeyId"] == cloud.deployment.physical["OperationsKey"]
     alarm, = cloud.client("cloudwatch").describe_alarms(
-        AlarmNames=[cloud.deployment.physical["CommandCallbackDeadLetterAlarm"]])["MetricAlarms"]
+        AlarmNames=[cloud.deployment.physical["AsyncDeadLetterAlarm"]])["MetricAlarms"]
     assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue_arn.rsplit(":", 1)[-1]}]
     assert alarm["AlarmActions"] == [cloud.deployment.physical["OperationsAlarmTopic"]]
 

@@ -1,13 +1,16 @@
 """scripts/iam_policies.py: every IAM policy of the template as SAM translates it, resolved to
 placeholder ARNs of the right resource type, and the parliament allowlist (reasons required,
-stale entries reported). Also: no checkov skip in template.yaml without its reason."""
+stale entries reported). Also: no checkov skip (template.yaml or .checkov.yaml) without its
+reason, and a README row for each."""
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,11 +150,41 @@ def test_the_projects_allowlist_loads_and_every_entry_has_a_reason():
     assert entries and all(len(e.reason.split()) >= 8 for e in entries)
 
 
-def test_every_checkov_skip_in_the_template_has_a_reason():
+def _template_skips() -> list[tuple[str, dict]]:
     template = yaml_parse((ROOT / "template.yaml").read_text())
-    skips = [(lid, s) for lid, r in template["Resources"].items()
-             for s in (r.get("Metadata", {}).get("checkov", {}).get("skip", []))]
+    return [(lid, s) for lid, r in template["Resources"].items()
+            for s in (r.get("Metadata", {}).get("checkov", {}).get("skip", []))]
+
+
+def _global_skips() -> dict[str, str]:
+    """.checkov.yaml skip-check ids -> the reason in the comment on the id's line."""
+    text = (ROOT / ".checkov.yaml").read_text()
+    ids = yaml.safe_load(text)["skip-check"]
+    reasons = dict(re.findall(r"^\s*- (CKV_\w+)\s*#\s*(.*)$", text, flags=re.MULTILINE))
+    assert sorted(reasons) == sorted(ids), "every skip-check id on its own line with a # reason"
+    return reasons
+
+
+def test_every_checkov_skip_in_the_template_has_a_reason():
+    skips = _template_skips()
     assert skips
     for lid, skip in skips:
         assert skip["id"].startswith("CKV_"), lid
         assert len(str(skip.get("comment", "")).split()) >= 8, f"{lid} {skip['id']}: no reason"
+
+
+def test_every_global_checkov_skip_has_a_reason_and_is_not_also_in_the_template():
+    reasons = _global_skips()
+    assert reasons
+    for check_id, reason in reasons.items():
+        assert len(reason.split()) >= 8, f".checkov.yaml {check_id}: no reason"
+    assert not {skip["id"] for _, skip in _template_skips()} & set(reasons), "skipped in both places"
+
+
+def test_the_readme_security_review_lists_every_suppression():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Security review"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| CKV_")]
+    for check_id in {skip["id"] for _, skip in _template_skips()} | set(_global_skips()):
+        assert any(row.startswith(f"| {check_id} ") for row in rows), f"README Security review: no row for {check_id}"
