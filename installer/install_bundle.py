@@ -106,7 +106,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -963,29 +962,6 @@ def write_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) 
                 pass
 
 
-def copy_file(src: str, dst: str) -> None:
-    """Atomically make ``dst`` a copy of ``src`` (content, mode, owner)."""
-    st = os.stat(src)
-    directory = os.path.dirname(dst) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".rollout-", dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        try:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        except OSError:
-            pass
-        os.chmod(tmp, st.st_mode & 0o7777)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(dst)
-
-
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -1178,28 +1154,29 @@ def _os_error(exc: BaseException) -> str:
 # rename beside the file is atomic on one file system) and add what neither has: a lock per
 # target (fcntl.flock), a write-ahead journal that makes the set one unit, and recovery by the
 # next command (certbot's "repair on next start", done before anything else). Recovery rolls
-# the half-done change BACK to the complete old set (the simple, safe choice); only a
-# transaction that already passed test and reload and was rotating its backup is completed.
+# a half-done change BACK to the complete old set: the simple, safe choice.
 #
 # State directory (node-local, mode 0700, owned by the installer's user, root in production):
 #   $CERT_ROLLOUT_STATE_DIR (default /var/lib/cert-rollout) / <targetId> /
-#     lock            flock'ed by the running command
-#     journal.json    the running transaction: txn id, action, phase, files, staged names
-#     txn-<id>/       the pre-image of the running transaction (each file 0600 + manifest.json)
-#     backup/         ONE generation: the files as they were before the last committed install
-#                     (0600, with their recorded mode/owner); what `rollback` restores
-# Staged files live beside the live file as "<path>.rollout-<id>.new" (one file system, so the
-# rename is atomic); the journal names them before they exist, so recovery removes them.
-# CERT_ROLLOUT_STATE_DIR is the node's environment (the SSM agent's), never a document
-# parameter: the inventory cannot move it.
+#     lock          flock'ed by the running command (one install or rollback at a time)
+#     journal.json  the running transaction (0600, fsynced BEFORE any live file changes): txn
+#                   id, action, the paths, and the pre-image (each file's bytes, mode, owner,
+#                   or "absent")
+#     backup.json   ONE generation: the pre-image of the last committed install (0600); what
+#                   `rollback` restores. Commit = os.replace(journal.json, backup.json): one
+#                   atomic step, so a kill leaves either the journal (revert) or the backup.
+# Backups live here, not beside the live file: no key copy in the server's directory, one
+# generation by construction. Staged files live beside the live file as
+# "<path>.rollout-<txn>.new" (one file system, so the rename is atomic); their names follow from
+# the journal, so recovery removes them. CERT_ROLLOUT_STATE_DIR is the node's environment (the
+# SSM agent's), never a document parameter: the inventory cannot move it.
 
 DEFAULT_STATE_DIR = "/var/lib/cert-rollout"
 JOURNAL = "journal.json"
-BACKUP_DIR = "backup"
+BACKUP = "backup.json"
 EXIT_LOCK = 16
 EXIT_OLDER = 17
 EXIT_STATE = 18
-LOCK_POLL = 0.01  # seconds between tries of a held lock
 _TXN_NAME = re.compile(r"[0-9a-f]{16}")
 
 
@@ -1217,14 +1194,6 @@ def _fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _write_json(path: str, value: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with ``value`` as JSON (temp beside, fsync, rename, fsync dir)."""
-    tmp = path + ".tmp"
-    write_file(tmp, (json.dumps(value, sort_keys=True) + "\n").encode("utf-8"), 0o600)
-    os.replace(tmp, path)
-    _fsync_dir(path)
-
-
 def _read_json(path: str) -> dict[str, Any] | None:
     data = _read(path)
     if data is None:
@@ -1236,8 +1205,12 @@ def _read_json(path: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _rmtree(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+class _LockWait(Exception):
+    pass
+
+
+def _lock_alarm(signum: int, frame: Any) -> None:
+    raise _LockWait()
 
 
 class StateDir:
@@ -1253,94 +1226,58 @@ class StateDir:
         self.path = os.path.join(self.base, name)
         self.fd = -1
 
-    def _safe_dir(self, path: str) -> None:
+    @staticmethod
+    def _safe_dir(path: str) -> None:
         if not os.path.isdir(path):
             os.makedirs(path, 0o700, exist_ok=True)
         st = os.lstat(path)
         if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise RolloutFailure("write", EXIT_STATE,
-                                 f"state directory {path} must be a directory owned by uid {os.geteuid()} "
-                                 "and not writable by group or others: refusing to use it",
-                                 reason="state-dir-unsafe")
+                                 f"state-dir-unsafe: {path} must be a directory owned by uid {os.geteuid()} "
+                                 "and not writable by group or others: nothing changed", reason="state-dir-unsafe")
 
     def lock(self, wait: float) -> None:
-        """Create the state directory (0700) and take its lock, waiting at most ``wait``
-        seconds. Raises RolloutFailure(lock-timeout, exit 16) when another command holds it,
-        state-dir-unsafe (exit 18) for a directory another user could change."""
+        """Create the state directory (0700) and take its lock (fcntl.flock, blocking, bounded
+        by a timer of ``wait`` seconds). Raises RolloutFailure lock-timeout (exit 16) when
+        another command holds it that long, state-dir-unsafe (exit 18) for a directory
+        another user could change."""
         import fcntl
+        import signal
 
         try:
             self._safe_dir(self.base)
             self._safe_dir(self.path)
             os.chmod(self.path, 0o700)
-            self.fd = os.open(os.path.join(self.path, "lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
-                              0o600)
+            self.fd = os.open(self.file("lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
-            raise RolloutFailure("write", EXIT_STATE, f"cannot use state directory {self.path}: {_os_error(exc)}",
+            raise RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: cannot use {self.path}: {_os_error(exc)}",
                                  reason="state-dir-unsafe") from None
-        deadline = time.monotonic() + max(wait, 0.0)
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RolloutFailure("write", EXIT_LOCK,
-                                         f"lock-timeout: another install or rollback of this target held "
-                                         f"{self.path}/lock for {wait:g} s: nothing changed",
-                                         reason="lock-timeout") from None
-                time.sleep(LOCK_POLL * (1 + (os.getpid() % 5)))
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            log(f"waiting up to {wait:g} s for the lock of {self.path}")
+        previous = signal.signal(signal.SIGALRM, _lock_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, max(wait, 0.001))
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except _LockWait:
+            raise RolloutFailure("write", EXIT_LOCK, f"lock-timeout: another install or rollback of this target "
+                                 f"held {self.path}/lock for {wait:g} s: nothing changed",
+                                 reason="lock-timeout") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
-    def file(self, *parts: str) -> str:
-        return os.path.join(self.path, *parts)
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
 
     def journal(self) -> dict[str, Any] | None:
         return _read_json(self.file(JOURNAL))
 
-    def write_journal(self, journal: dict[str, Any]) -> None:
-        _write_json(self.file(JOURNAL), journal)
-
-    def end_journal(self) -> None:
-        _unlink(self.file(JOURNAL))
-        _fsync_dir(self.file(JOURNAL))
-
 
 def _staged_name(path: str, txn: str) -> str:
     return f"{path}.rollout-{txn}.new"
-
-
-def save_set(paths: list[str], directory: str, extra: dict[str, Any] | None = None) -> None:
-    """Copy the current files at ``paths`` into ``directory`` (created 0700; each copy 0600,
-    fsynced) with manifest.json: [{path, file or null when absent, mode, uid, gid}] + ``extra``."""
-    os.makedirs(directory, 0o700, exist_ok=True)
-    entries: list[dict[str, Any]] = []
-    for i, path in enumerate(paths):
-        data = _read(path)
-        if data is None:
-            entries.append({"path": path, "file": None})
-            continue
-        st = os.stat(path)
-        write_file(os.path.join(directory, str(i)), data, 0o600)
-        entries.append({"path": path, "file": str(i), "mode": st.st_mode & 0o7777, "uid": st.st_uid,
-                        "gid": st.st_gid})
-    _write_json(os.path.join(directory, "manifest.json"), {"files": entries, **(extra or {})})
-    _fsync_dir(os.path.join(directory, "manifest.json"))
-
-
-def load_set(directory: str) -> dict[str, Any] | None:
-    """A set saved by save_set: its manifest, each entry with "data" (bytes or None); None
-    when the manifest or a file it names is missing."""
-    manifest = _read_json(os.path.join(directory, "manifest.json"))
-    if manifest is None or not isinstance(manifest.get("files"), list):
-        return None
-    for entry in manifest["files"]:
-        if entry.get("file") is None:
-            entry["data"] = None
-            continue
-        entry["data"] = _read(os.path.join(directory, str(entry["file"])))
-        if entry["data"] is None:
-            return None
-    return manifest
 
 
 class Change:
@@ -1354,9 +1291,25 @@ class Change:
         self.gid = gid
 
 
-def _changes_from_set(saved: dict[str, Any]) -> list[Change]:
-    return [Change(e["path"], e["data"], int(e.get("mode", 0o600)), int(e.get("uid", -1)), int(e.get("gid", -1)))
-            for e in saved["files"]]
+def pre_image(paths: list[str]) -> list[dict[str, Any]]:
+    """The current files at ``paths`` for the journal: [{path, data (base64) or null when
+    absent, mode, uid, gid}]."""
+    entries: list[dict[str, Any]] = []
+    for path in paths:
+        data = _read(path)
+        if data is None:
+            entries.append({"path": path, "data": None})
+            continue
+        st = os.stat(path)
+        entries.append({"path": path, "data": base64.b64encode(data).decode("ascii"),
+                        "mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid})
+    return entries
+
+
+def changes_of(entries: list[dict[str, Any]]) -> list[Change]:
+    """A journal's or backup's entries -> the Changes that put those files back."""
+    return [Change(str(e["path"]), None if e.get("data") is None else base64.b64decode(e["data"]),
+                   int(e.get("mode", 0o600)), int(e.get("uid", -1)), int(e.get("gid", -1))) for e in entries]
 
 
 def _chown_ok(uid: int, gid: int) -> tuple[int, int]:
@@ -1366,8 +1319,8 @@ def _chown_ok(uid: int, gid: int) -> tuple[int, int]:
 
 def apply_changes(changes: list[Change], txn: str, point: str) -> None:
     """Write every change beside its path ("<path>.rollout-<txn>.new", fsynced), then rename
-    them over (or remove the path), fsyncing the directory after each. ``point``: the test
-    fault prefix (crash-<point>-<n> after the n-th rename)."""
+    them over (or remove the path), then fsync each directory once. ``point``: the test fault
+    prefix (crash-after-<point>-<n> after the n-th rename)."""
     for change in changes:
         if change.data is not None:
             uid, gid = _chown_ok(change.uid, change.gid)
@@ -1378,8 +1331,9 @@ def apply_changes(changes: list[Change], txn: str, point: str) -> None:
             _unlink(change.path)
         else:
             os.replace(_staged_name(change.path, txn), change.path)
-        _fsync_dir(change.path)
         _fault(f"after-{point}-{n}")
+    for directory in sorted({os.path.dirname(c.path) for c in changes}):
+        _fsync_dir(os.path.join(directory, "."))
 
 
 def remove_staged(paths: list[str], txn: str) -> None:
@@ -1390,8 +1344,8 @@ def remove_staged(paths: list[str], txn: str) -> None:
 def live_pair_problem(target: Target, data: dict[str, bytes | None]) -> str | None:
     """Pair check of a set of file contents (path -> bytes): the leaf of the first fullchain,
     leaf or combined file against the key of the first key or combined file. Encrypted keys
-    and keystores are checked in the bundle before they are built (the node has no key
-    decryption without openssl and the password)."""
+    and keystores are checked in the bundle before they are built (reading them back needs
+    openssl and the password)."""
     cert = key = None
     for spec in target.files:
         text = (data.get(spec.path) or b"").decode("ascii", "replace")
@@ -1400,9 +1354,9 @@ def live_pair_problem(target: Target, data: dict[str, bytes | None]) -> str | No
             cert = next((b for label, b in found if label == "CERTIFICATE"), "")
         if key is None and spec.content in ("key", "combined"):
             key = next((b for label, b in found if label.endswith(_PK)), "")
-    if cert == "" and key == "":
+    if cert is None or key is None or (cert == "" and key == ""):
         return None
-    return pair_problem(cert or "", key or "") if cert is not None and key is not None else None
+    return pair_problem(cert, key)
 
 
 def _read_set(target: Target) -> dict[str, bytes | None]:
@@ -1410,130 +1364,108 @@ def _read_set(target: Target) -> dict[str, bytes | None]:
 
 
 class Transaction:
-    """The change of one target's set of files under the state directory's lock."""
+    """The change of one target's set of files, under the state directory's lock."""
 
     def __init__(self, state: StateDir, target: Target, action: str) -> None:
         self.state = state
         self.target = target
         self.action = action
         self.txn = binascii.hexlify(os.urandom(8)).decode("ascii")
-        self.paths = [spec.path for spec in target.files]
-        self.journal: dict[str, Any] = {"txn": self.txn, "action": action, "phase": "staging",
-                                        "paths": self.paths}
+        self.journal: dict[str, Any] = {"txn": self.txn, "action": action, "phase": "swapping",
+                                        "paths": [spec.path for spec in target.files]}
 
-    @property
-    def pre_image(self) -> str:
-        return self.state.file("txn-" + self.txn)
-
-    def begin(self, extra: dict[str, Any]) -> None:
-        """Write-ahead: the journal names the staged files before any exists."""
-        self.journal.update(extra)
-        self.state.write_journal(self.journal)
+    def swap(self, changes: list[Change], serial: str | None) -> None:
+        """Write-ahead: the journal with the pre-image (0600, fsynced), then ``changes``."""
+        self.journal["serial"] = serial
+        self.journal["preImage"] = pre_image(self.journal["paths"])
+        tmp = self.state.file(JOURNAL) + ".tmp"  # a kill while writing leaves only this (removed)
+        write_file(tmp, json.dumps(self.journal).encode("utf-8"), 0o600)
+        os.replace(tmp, self.state.file(JOURNAL))
+        _fsync_dir(self.state.file(JOURNAL))
         _fault(f"after-journal-{self.action}")
-
-    def swap(self, changes: list[Change]) -> None:
-        """Save the pre-image (0600, fsynced), mark the journal "swapping", apply ``changes``."""
-        save_set(self.paths, self.pre_image, {"txn": self.txn})
-        self.journal["phase"] = "swapping"
-        self.state.write_journal(self.journal)
         try:
             apply_changes(changes, self.txn, "rename" if self.action == "install" else "restore")
         except OSError as exc:
             errors = self.revert()
-            raise RolloutFailure("write", EXIT_WRITE if self.action == "install" else EXIT_ROLLBACK,
+            raise RolloutFailure("write" if self.action == "install" else "rollback",
+                                 EXIT_WRITE if self.action == "install" else EXIT_ROLLBACK,
                                  f"cannot install files: {_os_error(exc)}; previous files restored"
                                  + _restore_note(errors)) from None
 
     def revert(self) -> list[str]:
-        """Put the pre-image back (every file, or remove those that did not exist), remove
-        staged files and the journal. Returns error texts (empty = the old set is complete)."""
+        """Put the pre-image back, remove staged files and the journal. Error texts, empty = done."""
         return revert_transaction(self.state, self.journal)
 
     def commit(self, keep_backup: bool) -> None:
-        """The new set stays. With ``keep_backup`` the pre-image becomes the one backup
-        generation (the previous one is removed); without it (a rollback), both go."""
-        self.journal["phase"] = "committing"
-        self.journal["keepBackup"] = keep_backup
-        self.state.write_journal(self.journal)
+        """The new set stays. ``keep_backup`` (an install): the journal, pre-image and all,
+        becomes the one backup generation in one rename. Without (a rollback): the journal
+        goes, then the backup it restored."""
         _fault(f"in-commit-{self.action}")
-        finish_commit(self.state, self.journal)
-
-
-def finish_commit(state: StateDir, journal: dict[str, Any]) -> None:
-    """Rotate the backup generation for a committing journal, then remove the journal."""
-    txn = str(journal.get("txn"))
-    pre_image = state.file("txn-" + txn)
-    backup, old = state.file(BACKUP_DIR), state.file("old-" + txn)
-    if os.path.isdir(backup) and (os.path.isdir(pre_image) or not journal.get("keepBackup")):
-        os.replace(backup, old)
-    if journal.get("keepBackup") and os.path.isdir(pre_image):
-        os.replace(pre_image, backup)
-    _fsync_dir(backup)
-    _rmtree(old)
-    _rmtree(pre_image)
-    remove_staged([str(p) for p in journal.get("paths", [])], txn)
-    state.end_journal()
+        if keep_backup:
+            os.replace(self.state.file(JOURNAL), self.state.file(BACKUP))
+        else:
+            _unlink(self.state.file(JOURNAL))
+            _unlink(self.state.file(BACKUP))
+        _fsync_dir(self.state.file(BACKUP))
+        remove_staged(self.journal["paths"], self.txn)
 
 
 def revert_transaction(state: StateDir, journal: dict[str, Any]) -> list[str]:
-    """Undo a journal's half-done change: restore its pre-image (when the swap had begun),
-    remove its staged files, its pre-image and the journal. Error texts, empty = done."""
+    """Undo a journal's change: put its pre-image back (idempotent: the same bytes again where
+    nothing was renamed yet), remove its staged files and the journal. Error texts, empty = done."""
     txn = str(journal.get("txn"))
     paths = [str(p) for p in journal.get("paths", [])]
-    pre_image = state.file("txn-" + txn)
     errors: list[str] = []
-    if journal.get("phase") == "swapping":
-        saved = load_set(pre_image)
-        if saved is None:
-            return [f"the pre-image of transaction {txn} is incomplete"]
-        try:
-            apply_changes(_changes_from_set(saved), txn, "revert")
-        except OSError as exc:
-            errors.append(f"cannot restore the previous files: {_os_error(exc)}")
+    try:
+        apply_changes(changes_of(journal.get("preImage") or []), txn, "revert")
+    except (OSError, ValueError, TypeError) as exc:
+        errors.append(f"cannot restore the previous files: {_os_error(exc)}")
     remove_staged(paths, txn)
     if not errors:
-        _rmtree(pre_image)
-        state.end_journal()
+        _unlink(state.file(JOURNAL))
+        _fsync_dir(state.file(JOURNAL))
     return errors
 
 
 def recover(state: StateDir, target: Target, runner: Runner) -> dict[str, Any] | None:
-    """Before anything else: finish a transaction a killed command left behind. A swap that
-    had begun is rolled back to the complete old set (then test and reload, so the server
-    serves what is on disk); a commit that had begun is completed. Returns what was done
-    (for ROLLOUT_RESULT "recovered"), None when there was nothing. Raises recovery-failed."""
-    for path in target.files:  # a plain key an installer before the journal left beside the file
-        _unlink(path.path + NEW_SUFFIX)
+    """Before anything else: a transaction a killed command left behind is rolled back to the
+    complete old set, then tested and reloaded (the server may have loaded the new set) when the
+    restored pair checks. Returns what was done (ROLLOUT_RESULT "recovered"), None when there was
+    nothing. Raises RolloutFailure recovery-failed (exit 18) when the old set cannot be restored."""
+    for spec in target.files:  # a plain key an installer before the journal left beside the file
+        _unlink(spec.path + NEW_SUFFIX)
+    _unlink(state.file(JOURNAL) + ".tmp")
     journal = state.journal()
     if journal is None:
-        for name in os.listdir(state.path):
-            if name.startswith(("txn-", "old-")) and os.path.isdir(state.file(name)):
-                _rmtree(state.file(name))  # left by a kill after its journal was removed
+        if os.path.exists(state.file(JOURNAL)):
+            raise RolloutFailure("write", EXIT_STATE, f"recovery-failed: unreadable journal in {state.path}",
+                                 reason="recovery-failed")
         return None
-    txn, phase = str(journal.get("txn")), str(journal.get("phase"))
+    txn = str(journal.get("txn"))
     if not _TXN_NAME.fullmatch(txn) or not isinstance(journal.get("paths"), list):
         raise RolloutFailure("write", EXIT_STATE, f"recovery-failed: unreadable journal in {state.path}",
                              reason="recovery-failed")
-    done: dict[str, Any] = {"txn": txn, "action": journal.get("action"), "phase": phase,
-                            "serial": journal.get("serial")}
-    if phase == "committing":
-        finish_commit(state, journal)
-        done["result"] = "completed"
-        log(f"recovered: completed the commit of transaction {txn}")
-        return done
     errors = revert_transaction(state, journal)
     if errors:
         raise RolloutFailure("write", EXIT_STATE, "recovery-failed: " + "; ".join(errors), reason="recovery-failed")
-    done["result"] = "reverted" if phase == "swapping" else "cleaned"
-    if phase == "swapping":
-        problem = live_pair_problem(target, _read_set(target))
-        done["pairCheck"] = problem or "ok"
-        for label, argv in (("test-after-recovery", target.test_command),
-                            ("reload-after-recovery", target.reload_command)):
-            if argv and not problem:
-                done[label] = "ok" if runner.run(label, argv).ok else "failed"
-    log(f"recovered: transaction {txn} ({journal.get('action')}, {phase}) {done['result']}")
+    done: dict[str, Any] = {"txn": txn, "action": journal.get("action"), "serial": journal.get("serial"),
+                            "result": "reverted"}
+    problem = live_pair_problem(target, _read_set(target))
+    done["pairCheck"] = problem or "ok"
+    for label, argv in (("test-after-recovery", target.test_command),
+                        ("reload-after-recovery", target.reload_command)):
+        if argv and not problem:
+            done[label] = "ok" if runner.run(label, argv).ok else "failed"
+    log(f"recovered: the interrupted {journal.get('action')} (transaction {txn}) was rolled back")
     return done
+
+
+def load_backup(state: StateDir) -> dict[str, Any] | None:
+    """The one backup generation (backup.json: a committed install's journal), or None."""
+    backup = _read_json(state.file(BACKUP))
+    if backup is None or not isinstance(backup.get("preImage"), list):
+        return None
+    return backup
 
 
 # --------------------------------------------------------------------------- actions
@@ -1680,7 +1612,7 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
     changes = build_changes(target, bundle, runner.timeout, passwords)
     check_time_to_restore(target, runner.timeout)
     current = _read_set(target)
-    if all(current.get(c.path) == c.data for c in changes) and os.path.isdir(state.file(BACKUP_DIR)):
+    if all(current.get(c.path) == c.data for c in changes) and os.path.exists(state.file(BACKUP)):
         # The same bundle again (a retried or duplicate install): keep the backup of what was
         # there before the first attempt, so rollback still works.
         log("the files already hold this bundle; keeping their backup")
@@ -1688,14 +1620,17 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         _after_swap(txn, target, runner, result)
         return EXIT_OK
     txn = Transaction(state, target, "install")
-    txn.begin({"serial": result.get("installedSerial")})
-    txn.swap(changes)
+    txn.swap(changes, result.get("installedSerial"))
     _after_swap(txn, target, runner, result)
     txn.commit(keep_backup=True)
     for spec in target.files:  # an older installer's backups beside the file: superseded
         _unlink(spec.path + BAK_SUFFIX)
         _unlink(spec.path + ABSENT_SUFFIX)
     return EXIT_OK
+
+
+def target_paths(target: Target) -> set[str]:
+    return {spec.path for spec in target.files}
 
 
 def _rollback_done_by_recovery(result: dict[str, Any], expected: int | None) -> bool:
@@ -1727,19 +1662,19 @@ def do_rollback(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         result["nothingToRollBack"] = True
         log(f"serial {format_serial(expected)} is not installed: nothing to roll back")
         return EXIT_OK
-    saved = load_set(state.file(BACKUP_DIR))
-    entries = {e["path"]: e for e in (saved or {}).get("files", [])}
+    saved = load_backup(state)
+    entries = {str(e["path"]): e for e in (saved or {}).get("preImage", [])}
     missing = [p for p in (spec.path for spec in target.files) if p not in entries]
     if saved is None or missing:
         raise RolloutFailure("rollback", EXIT_ROLLBACK, "rollback incomplete: no backup for "
                              + ", ".join(missing or [spec.path for spec in target.files]), reason="no-backup")
-    problem = live_pair_problem(target, {p: e["data"] for p, e in entries.items()})
+    restore = [c for c in changes_of(list(entries.values())) if c.path in target_paths(target)]
+    problem = live_pair_problem(target, {c.path: c.data for c in restore})
     if problem:
         raise RolloutFailure("rollback", EXIT_ROLLBACK, f"backup-key-mismatch: in the backup, {problem}: the "
                              "current files are left as they are", reason="backup-key-mismatch")
     txn = Transaction(state, target, "rollback")
-    txn.begin({"serial": format_serial(live_serial) if live_serial is not None else None})
-    txn.swap([c for c in _changes_from_set(saved or {}) if c.path in entries])
+    txn.swap(restore, format_serial(live_serial) if live_serial is not None else None)
     problem = live_pair_problem(target, _read_set(target))
     if problem:
         errors = txn.revert()

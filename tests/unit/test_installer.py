@@ -100,10 +100,9 @@ class Node:
 
     def backup(self, target_id: str = "web-1") -> dict[str, bytes | None]:
         """The one backup generation in the state directory: {path: content, None = absent}."""
-        directory = self.state / target_id / "backup"
-        manifest = json.loads((directory / "manifest.json").read_text())
-        return {e["path"]: (directory / e["file"]).read_bytes() if e["file"] is not None else None
-                for e in manifest["files"]}
+        backup = json.loads((self.state / target_id / "backup.json").read_text())
+        return {e["path"]: base64.b64decode(e["data"]) if e["data"] is not None else None
+                for e in backup["preImage"]}
 
     def put_secret(self, bundle: Bundle | dict) -> None:
         secret = bundle.secret() if isinstance(bundle, Bundle) else bundle
@@ -114,8 +113,8 @@ class Node:
         return {"targetId": "web-1", "server": "generic", "files": files,
                 "testCommand": test, "reloadCommand": reload}
 
-    def run(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None,
-            preexec_fn=None):
+    def env(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None) -> dict:
+        """The installer's environment, as the document exports it (plus the fake aws's)."""
         env = {
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.tmp),
@@ -130,6 +129,11 @@ class Node:
             "ROLLOUT_EXPECTED_SERIAL": expected_serial,
         }
         env.update(extra_env or {})
+        return env
+
+    def run(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None,
+            preexec_fn=None):
+        env = self.env(action, target, expected_serial=expected_serial, extra_env=extra_env)
         proc = subprocess.run([INSTALLER_PYTHON, str(INSTALLER)], env=env, capture_output=True, text=True,
                               timeout=60, preexec_fn=preexec_fn)
         lines = proc.stdout.splitlines()
@@ -216,10 +220,9 @@ def test_install_keeps_exactly_one_backup(node, pki):
     assert node.backup()[key].decode() == pki["old"].key_pem
     # nothing beside the live files; one generation, 0600, in a 0700 state directory
     assert sorted(p.name for p in node.ssl.iterdir()) == ["fullchain.pem", "privkey.pem"]
-    backup = node.state / "web-1" / "backup"
-    assert sorted(p.name for p in (node.state / "web-1").iterdir()) == ["backup", "lock"]
+    assert sorted(p.name for p in (node.state / "web-1").iterdir()) == ["backup.json", "lock"]
     assert stat.S_IMODE((node.state / "web-1").stat().st_mode) == 0o700
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in backup.iterdir())
+    assert stat.S_IMODE((node.state / "web-1" / "backup.json").stat().st_mode) == 0o600
 
 
 def test_combined_layout_is_leaf_chain_key(node, pki):
