@@ -70,7 +70,7 @@ class TargetSpec(BaseModel):
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"] | None = None
+    fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "crash-mid-swap"] | None = None
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
 

@@ -8,6 +8,9 @@ Faults (scenario `fault:`), what operators meet in the field:
   reload-fails   the reload command exits non-zero with the server's error text
   wrong-cert     the server answers with another certificate whatever is installed
   agent-offline  the node's SSM Agent never picks up commands
+  crash-mid-swap the installer is killed (SIGKILL) right after the first file of the set is
+                 renamed into place, once; the next command on that node runs normally (and
+                 finds the interrupted change first)
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from cryptography.x509.oid import NameOID
 from cert_rollout.localcloud.cloud import LocalCloud, free_port
 from cert_rollout.localcloud.target_server import start_server, stop_server
 
-Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline"]
+Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "crash-mid-swap"]
 SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert"}
+#: Faults of the node's installer (nodes.LocalNode.fault_once -> the installer's test hook).
+NODE_FAULTS = {"crash-mid-swap": "crash-after-rename-1"}
 
 
 @dataclass
@@ -97,7 +102,8 @@ class LocalTargets:
         config, pid_file = directory / "server.json", directory / "server.pid"
         config.write_text(json.dumps({"listeners": [listener]}, indent=2))
         instance_id = "mi-" + secrets.token_hex(8) + "a"
-        self.cloud.add_node(instance_id, online=fault != "agent-offline")
+        node = self.cloud.add_node(instance_id, online=fault != "agent-offline")
+        node.fault_once = NODE_FAULTS.get(fault or "")
         target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault)
         if fault != "down":
             target.process = start_server(config, pid_file, directory / "server.log")
