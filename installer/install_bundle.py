@@ -74,22 +74,53 @@ Target config JSON:
 Secret string (JSON): {"certificate": PEM, "chain": PEM, "privateKey": PEM plain PKCS#8,
 "serial": "..."}.
 
-install: fetch -> build and normalize every file's PEM -> write "<path>.rollout-new"
-beside each file -> keep one backup "<path>.rollout-bak" of each current file (or a
-marker "<path>.rollout-absent" when there was none) -> os.replace new over path ->
-testCommand -> reloadCommand. A failed test restores every file (exit 10); a failed
-reload restores, reloads again best effort (exit 11).
-rollback: restore every file from its backup (remove it if it was absent before the
-install), then testCommand and reloadCommand (exit 20 on any failure).
+Node environment (set by the node owner / SSM agent, never by a document parameter, so
+never by the inventory):
+    CERT_ROLLOUT_STATE_DIR    the installer's state directory (default /var/lib/cert-rollout);
+                              per target <dir>/<targetId>/ holds the lock, the journal of a
+                              running change and the one backup generation (mode 0700, owned by
+                              the installer's user; another owner or group/other write: exit 18)
+    CERT_ROLLOUT_TEST_HOOKS, CERT_ROLLOUT_FAULT   test hook (tests, local cloud): "crash-<point>"
+                              SIGKILLs the installer there; ignored unless TEST_HOOKS=1 and the
+                              state directory is set explicitly.
+Document parameter:
+    ROLLOUT_ALLOW_OLDER       empty, or the one serial (canonical colon hex) an operator asked
+                              for by name: only it may replace a NEWER certificate of the same
+                              lineage (serial guard below).
+
+Every command first takes the target's lock (fcntl.flock, waiting at most one command timeout
+and never into the time needed to restore; held: exit 16 lock-timeout, nothing changed), then
+recovers: a journal left by a killed command is rolled back to the complete old set (its staged
+files removed), then the test and reload commands run when the restored pair checks.
+install: fetch -> the leaf's serial is the expected one -> the bundle's key matches its leaf
+(by public key; exit 12 key-mismatch) -> serial guard: a leaf with the same issuer and subject
+as the installed one and an EARLIER notBefore is refused (exit 17 older-than-installed; ACM's
+serials are random, so notBefore decides, not the serial's value) unless ROLLOUT_ALLOW_OLDER
+names it -> build every file in memory -> journal with the pre-image of every file (0600,
+fsynced) -> write "<path>.rollout-<txn>.new" beside each file (fsynced) -> rename each over ->
+pair check of the files on disk (a mismatch restores, exit 12 key-mismatch) -> testCommand ->
+reloadCommand -> commit: the journal becomes the one backup generation (backup.json, 0600)
+in one rename. A failed test restores every file (exit 10); a failed reload restores, reloads
+again best effort (exit 11). The same bundle again keeps the existing backup.
+rollback: with ROLLOUT_EXPECTED_SERIAL (the serial whose install is rolled back): an
+interrupted install of it that the recovery just reverted IS the rollback; a serial that is not
+installed leaves the files as they are ("nothingToRollBack"). Else the backup is pair-checked
+(a mismatched backup is refused, exit 20 backup-key-mismatch, current files left) and restored
+as one journaled change, then testCommand and reloadCommand (exit 20 on any failure).
 
 Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
-(restored), 12 files could not be built or written, or too little time left (nothing
-changed), 13 secret fetch (bundle or password) failed, 20 rollback failed. (14 and 15 are the
-document's bootstrap: installer download failed, installer checksum mismatch.)
+(restored), 12 files could not be built or written, a cert/key mismatch, or too little time left
+(nothing changed), 13 secret fetch (bundle or password) failed, 16 lock-timeout, 17
+older-than-installed, 18 state-dir-unsafe or recovery-failed, 20 rollback failed. (14, 15 and
+128+N are the document's bootstrap: installer download failed, installer checksum mismatch,
+installer killed by signal N.) A named cause is also in ROLLOUT_RESULT "reason"
+(rollout_core/domain/ssm_status.py INSTALLER_REASONS).
 
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 {action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
-error, files, serverOutput, exitCode}. Progress goes to stderr. Key material, the
+error, reason (a named cause, when there is one), files, serverOutput, exitCode, and when known
+installedSerial, previousSerial, recovered {txn, action, serial, result, pairCheck, ...},
+nothingToRollBack}. Progress goes to stderr. Key material, the
 secret string and passphrases are never printed; every reported text is redacted of any
 private key block, of every line of the key, and of any run of 16 or more base64
 characters that shares a 16-character window with the key's base64 body (plain or

@@ -158,8 +158,8 @@ def installer_reason(result: dict[str, object] | None) -> tuple[str | None, bool
     ``({"reason": "older-than-installed", ...})`` -> ``("older-than-installed", False)``;
     ``({"reason": "installer-killed"})`` -> ``("installer-killed", True)``; no result line
     (the command died without one) -> ``(None, True)``; a failure without a known reason ->
-    ``(None, stage in {"test", "reload", "rollback"} is False)``: the installer restores after a
-    failed test or reload itself. Source: INSTALLER_REASONS above.
+    ``(None, False)``: the installer restores after a failed test or reload itself.
+    Source: INSTALLER_REASONS above.
     """
     if result is None:
         return None, True
