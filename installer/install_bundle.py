@@ -1410,8 +1410,13 @@ class Transaction:
         self.journal["serial"] = serial
         self.journal["preImage"] = pre_image(self.journal["paths"])
         tmp = self.state.file(JOURNAL) + ".tmp"  # a kill while writing leaves only this (removed)
-        write_file(tmp, json.dumps(self.journal).encode("utf-8"), 0o600)
-        os.replace(tmp, self.state.file(JOURNAL))
+        try:
+            write_file(tmp, json.dumps(self.journal).encode("utf-8"), 0o600)
+            os.replace(tmp, self.state.file(JOURNAL))
+        except OSError as exc:
+            _unlink(tmp)
+            raise RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: cannot write the journal: "
+                                 f"{_os_error(exc)}: nothing changed", reason="state-dir-unsafe") from None
         _fsync_dir(self.state.file(JOURNAL))
         _fault(f"after-journal-{self.action}")
         try:

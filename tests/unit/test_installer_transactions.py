@@ -238,6 +238,18 @@ def test_kill_during_rollback_then_next_rollback_completes(node: Node, two_insta
     no_stray_files(node)
 
 
+def test_a_kill_during_the_recovery_itself_is_recovered_by_the_command_after(node: Node, two_installed: dict) -> None:
+    a, b = two_installed["A"], two_installed["B"]
+    target = node.target(files(node))
+    killed_run(node, "install", target, "crash-after-rename-1")
+    killed_run(node, "install", target, "crash-after-revert-1")  # killed while putting A back
+    assert (node.state / "web-1" / "journal.json").exists()
+    code, result = node.run("rollback", target, expected_serial=b.serial)
+    assert code == 0 and result["recovered"]["result"] == "reverted", result
+    assert is_set(node, a)
+    no_stray_files(node)
+
+
 def test_a_legacy_staged_key_beside_the_file_is_removed_by_the_next_command(node: Node, ca: CA) -> None:
     s = ca.issue(BASE)
     leftover = node.ssl / "privkey.pem.rollout-new"
