@@ -1372,22 +1372,105 @@ def remove_staged(paths: list[str], txn: str) -> None:
         _unlink(_staged_name(path, txn))
 
 
-def live_pair_problem(target: Target, data: dict[str, bytes | None]) -> str | None:
-    """Pair check of a set of file contents (path -> bytes): the leaf of the first fullchain,
-    leaf or combined file against the key of the first key or combined file. Encrypted keys
-    and keystores are checked in the bundle before they are built (reading them back needs
-    openssl and the password)."""
-    cert = key = None
-    for spec in target.files:
-        text = (data.get(spec.path) or b"").decode("ascii", "replace")
-        found = pem_blocks(text)
-        if cert is None and spec.content in ("fullchain", "leaf", "combined"):
-            cert = next((b for label, b in found if label == "CERTIFICATE"), "")
-        if key is None and spec.content in ("key", "combined"):
-            key = next((b for label, b in found if label.endswith(_PK)), "")
-    if cert is None or key is None or (cert == "" and key == ""):
+_UNREADABLE: PublicKeyId = ("unreadable",)
+
+
+def _first_block(raw: bytes, wanted: str) -> str | None:
+    """The first PEM block of ``raw`` whose label is ``wanted`` (CERTIFICATE) or, for
+    ``wanted`` = _PK, ends with it (a private key of any form)."""
+    for label, block in pem_blocks(raw.decode("ascii", "replace")):
+        if label == wanted or (wanted == _PK and label.endswith(_PK)):
+            return block
+    return None
+
+
+def _openssl_read(argv: list[str], raw: bytes, password: str, timeout: float, what: str) -> str | None:
+    """Run openssl on ``raw`` (through a pipe) with ``password`` (through a pipe); its stdout
+    text, or None when openssl is missing or fails (the caller reports "cannot be read")."""
+    try:
+        out = _openssl(argv, b"", timeout, what, key_pipe=raw, password=password)
+    except RolloutFailure:
         return None
-    return pair_problem(cert, key)
+    text = _decode(out)
+    REDACT.add_secret_text(text)
+    return text
+
+
+def _leaf_key_id(spec: FileSpec, raw: bytes, password: str | None, timeout: float) -> PublicKeyId | None:
+    """The public key of the leaf a certificate-bearing file holds; None for other files."""
+    if spec.content in ("fullchain", "leaf", "combined"):
+        block = _first_block(raw, "CERTIFICATE")
+        info = cert_info(block) if block else None
+        return info.key_id if info else _UNREADABLE
+    if spec.content == "pkcs12" and password:
+        text = _openssl_read(["pkcs12", "-in", "{keyfd}", "-passin", "{passfd}", "-nokeys", "-clcerts"],
+                             raw, password, timeout, "the keystore's certificate")
+        block = _first_block((text or "").encode("ascii", "replace"), "CERTIFICATE")
+        info = cert_info(block) if block else None
+        return info.key_id if info else _UNREADABLE
+    return None
+
+
+def _private_key_id(spec: FileSpec, raw: bytes, password: str | None, timeout: float) -> PublicKeyId | None:
+    """The public key of the private key a key-bearing file holds (an encrypted key and a
+    keystore read with the system openssl and their password); None for other files."""
+    if spec.content in ("key", "combined"):
+        block = _first_block(raw, _PK)
+        return (key_public_id(block) if block else None) or _UNREADABLE
+    if spec.content == "encrypted-key" and password:
+        text = _openssl_read(["pkey", "-in", "{keyfd}", "-passin", "{passfd}", "-pubout"], raw, password, timeout,
+                             "the encrypted key's public key")
+        der = _pem_der(text.strip()) if text else None
+        try:
+            _, start, end = _tlv(der, 0) if der else (0, 0, 0)
+            return _spki_id(der, start, end) if der else _UNREADABLE
+        except (IndexError, ValueError):
+            return _UNREADABLE
+    if spec.content == "pkcs12" and password:
+        text = _openssl_read(["pkcs12", "-in", "{keyfd}", "-passin", "{passfd}", "-nocerts", "-nodes"], raw,
+                             password, timeout, "the keystore's key")
+        block = _first_block((text or "").encode("ascii", "replace"), _PK)
+        return (key_public_id(block) if block else None) or _UNREADABLE
+    return None
+
+
+def _file_password(spec: FileSpec, data: dict[str, bytes | None], passwords: dict[str, str]) -> str | None:
+    """The password of an encrypted key or keystore: its password file's first line (from the
+    set being checked, else on disk), else the password read from Secrets Manager."""
+    if spec.password_file:
+        raw = data[spec.password_file] if spec.password_file in data else _read(spec.password_file)
+        lines = (raw or b"").decode("utf-8", "replace").splitlines()
+        if lines and lines[0].strip():
+            return lines[0].strip()
+    return passwords.get(spec.path)
+
+
+def live_pair_problem(target: Target, data: dict[str, bytes | None], passwords: dict[str, str] | None = None,
+                      timeout: float = 60.0) -> str | None:
+    """Pair check of a set of file contents (path -> bytes, None = absent): the public key of
+    the leaf in the first certificate-bearing file (fullchain, leaf, combined, pkcs12) against
+    that of the private key in the first key-bearing file (key, combined, encrypted-key, pkcs12).
+    Encrypted keys and keystores are read with the system openssl and their password (password
+    file, or ``passwords`` {path: password} from Secrets Manager); without a password they are
+    not compared. Returns why they are not a pair, or None (a pair, or nothing to compare)."""
+    cert_id = key_id = None
+    for spec in target.files:
+        raw = data.get(spec.path)
+        if raw is None:
+            continue
+        password = _file_password(spec, data, passwords or {}) if spec.content in ("encrypted-key", "pkcs12") \
+            else None
+        cert_id = cert_id or _leaf_key_id(spec, raw, password, timeout)
+        key_id = key_id or _private_key_id(spec, raw, password, timeout)
+    if cert_id is None or key_id is None:
+        return None
+    if cert_id == _UNREADABLE:
+        return "the certificate cannot be read"
+    if key_id == _UNREADABLE:
+        return "the private key cannot be read (an unsupported or malformed key, or a wrong password)"
+    if cert_id != key_id:
+        return "the private key does not match the certificate's public key"
+    return None
 
 
 def _read_set(target: Target) -> dict[str, bytes | None]:
@@ -1486,7 +1569,7 @@ def recover(state: StateDir, target: Target, runner: Runner) -> dict[str, Any] |
         raise RolloutFailure("write", EXIT_STATE, "recovery-failed: " + "; ".join(errors), reason="recovery-failed")
     done: dict[str, Any] = {"txn": txn, "action": journal.get("action"), "serial": journal.get("serial"),
                             "result": "reverted"}
-    problem = live_pair_problem(target, _read_set(target))
+    problem = live_pair_problem(target, _read_set(target), None, runner.timeout)
     done["pairCheck"] = problem or "ok"
     for label, argv in (("test-after-recovery", target.test_command),
                         ("reload-after-recovery", target.reload_command)):
@@ -1603,9 +1686,10 @@ def check_bundle(bundle: Bundle, expected: int | None, result: dict[str, Any]) -
                                  reason="key-mismatch")
 
 
-def _after_swap(txn: Transaction, target: Target, runner: Runner, result: dict[str, Any]) -> None:
+def _after_swap(txn: Transaction, target: Target, runner: Runner, result: dict[str, Any],
+                passwords: dict[str, str]) -> None:
     """Pair check of the files now on disk, test, reload; any failure restores the old set."""
-    problem = live_pair_problem(target, _read_set(target))
+    problem = live_pair_problem(target, _read_set(target), passwords, runner.timeout)
     if problem:
         errors = txn.revert()
         raise RolloutFailure("write", EXIT_WRITE, f"key-mismatch: on disk after the swap, {problem}; previous files "
@@ -1653,11 +1737,11 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         # there before the first attempt, so rollback still works.
         log("the files already hold this bundle; keeping their backup")
         txn = Transaction(state, target, "install")
-        _after_swap(txn, target, runner, result)
+        _after_swap(txn, target, runner, result, passwords)
         return EXIT_OK
     txn = Transaction(state, target, "install")
     txn.swap(changes, result.get("installedSerial"))
-    _after_swap(txn, target, runner, result)
+    _after_swap(txn, target, runner, result, passwords)
     txn.commit(keep_backup=True)
     for spec in target.files:  # an older installer's backups beside the file: superseded
         _unlink(spec.path + BAK_SUFFIX)
@@ -1705,13 +1789,13 @@ def do_rollback(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         raise RolloutFailure("rollback", EXIT_ROLLBACK, "rollback incomplete: no backup for "
                              + ", ".join(missing or [spec.path for spec in target.files]), reason="no-backup")
     restore = [c for c in changes_of(list(entries.values())) if c.path in target_paths(target)]
-    problem = live_pair_problem(target, {c.path: c.data for c in restore})
+    problem = live_pair_problem(target, {c.path: c.data for c in restore}, None, runner.timeout)
     if problem:
         raise RolloutFailure("rollback", EXIT_ROLLBACK, f"backup-key-mismatch: in the backup, {problem}: the "
                              "current files are left as they are", reason="backup-key-mismatch")
     txn = Transaction(state, target, "rollback")
     txn.swap(restore, format_serial(live_serial) if live_serial is not None else None)
-    problem = live_pair_problem(target, _read_set(target))
+    problem = live_pair_problem(target, _read_set(target), None, runner.timeout)
     if problem:
         errors = txn.revert()
         raise RolloutFailure("rollback", EXIT_ROLLBACK, f"backup-key-mismatch: on disk after the restore, {problem}; "

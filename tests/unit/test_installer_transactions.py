@@ -516,3 +516,61 @@ def test_a_killed_installer_never_leaves_a_key_outside_the_key_paths(node: Node,
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert base64.b64encode(old.key_pem.encode()).decode() in backup.read_text()  # one generation: old's
     assert sys.executable  # the installer ran with the node's python
+
+
+# --------------------------------------------------------------------------- encrypted keys, keystores
+
+needs_openssl = pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="openssl is not installed")
+
+
+def _encrypted(secret: Secret, password: bytes) -> bytes:
+    return secret.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.BestAvailableEncryption(password))
+
+
+@needs_openssl
+def test_rollback_refuses_a_backup_whose_encrypted_key_is_not_the_certificates(node: Node, ca: CA) -> None:
+    x, y = ca.issue(BASE, domain="x.internal.example"), ca.issue(BASE, domain="y.internal.example")
+    chain, key, pw = node.ssl / "fullchain.pem", node.ssl / "privkey.enc.pem", node.ssl / "privkey.pass"
+    chain.write_text(x.leaf_pem + x.chain)
+    key.write_bytes(_encrypted(y, b"operator password"))  # certificate X, key Y
+    pw.write_text("operator password\n")
+    enc_files = [{"path": str(chain), "content": "fullchain"},
+                 {"path": str(key), "content": "encrypted-key", "passwordFile": str(pw)}]
+    new = ca.issue(BASE + timedelta(days=60))
+    node.put_secret(new.secret())
+    code, result = node.run("install", node.target(enc_files))
+    assert code == 0, result  # the new pair is read back with openssl and its new password
+    code, result = node.run("rollback", node.target(enc_files), expected_serial=new.serial)
+    assert code == 20 and result["reason"] == "backup-key-mismatch", result
+    assert chain.read_text().startswith(new.leaf_pem)
+
+
+@needs_openssl
+def test_encrypted_key_and_keystore_pairs_are_read_with_openssl_and_their_password(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    ca = CA()
+    x, y = ca.issue(BASE), ca.issue(BASE)
+    enc = ib.Target({"targetId": "t", "files": [
+        {"path": str(tmp_path / "c.pem"), "content": "fullchain"},
+        {"path": str(tmp_path / "k.pem"), "content": "encrypted-key", "passwordFile": str(tmp_path / "k.pass")}]})
+    data = {str(tmp_path / "c.pem"): x.leaf_pem.encode(), str(tmp_path / "k.pem"): _encrypted(x, b"pw-1"),
+            str(tmp_path / "k.pass"): b"pw-1\n"}
+    assert ib.live_pair_problem(enc, data) is None
+    assert "does not match" in ib.live_pair_problem(enc, {**data, str(tmp_path / "k.pem"): _encrypted(y, b"pw-1")})
+    assert "cannot be read" in ib.live_pair_problem(enc, {**data, str(tmp_path / "k.pass"): b"wrong\n"})
+    store = ib.Target({"targetId": "t", "files": [
+        {"path": str(tmp_path / "s.p12"), "content": "pkcs12", "passwordFile": str(tmp_path / "s.pass")}]})
+    (tmp_path / "s.pass").write_text("store-pw\n")  # the operator's keystore password file, on disk
+    algorithm = serialization.BestAvailableEncryption(b"store-pw")
+    good = pkcs12.serialize_key_and_certificates(b"t", x.key, x.cert, None, algorithm)
+    assert ib.live_pair_problem(store, {str(tmp_path / "s.p12"): good}) is None
+    # a keystore with another certificate in the set: compared with the first certificate file
+    both = ib.Target({"targetId": "t", "files": [{"path": str(tmp_path / "c.pem"), "content": "leaf"},
+                                                 *[{"path": f.path, "content": f.content, "passwordFile": f.password_file}
+                                                   for f in store.files]]})
+    assert "does not match" in ib.live_pair_problem(both, {str(tmp_path / "c.pem"): y.leaf_pem.encode(),
+                                                           str(tmp_path / "s.p12"): good})
+    (tmp_path / "s.pass").write_text("wrong\n")
+    assert "cannot be read" in ib.live_pair_problem(store, {str(tmp_path / "s.p12"): good})  # (openssl refuses)
