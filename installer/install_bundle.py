@@ -74,22 +74,53 @@ Target config JSON:
 Secret string (JSON): {"certificate": PEM, "chain": PEM, "privateKey": PEM plain PKCS#8,
 "serial": "..."}.
 
-install: fetch -> build and normalize every file's PEM -> write "<path>.rollout-new"
-beside each file -> keep one backup "<path>.rollout-bak" of each current file (or a
-marker "<path>.rollout-absent" when there was none) -> os.replace new over path ->
-testCommand -> reloadCommand. A failed test restores every file (exit 10); a failed
-reload restores, reloads again best effort (exit 11).
-rollback: restore every file from its backup (remove it if it was absent before the
-install), then testCommand and reloadCommand (exit 20 on any failure).
+Node environment (set by the node owner / SSM agent, never by a document parameter, so
+never by the inventory):
+    CERT_ROLLOUT_STATE_DIR    the installer's state directory (default /var/lib/cert-rollout);
+                              per target <dir>/<targetId>/ holds the lock, the journal of a
+                              running change and the one backup generation (mode 0700, owned by
+                              the installer's user; another owner or group/other write: exit 18)
+    CERT_ROLLOUT_TEST_HOOKS, CERT_ROLLOUT_FAULT   test hook (tests, local cloud): "crash-<point>"
+                              SIGKILLs the installer there; ignored unless TEST_HOOKS=1 and the
+                              state directory is set explicitly.
+Document parameter:
+    ROLLOUT_ALLOW_OLDER       empty, or the one serial (canonical colon hex) an operator asked
+                              for by name: only it may replace a NEWER certificate of the same
+                              lineage (serial guard below).
+
+Every command first takes the target's lock (fcntl.flock, waiting at most one command timeout
+and never into the time needed to restore; held: exit 16 lock-timeout, nothing changed), then
+recovers: a journal left by a killed command is rolled back to the complete old set (its staged
+files removed), then the test and reload commands run when the restored pair checks.
+install: fetch -> the leaf's serial is the expected one -> the bundle's key matches its leaf
+(by public key; exit 12 key-mismatch) -> serial guard: a leaf with the same issuer and subject
+as the installed one and an EARLIER notBefore is refused (exit 17 older-than-installed; ACM's
+serials are random, so notBefore decides, not the serial's value) unless ROLLOUT_ALLOW_OLDER
+names it -> build every file in memory -> journal with the pre-image of every file (0600,
+fsynced) -> write "<path>.rollout-<txn>.new" beside each file (fsynced) -> rename each over ->
+pair check of the files on disk (a mismatch restores, exit 12 key-mismatch) -> testCommand ->
+reloadCommand -> commit: the journal becomes the one backup generation (backup.json, 0600)
+in one rename. A failed test restores every file (exit 10); a failed reload restores, reloads
+again best effort (exit 11). The same bundle again keeps the existing backup.
+rollback: with ROLLOUT_EXPECTED_SERIAL (the serial whose install is rolled back): an
+interrupted install of it that the recovery just reverted IS the rollback; a serial that is not
+installed leaves the files as they are ("nothingToRollBack"). Else the backup is pair-checked
+(a mismatched backup is refused, exit 20 backup-key-mismatch, current files left) and restored
+as one journaled change, then testCommand and reloadCommand (exit 20 on any failure).
 
 Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
-(restored), 12 files could not be built or written, or too little time left (nothing
-changed), 13 secret fetch (bundle or password) failed, 20 rollback failed. (14 and 15 are the
-document's bootstrap: installer download failed, installer checksum mismatch.)
+(restored), 12 files could not be built or written, a cert/key mismatch, or too little time left
+(nothing changed), 13 secret fetch (bundle or password) failed, 16 lock-timeout, 17
+older-than-installed, 18 state-dir-unsafe or recovery-failed, 20 rollback failed. (14, 15 and
+128+N are the document's bootstrap: installer download failed, installer checksum mismatch,
+installer killed by signal N.) A named cause is also in ROLLOUT_RESULT "reason"
+(rollout_core/domain/ssm_status.py INSTALLER_REASONS).
 
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 {action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
-error, files, serverOutput, exitCode}. Progress goes to stderr. Key material, the
+error, reason (a named cause, when there is one), files, serverOutput, exitCode, and when known
+installedSerial, previousSerial, recovered {txn, action, serial, result, pairCheck, ...},
+nothingToRollBack}. Progress goes to stderr. Key material, the
 secret string and passphrases are never printed; every reported text is redacted of any
 private key block, of every line of the key, and of any run of 16 or more base64
 characters that shares a 16-character window with the key's base64 body (plain or
@@ -106,7 +137,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -137,7 +167,7 @@ _PASSWORD_SECRET = re.compile(r"[A-Za-z0-9/_+=.@:-]{1,512}")  # a secret name or
 # any traceback quoting it) does not hold the phrase the redaction looks for.
 _PK = "PRIVATE" + " KEY"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
-_B64_RUN = re.compile(r"[A-Za-z0-9+/=]{%d,}" % REDACT_WINDOW)
+_B64_RUN = re.compile(r"[A-Za-z0-9+/=]{" + str(REDACT_WINDOW) + ",}")
 _PEM_ARMOR = re.compile(r"-----[A-Z0-9 ]*-----")
 _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*" + _PK + r"-----.*?(?:-----END [A-Z0-9 ]*" + _PK
                         + r"-----|\Z)", re.S)
@@ -146,10 +176,11 @@ _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*" + _PK + r"-----.*?(?:-----END [
 class RolloutFailure(Exception):
     """A failure at one stage, with its exit code. The message never holds secrets."""
 
-    def __init__(self, stage: str, code: int, message: str) -> None:
+    def __init__(self, stage: str, code: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.stage = stage
         self.code = code
+        self.reason = reason  # a named cause for ROLLOUT_RESULT "reason" (lock-timeout, ...)
 
 
 # --------------------------------------------------------------------------- output
@@ -254,41 +285,231 @@ def join_pem(blocks: list[str]) -> str:
     return "\n".join(blocks) + "\n"
 
 
-def der_serial(cert_block: str) -> int | None:
-    """Serial (RFC 5280 4.1.2.2) of a PEM certificate block, read from its DER with a
-    minimal parser: Certificate ::= SEQUENCE { tbs SEQUENCE { [0] version?, serial INTEGER ..."""
-    body = "".join(ln for ln in cert_block.split("\n") if ln and not ln.startswith("-----"))
+def _pem_der(block: str) -> bytes | None:
+    """The DER bytes of one PEM block (armor and RFC 1421 header lines left out)."""
+    body = "".join(ln for ln in block.split("\n") if ln and not ln.startswith("-----") and ":" not in ln)
     try:
-        der = base64.b64decode(body, validate=True)
+        return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         return None
 
-    def header(pos: int) -> tuple[int, int, int]:
-        tag = der[pos]
-        length = der[pos + 1]
-        pos += 2
-        if length & 0x80:
-            n = length & 0x7F
-            length = int.from_bytes(der[pos:pos + n], "big")
-            pos += n
-        return tag, length, pos
 
-    try:
-        tag, _, pos = header(0)  # Certificate
-        if tag != 0x30:
-            return None
-        tag, _, pos = header(pos)  # tbsCertificate
-        if tag != 0x30:
-            return None
-        tag, length, inner = header(pos)
-        if tag == 0xA0:  # [0] EXPLICIT version
-            pos = inner + length
-            tag, length, inner = header(pos)
-        if tag != 0x02:
-            return None
-        return int.from_bytes(der[inner:inner + length], "big", signed=True)
-    except IndexError:
+def _tlv(der: bytes, pos: int) -> tuple[int, int, int]:
+    """One DER element at ``pos``: (tag, content start, content end). Raises IndexError or
+    ValueError on truncated or malformed input."""
+    tag = der[pos]
+    length = der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if not 0 < n <= 4:
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[pos:pos + n], "big")
+        pos += n
+    if pos + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def _children(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """The elements inside a constructed element's content: [(tag, content start, content
+    end, element start)]."""
+    out = []
+    pos = start
+    while pos < end:
+        tag, cstart, cend = _tlv(der, pos)
+        out.append((tag, cstart, cend, pos))
+        pos = cend
+    return out
+
+
+_OID_RSA = bytes.fromhex("2a864886f70d010101")
+_OID_EC = bytes.fromhex("2a8648ce3d0201")
+# NIST curves (SEC 2 / FIPS 186-4 domain parameters): OID -> (p, a, Gx, Gy); a = -3 for both.
+_CURVES = {
+    bytes.fromhex("2a8648ce3d030107"): (  # P-256
+        2**256 - 2**224 + 2**192 + 2**96 - 1, -3,
+        0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+        0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5),
+    bytes.fromhex("2b81040022"): (  # P-384
+        2**384 - 2**128 - 2**96 + 2**32 - 1, -3,
+        0xAA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A385502F25DBF55296C3A545E3872760AB7,
+        0x3617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C00A60B1CE1D7E819D7A431D7C90EA0E5F),
+}
+
+PublicKeyId = tuple  # ("rsa", n, e) | ("ec", curve OID, x, y parity) | ("raw", algorithm OID, key bits)
+
+
+def ec_public_point(curve_oid: bytes, d: int) -> tuple[int, int] | None:
+    """d x G on a NIST curve of _CURVES (affine double-and-add; python >= 3.8 for pow(x, -1, p)),
+    or None for an unknown curve. Only used for an EC key whose DER omits its public key."""
+    if curve_oid not in _CURVES:
         return None
+    p, a, gx, gy = _CURVES[curve_oid]
+    result: tuple[int, int] | None = None
+    addend: tuple[int, int] | None = (gx, gy)
+    while d and addend is not None:
+        if d & 1:
+            result = _ec_add(result, addend, p, a)
+        addend = _ec_add(addend, addend, p, a)
+        d >>= 1
+    return result
+
+
+def _ec_add(u: tuple[int, int] | None, v: tuple[int, int] | None, p: int, a: int) -> tuple[int, int] | None:
+    if u is None:
+        return v
+    if v is None:
+        return u
+    if u[0] == v[0] and (u[1] + v[1]) % p == 0:
+        return None
+    if u == v:
+        slope = (3 * u[0] * u[0] + a) * pow(2 * u[1], -1, p) % p
+    else:
+        slope = (v[1] - u[1]) * pow(v[0] - u[0], -1, p) % p
+    x = (slope * slope - u[0] - v[0]) % p
+    return x, (slope * (u[0] - x) - u[1]) % p
+
+
+def _ec_point_id(curve_oid: bytes, point: bytes) -> PublicKeyId:
+    """An EC public key (SEC 1 point, uncompressed or compressed) as (ec, curve, x, y parity)."""
+    size = (len(point) - 1) // 2 if point[:1] == b"\x04" else len(point) - 1
+    x = int.from_bytes(point[1:1 + size], "big")
+    parity = point[-1] & 1 if point[:1] == b"\x04" else point[0] & 1
+    return ("ec", curve_oid, x, parity)
+
+
+def _spki_id(der: bytes, start: int, end: int) -> PublicKeyId:
+    """SubjectPublicKeyInfo (RFC 5280 4.1.2.7) content -> its public key id."""
+    (_, astart, aend, _), (_, bstart, bend, _) = _children(der, start, end)[:2]
+    alg = _children(der, astart, aend)
+    oid = der[alg[0][1]:alg[0][2]]
+    bits = der[bstart + 1:bend]  # the BIT STRING without its unused-bits byte
+    if oid == _OID_RSA:
+        _, sstart, send = _tlv(bits, 0)
+        (_, ns, ne, _), (_, es, ee, _) = _children(bits, sstart, send)[:2]
+        return ("rsa", int.from_bytes(bits[ns:ne], "big"), int.from_bytes(bits[es:ee], "big"))
+    if oid == _OID_EC and len(alg) > 1:
+        return _ec_point_id(der[alg[1][1]:alg[1][2]], bits)
+    return ("raw", oid, bits)
+
+
+class CertInfo:
+    """The fields of a leaf the installer decides on: serial (int), notBefore (UTC,
+    "YYYYMMDDHHMMSS"), issuer and subject (DER, compared as bytes), public key id."""
+
+    def __init__(self, serial: int, not_before: str, issuer: bytes, subject: bytes, key_id: PublicKeyId) -> None:
+        self.serial = serial
+        self.not_before = not_before
+        self.issuer = issuer
+        self.subject = subject
+        self.key_id = key_id
+
+
+def _time(der: bytes, tag: int, start: int, end: int) -> str:
+    """UTCTime (tag 0x17, two-digit year: 50-99 = 19xx, RFC 5280 4.1.2.5.1) or GeneralizedTime
+    (0x18) -> "YYYYMMDDHHMMSS"."""
+    text = der[start:end].decode("ascii").rstrip("Z")
+    if tag == 0x17:
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    return text[:14]
+
+
+def cert_info(cert_block: str) -> CertInfo | None:
+    """Parse a PEM certificate (RFC 5280 4.1: Certificate ::= SEQUENCE { tbsCertificate SEQUENCE {
+    [0] version?, serial, signature, issuer, validity {notBefore, notAfter}, subject,
+    subjectPublicKeyInfo ...} ...}) with a minimal DER reader; None when it cannot be read."""
+    der = _pem_der(cert_block)
+    if der is None:
+        return None
+    try:
+        _, cstart, cend = _tlv(der, 0)
+        _, tstart, tend = _tlv(der, cstart)
+        fields = _children(der, tstart, tend)
+        if fields and fields[0][0] == 0xA0:
+            fields = fields[1:]
+        serial, issuer, validity, subject, spki = (fields[0], fields[2], fields[3], fields[4], fields[5])
+        nb = _children(der, validity[1], validity[2])[0]
+        return CertInfo(int.from_bytes(der[serial[1]:serial[2]], "big", signed=True),
+                        _time(der, nb[0], nb[1], nb[2]), der[issuer[3]:issuer[2]], der[subject[3]:subject[2]],
+                        _spki_id(der, spki[1], spki[2]))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def der_serial(cert_block: str) -> int | None:
+    """Serial (RFC 5280 4.1.2.2) of a PEM certificate block, or None when it cannot be read."""
+    info = cert_info(cert_block)
+    return info.serial if info else None
+
+
+def _ec_private_id(der: bytes, start: int, end: int, curve_oid: bytes | None) -> PublicKeyId | None:
+    """ECPrivateKey (RFC 5915: version, privateKey OCTET STRING, [0] parameters?, [1] publicKey?)."""
+    items = _children(der, start, end)
+    d = int.from_bytes(der[items[1][1]:items[1][2]], "big")
+    point = None
+    for tag, s, _e, _ in items[2:]:
+        if tag == 0xA0:
+            curve_oid = der[_tlv(der, s)[1]:_tlv(der, s)[2]]
+        elif tag == 0xA1:
+            _, bs, be = _tlv(der, s)
+            point = der[bs + 1:be]
+    if curve_oid is None:
+        return None
+    if point:
+        return _ec_point_id(curve_oid, point)
+    xy = ec_public_point(curve_oid, d)
+    return ("ec", curve_oid, xy[0], xy[1] & 1) if xy else None
+
+
+def key_public_id(key_block: str) -> PublicKeyId | None:
+    """The public key of a plain private key PEM block: PKCS#8 "PRIVATE KEY" (RFC 5208) with
+    RSA or EC inside, "RSA PRIVATE KEY" (RFC 8017 A.1.2) or "EC PRIVATE KEY" (RFC 5915).
+    None when it cannot be read here (encrypted, another algorithm, malformed)."""
+    label = key_block.split("\n", 1)[0][len("-----BEGIN "):-len("-----")]
+    der = _pem_der(key_block)
+    if der is None:
+        return None
+    try:
+        _, start, end = _tlv(der, 0)
+        items = _children(der, start, end)
+        if label == "RSA " + _PK:
+            return ("rsa", int.from_bytes(der[items[1][1]:items[1][2]], "big"),
+                    int.from_bytes(der[items[2][1]:items[2][2]], "big"))
+        if label == "EC " + _PK:
+            return _ec_private_id(der, start, end, None)
+        if label != _PK:
+            return None
+        alg = _children(der, items[1][1], items[1][2])
+        oid = der[alg[0][1]:alg[0][2]]
+        _, ks, ke = _tlv(der, items[2][3])
+        _, inner_start, inner_end = _tlv(der, ks)
+        if oid == _OID_RSA:
+            rsa = _children(der, inner_start, inner_end)
+            return ("rsa", int.from_bytes(der[rsa[1][1]:rsa[1][2]], "big"),
+                    int.from_bytes(der[rsa[2][1]:rsa[2][2]], "big"))
+        if oid == _OID_EC and len(alg) > 1:
+            return _ec_private_id(der, inner_start, inner_end, der[alg[1][1]:alg[1][2]])
+    except (IndexError, ValueError):
+        return None
+    return None
+
+
+def pair_problem(cert_block: str | None, key_block: str | None) -> str | None:
+    """Why ``cert_block`` (the leaf) and ``key_block`` (a plain private key) are not a pair, or
+    None when they are (same public key: RSA (n, e) or EC (curve, point); DESIGN.md: by public
+    key, not RSA modulus). Either None = nothing to compare = None."""
+    if cert_block is None or key_block is None:
+        return None
+    info = cert_info(cert_block)
+    key_id = key_public_id(key_block)
+    if info is None:
+        return "the certificate cannot be read"
+    if key_id is None:
+        return "the private key cannot be read (an unsupported or malformed key)"
+    if info.key_id != key_id:
+        return "the private key does not match the certificate's public key"
+    return None
 
 
 def parse_expected_serial(text: str) -> int | None:
@@ -299,7 +520,7 @@ def parse_expected_serial(text: str) -> int | None:
         return None
     refused = RolloutFailure("write", EXIT_PARAMS,
                              "ROLLOUT_EXPECTED_SERIAL must be canonical lowercase colon hex "
-                             '(like "0f:ac:01"), got {!r}'.format(value[:80]))
+                             f'(like "0f:ac:01"), got {value[:80]!r}')
     if not re.fullmatch(r"-?[0-9a-f]{2}(?::[0-9a-f]{2})*", value):
         raise refused
     serial = int(value.replace(":", ""), 16)
@@ -381,71 +602,90 @@ class Bundle:
 # --------------------------------------------------------------------------- params
 
 
+def _parse_mode(raw: Any, where: str, content: str, path: str) -> int:
+    """A file's mode: octal string or integer; default 0600 for key files, 0644 otherwise;
+    key files not readable by others; no setuid/setgid/sticky bit (exit 2 otherwise)."""
+    if raw is None or raw == "":
+        mode = 0o600 if content in KEY_CONTENTS else 0o644
+    elif isinstance(raw, str) and re.fullmatch(r"(?:0o)?[0-7]{1,5}", raw.strip()):
+        mode = int(raw.strip(), 8)
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        mode = raw
+    else:
+        raise RolloutFailure("write", EXIT_PARAMS, f'{where}.mode must be an octal string like "0644" or an integer')
+    if not 0 <= mode <= 0o7777:
+        raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode out of range")
+    if content in KEY_CONTENTS and mode & KEY_MODE_FORBIDDEN:
+        raise RolloutFailure(
+            "write", EXIT_PARAMS,
+            f"{where}.mode {mode:04o} is refused for {path} ({content}): key files "
+            "must not be readable by others: mode & 0o7137 must be 0 (0600, 0640, 0400 or 0440)")
+    if mode & SPECIAL_MODE_BITS:
+        raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode {mode:04o} is refused for {path}: "
+                                                   "setuid, setgid and sticky bits are not allowed")
+    return mode
+
+
+def _check_owner(raw: dict[str, Any], where: str) -> None:
+    for name in ("owner", "group"):
+        value = raw.get(name)
+        if value is not None and not (
+                (isinstance(value, str) and value.strip() == value)
+                or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
+            raise RolloutFailure("write", EXIT_PARAMS, f"{where}.{name} must be a name, a non-negative id or null")
+
+
+def _check_password_secret(secret: Any, content: str, where: str) -> None:
+    if secret is not None and (
+            content not in ("encrypted-key", "pkcs12") or not isinstance(secret, str)
+            or not _PASSWORD_SECRET.fullmatch(secret) or ".." in secret or secret.startswith("-")):
+        raise RolloutFailure("write", EXIT_PARAMS,
+                             f"{where}.passwordSecret must be a Secrets Manager secret name or ARN "
+                             "(1-512 of A-Za-z0-9/_+=.@:-, no '..', not starting with '-'), "
+                             "for encrypted-key and pkcs12 files only")
+
+
 class FileSpec:
+    """One file of a target (the target config's files[index]); raises RolloutFailure(exit 2)."""
+
     def __init__(self, raw: dict[str, Any], index: int) -> None:
         where = f"files[{index}]"
         path = raw.get("path")
         if not isinstance(path, str) or not os.path.isabs(path):
             raise RolloutFailure("write", EXIT_PARAMS, f"{where}.path must be an absolute path")
         self.path = os.path.normpath(path)
-        self.content = raw.get("content")
-        if self.content not in CONTENTS:
+        content = raw.get("content")
+        if content not in CONTENTS:
             raise RolloutFailure("write", EXIT_PARAMS,
                                  "{}.content must be one of {}".format(where, "|".join(CONTENTS)))
-        mode = raw.get("mode")
-        if mode is None or mode == "":
-            self.mode = 0o600 if self.content in KEY_CONTENTS else 0o644
-        elif isinstance(mode, str) and re.fullmatch(r"(?:0o)?[0-7]{1,5}", mode.strip()):
-            self.mode = int(mode.strip(), 8)
-        elif isinstance(mode, int) and not isinstance(mode, bool):
-            self.mode = mode
-        else:
-            raise RolloutFailure("write", EXIT_PARAMS,
-                                 f'{where}.mode must be an octal string like "0644" or an integer')
-        if not 0 <= self.mode <= 0o7777:
-            raise RolloutFailure("write", EXIT_PARAMS, f"{where}.mode out of range")
-        if self.content in KEY_CONTENTS and self.mode & KEY_MODE_FORBIDDEN:
-            raise RolloutFailure(
-                "write", EXIT_PARAMS,
-                f"{where}.mode {self.mode:04o} is refused for {self.path} ({self.content}): key files "
-                "must not be readable by others: mode & 0o7137 must be 0 (0600, 0640, 0400 or 0440)")
-        if self.mode & SPECIAL_MODE_BITS:
-            raise RolloutFailure("write", EXIT_PARAMS,
-                                 f"{where}.mode {self.mode:04o} is refused for {self.path}: "
-                                 "setuid, setgid and sticky bits are not allowed")
+        self.content = str(content)
+        self.mode = _parse_mode(raw.get("mode"), where, self.content, self.path)
+        _check_owner(raw, where)
         self.owner = raw.get("owner")
         self.group = raw.get("group")
-        for name, value in (("owner", self.owner), ("group", self.group)):
-            if value is not None and not (
-                    (isinstance(value, str) and value.strip() == value)
-                    or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
-                raise RolloutFailure("write", EXIT_PARAMS,
-                                     f"{where}.{name} must be a name, a non-negative id or null")
-        self.password_file = None  # type: str | None
-        self.alias = None  # type: str | None
+        self.password_file: str | None = None
+        self.alias: str | None = None
+        self.key_spec: FileSpec | None = None  # a password file's key or keystore file
         secret = raw.get("passwordSecret")
-        self.password_secret = secret  # type: str | None
-        if secret is not None and (
-                self.content not in ("encrypted-key", "pkcs12") or not isinstance(secret, str)
-                or not _PASSWORD_SECRET.fullmatch(secret) or ".." in secret or secret.startswith("-")):
-            raise RolloutFailure("write", EXIT_PARAMS,
-                                 f"{where}.passwordSecret must be a Secrets Manager secret name or ARN "
-                                 "(1-512 of A-Za-z0-9/_+=.@:-, no '..', not starting with '-'), "
-                                 "for encrypted-key and pkcs12 files only")
+        _check_password_secret(secret, self.content, where)
+        self.password_secret: str | None = secret
         if self.content in ("encrypted-key", "pkcs12"):
-            pw = raw.get("passwordFile")
-            if pw in (None, "") and secret is None:
-                pw = self.path + PASSWORD_SUFFIX
-            if pw in (None, ""):
-                pw = None  # the password comes from passwordSecret; no file is written
-            elif not isinstance(pw, str) or not os.path.isabs(pw):
-                raise RolloutFailure("write", EXIT_PARAMS, f"{where}.passwordFile must be an absolute path")
-            else:
-                self.password_file = os.path.normpath(pw)
-            alias = raw.get("alias")
-            if alias is not None and (not isinstance(alias, str) or not alias.strip()):
-                raise RolloutFailure("write", EXIT_PARAMS, f"{where}.alias must be a non-empty string")
-            self.alias = alias
+            self._password_settings(raw, where, secret)
+
+    def _password_settings(self, raw: dict[str, Any], where: str, secret: str | None) -> None:
+        pw = raw.get("passwordFile")
+        if pw in (None, "") and secret is None:
+            pw = self.path + PASSWORD_SUFFIX
+        if pw in (None, ""):
+            pw = None  # the password comes from passwordSecret; no file is written
+        elif not isinstance(pw, str) or not os.path.isabs(pw):
+            raise RolloutFailure("write", EXIT_PARAMS, f"{where}.passwordFile must be an absolute path")
+        else:
+            self.password_file = os.path.normpath(pw)
+        alias = raw.get("alias")
+        if alias is not None and (not isinstance(alias, str) or not alias.strip()):
+            raise RolloutFailure("write", EXIT_PARAMS, f"{where}.alias must be a non-empty string")
+        self.alias = alias
 
     @classmethod
     def password_for(cls, key_spec: FileSpec) -> FileSpec:
@@ -511,7 +751,7 @@ def command_timeout(stage: str) -> float:
     if not re.fullmatch(r"[0-9]{1,6}", text) or not 1 <= int(text) <= MAX_COMMAND_TIMEOUT:
         raise RolloutFailure(stage, EXIT_PARAMS,
                              "ROLLOUT_COMMAND_TIMEOUT must be a whole number of seconds from 1 to "
-                             "{}, got {!r}".format(MAX_COMMAND_TIMEOUT, text[:40]))
+                             f"{MAX_COMMAND_TIMEOUT}, got {text[:40]!r}")
     return float(int(text))
 
 
@@ -753,29 +993,6 @@ def write_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) 
                 pass
 
 
-def copy_file(src: str, dst: str) -> None:
-    """Atomically make ``dst`` a copy of ``src`` (content, mode, owner)."""
-    st = os.stat(src)
-    directory = os.path.dirname(dst) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".rollout-", dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        try:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        except OSError:
-            pass
-        os.chmod(tmp, st.st_mode & 0o7777)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(dst)
-
-
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -896,12 +1113,11 @@ def fetch_passwords(target: Target, timeout: float, region_arn: str = "") -> dic
             for spec in target.files if spec.password_secret}
 
 
-def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0,
-                passwords: dict[str, str] | None = None) -> list[tuple[FileSpec, str]]:
-    """Build every file's content and write it to "<path>.rollout-new". ``passwords``:
-    fetch_passwords' {path: password}. On any error, remove what was staged and raise
-    RolloutFailure(write, 12): nothing changed."""
-    staged: list[tuple[FileSpec, str]] = []
+def build_changes(target: Target, bundle: Bundle, timeout: float = 60.0,
+                  passwords: dict[str, str] | None = None) -> list[Change]:
+    """Build every file's content in memory, in the target's file order. ``passwords``:
+    fetch_passwords' {path: password}. Raises RolloutFailure(write, 12): nothing changed."""
+    built: dict[str, Change] = {}
     passwords = dict(passwords or {})
     current = ""
     try:
@@ -911,9 +1127,8 @@ def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0,
         for spec in ordered:
             current = spec.path
             uid, gid = _owner_ids(spec.owner, spec.group)
-            new = spec.path + NEW_SUFFIX
             if spec.content == PASSWORD:
-                owner = spec.key_spec.path
+                owner = spec.key_spec.path if spec.key_spec else spec.path
                 if owner not in passwords:  # an encrypted key's new random password
                     passwords[owner] = new_password()
                     REDACT.add_password(passwords[owner])
@@ -923,33 +1138,22 @@ def stage_files(target: Target, bundle: Bundle, timeout: float = 60.0,
             elif spec.content == "pkcs12":
                 data = make_pkcs12(bundle, spec, timeout, passwords.get(spec.path))
             else:
-                data = bundle.content(spec.content, spec.path).encode("ascii")
-            write_file(new, data, spec.mode, uid, gid)
-            staged.append((spec, new))
-        order = {spec.path: i for i, spec in enumerate(target.files)}
-        staged.sort(key=lambda item: order[item[0].path])
-    except BaseException as exc:
-        # every staged or partially written "<path>.rollout-new" goes: it may hold key material
-        for spec in target.files:
-            try:
-                _unlink(spec.path + NEW_SUFFIX)
-            except OSError:
-                pass
-        if isinstance(exc, (OSError, UnicodeEncodeError)):
-            raise RolloutFailure("write", EXIT_WRITE,
-                                 "cannot stage {}: {}".format(current or "files", _os_error(exc))) from None
-        raise
-    return staged
+                data = bundle.content(str(spec.content), spec.path).encode("ascii")
+            built[spec.path] = Change(spec.path, data, spec.mode, uid, gid)
+    except (OSError, UnicodeEncodeError) as exc:
+        raise RolloutFailure("write", EXIT_WRITE,
+                             "cannot stage {}: {}".format(current or "files", _os_error(exc))) from None
+    return [built[spec.path] for spec in target.files]
 
 
 def check_targets(target: Target) -> None:
     """Before anything is fetched or written: every file's directory exists, and no file
-    (nor its staging name, nor a keystore's password file) is a directory."""
+    (nor a keystore's password file) is a directory."""
     for spec in target.files:
         if not os.path.isdir(os.path.dirname(spec.path)):
             raise RolloutFailure("write", EXIT_WRITE, f"directory of {spec.path} does not exist")
         extra = [spec.password_file] if spec.content == "pkcs12" and spec.password_file else []
-        for path in [spec.path, spec.path + NEW_SUFFIX] + extra:
+        for path in [spec.path] + extra:
             if os.path.isdir(path):
                 raise RolloutFailure("write", EXIT_WRITE,
                                      f"{path} is a directory, not a file: refusing to install over it")
@@ -967,89 +1171,505 @@ def _os_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def swap_in(staged: list[tuple[FileSpec, str]]) -> list[tuple[str, bool]]:
-    """For each staged file: keep one backup of the current file (or an absent marker),
-    then os.replace new -> path. Returns [(path, existed_before)]. On an error, what
-    was already swapped is restored and RolloutFailure(write, 12) is raised."""
-    done: list[tuple[str, bool]] = []
-    marker = ""
+# --------------------------------------------------------------------------- state, lock, journal
+#
+# How the set of files of one target changes as one unit. Two designs were weighed:
+#   certbot (certbot/_internal/storage.py): every version is kept in archive/ and live/ holds
+#     one symlink per file; update_all_links_to() re-points the links ONE AT A TIME, keeps the
+#     previous links while it does, and on its next start repairs a lineage whose links point
+#     at different versions. It needs the server to read symlinks the installer owns, and the
+#     set is still not swapped in one step (nor locked: "TODO: consider locking").
+#   consul-template (renderer/renderer.go AtomicWrite): write a temp file beside the destination,
+#     fsync, keep one ".bak", rename over. Atomic per file, nothing for a set of files.
+# We follow consul-template per file (operators name any path; servers read plain files; a
+# rename beside the file is atomic on one file system) and add what neither has: a lock per
+# target (fcntl.flock), a write-ahead journal that makes the set one unit, and recovery by the
+# next command (certbot's "repair on next start", done before anything else). Recovery rolls
+# a half-done change BACK to the complete old set: the simple, safe choice.
+#
+# State directory (node-local, mode 0700, owned by the installer's user, root in production):
+#   $CERT_ROLLOUT_STATE_DIR (default /var/lib/cert-rollout) / <targetId> /
+#     lock          flock'ed by the running command (one install or rollback at a time)
+#     journal.json  the running transaction (0600, fsynced BEFORE any live file changes): txn
+#                   id, action, the paths, and the pre-image (each file's bytes, mode, owner,
+#                   or "absent")
+#     backup.json   ONE generation: the pre-image of the last committed install (0600); what
+#                   `rollback` restores. Commit = os.replace(journal.json, backup.json): one
+#                   atomic step, so a kill leaves either the journal (revert) or the backup.
+# Backups live here, not beside the live file: no key copy in the server's directory, one
+# generation by construction. Staged files live beside the live file as
+# "<path>.rollout-<txn>.new" (one file system, so the rename is atomic); their names follow from
+# the journal, so recovery removes them. CERT_ROLLOUT_STATE_DIR is the node's environment (the
+# SSM agent's), never a document parameter: the inventory cannot move it.
+
+DEFAULT_STATE_DIR = "/var/lib/cert-rollout"
+JOURNAL = "journal.json"
+BACKUP = "backup.json"
+EXIT_LOCK = 16
+EXIT_OLDER = 17
+EXIT_STATE = 18
+_TXN_NAME = re.compile(r"[0-9a-f]{16}")
+
+
+def _fault(point: str) -> None:
+    """Test hook: SIGKILL this process at ``point`` when CERT_ROLLOUT_FAULT is "crash-<point>".
+    Honoured only with CERT_ROLLOUT_TEST_HOOKS=1 AND CERT_ROLLOUT_STATE_DIR set (tests and the
+    local cloud's nodes): node environment variables that no document parameter, and so no
+    inventory item, can set (the document exports only ROLLOUT_* names)."""
+    if os.environ.get("CERT_ROLLOUT_TEST_HOOKS") != "1" or not os.environ.get("CERT_ROLLOUT_STATE_DIR"):
+        return
+    if os.environ.get("CERT_ROLLOUT_FAULT") == "crash-" + point:
+        log(f"test fault: killed at {point}")
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    data = _read(path)
+    if data is None:
+        return None
     try:
-        for spec, new in staged:
-            path = spec.path
-            current = _read(path)
-            existed = current is not None
-            new_data = _read(new)
-            bak, absent = path + BAK_SUFFIX, path + ABSENT_SUFFIX
-            has_backup = os.path.exists(bak) or os.path.exists(absent)
-            if current == new_data and has_backup:
-                # Same bundle again (a retried or duplicate install): keep the backup of
-                # what was there before the first attempt, so rollback still works.
-                log(f"{path} already holds this bundle; keeping its backup")
-            elif existed:
-                copy_file(path, bak)
-                _unlink(absent)
-            else:
-                _unlink(bak)
-                write_file(absent, b"", 0o600)
-                marker = absent
-            os.replace(new, path)
-            _fsync_dir(path)
-            done.append((path, existed))
-            marker = ""
-            log(f"installed {path}")
-    except OSError as exc:
-        for _, new in staged:
-            _unlink(new)
-        if marker:
-            _unlink(marker)  # made for a file that was never replaced
-        errors = restore([p for p, _ in done])
-        restore_note = ("; restore failed: " + "; ".join(errors)) if errors else ""
-        raise RolloutFailure("write", EXIT_WRITE,
-                             f"cannot install files: {_os_error(exc)}{restore_note}") from None
+        value = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class _LockWait(Exception):
+    pass
+
+
+def _lock_alarm(signum: int, frame: Any) -> None:
+    raise _LockWait()
+
+
+class StateDir:
+    """The node-local state of one target: lock, journal, one backup generation."""
+
+    def __init__(self, target: Target) -> None:
+        self.base = os.environ.get("CERT_ROLLOUT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR
+        name = target.target_id
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name):
+            import hashlib
+
+            name = "_" + hashlib.sha256("\n".join(f.path for f in target.files).encode()).hexdigest()[:16]
+        self.path = os.path.join(self.base, name)
+        self.fd = -1
+
+    @staticmethod
+    def _safe_dir(path: str) -> None:
+        if not os.path.isdir(path):
+            os.makedirs(path, 0o700, exist_ok=True)
+        st = os.lstat(path)
+        if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise RolloutFailure("write", EXIT_STATE,
+                                 f"state-dir-unsafe: {path} must be a directory owned by uid {os.geteuid()} "
+                                 "and not writable by group or others: nothing changed", reason="state-dir-unsafe")
+
+    def lock(self, wait: float) -> None:
+        """Create the state directory (0700) and take its lock (fcntl.flock, blocking, bounded
+        by a timer of ``wait`` seconds). Raises RolloutFailure lock-timeout (exit 16) when
+        another command holds it that long, state-dir-unsafe (exit 18) for a directory
+        another user could change."""
+        import fcntl
+        import signal
+
+        try:
+            self._safe_dir(self.base)
+            self._safe_dir(self.path)
+            os.chmod(self.path, 0o700)
+            self.fd = os.open(self.file("lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            raise RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: cannot use {self.path}: {_os_error(exc)}",
+                                 reason="state-dir-unsafe") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            log(f"waiting up to {wait:g} s for the lock of {self.path}")
+        previous = signal.signal(signal.SIGALRM, _lock_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, max(wait, 0.001))
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except _LockWait:
+            raise RolloutFailure("write", EXIT_LOCK, f"lock-timeout: another install or rollback of this target "
+                                 f"held {self.path}/lock for {wait:g} s: nothing changed",
+                                 reason="lock-timeout") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def journal(self) -> dict[str, Any] | None:
+        return _read_json(self.file(JOURNAL))
+
+
+def _staged_name(path: str, txn: str) -> str:
+    return f"{path}.rollout-{txn}.new"
+
+
+class Change:
+    """One file of a transaction: the bytes to place at ``path`` (None = remove it), mode/owner."""
+
+    def __init__(self, path: str, data: bytes | None, mode: int = 0o600, uid: int = -1, gid: int = -1) -> None:
+        self.path = path
+        self.data = data
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+
+
+def pre_image(paths: list[str]) -> list[dict[str, Any]]:
+    """The current files at ``paths`` for the journal: [{path, data (base64) or null when
+    absent, mode, uid, gid}]."""
+    entries: list[dict[str, Any]] = []
+    for path in paths:
+        data = _read(path)
+        if data is None:
+            entries.append({"path": path, "data": None})
+            continue
+        st = os.stat(path)
+        entries.append({"path": path, "data": base64.b64encode(data).decode("ascii"),
+                        "mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid})
+    return entries
+
+
+def changes_of(entries: list[dict[str, Any]]) -> list[Change]:
+    """A journal's or backup's entries -> the Changes that put those files back."""
+    return [Change(str(e["path"]), None if e.get("data") is None else base64.b64decode(e["data"]),
+                   int(e.get("mode", 0o600)), int(e.get("uid", -1)), int(e.get("gid", -1))) for e in entries]
+
+
+def _chown_ok(uid: int, gid: int) -> tuple[int, int]:
+    """Owner ids to restore: only when this process may set them (root), else unchanged."""
+    return (uid, gid) if os.geteuid() == 0 else (-1, -1)
+
+
+def apply_changes(changes: list[Change], txn: str, point: str) -> None:
+    """Write every change beside its path ("<path>.rollout-<txn>.new", fsynced), then rename
+    them over (or remove the path), then fsync each directory once. ``point``: the test fault
+    prefix (crash-after-<point>-<n> after the n-th rename)."""
+    for change in changes:
+        if change.data is not None:
+            uid, gid = _chown_ok(change.uid, change.gid)
+            write_file(_staged_name(change.path, txn), change.data, change.mode, uid, gid)
+    _fault(f"after-stage-{point}")
+    for n, change in enumerate(changes, 1):
+        if change.data is None:
+            _unlink(change.path)
+        else:
+            os.replace(_staged_name(change.path, txn), change.path)
+        _fault(f"after-{point}-{n}")
+    for directory in sorted({os.path.dirname(c.path) for c in changes}):
+        _fsync_dir(os.path.join(directory, "."))
+
+
+def remove_staged(paths: list[str], txn: str) -> None:
+    for path in paths:
+        _unlink(_staged_name(path, txn))
+
+
+_UNREADABLE: PublicKeyId = ("unreadable",)
+
+
+def _first_block(raw: bytes, wanted: str) -> str | None:
+    """The first PEM block of ``raw`` whose label is ``wanted`` (CERTIFICATE) or, for
+    ``wanted`` = _PK, ends with it (a private key of any form)."""
+    for label, block in pem_blocks(raw.decode("ascii", "replace")):
+        if label == wanted or (wanted == _PK and label.endswith(_PK)):
+            return block
+    return None
+
+
+def _openssl_read(argv: list[str], raw: bytes, password: str, timeout: float, what: str) -> str | None:
+    """Run openssl on ``raw`` (through a pipe) with ``password`` (through a pipe); its stdout
+    text, or None when openssl is missing or fails (the caller reports "cannot be read")."""
+    try:
+        out = _openssl(argv, b"", timeout, what, key_pipe=raw, password=password)
+    except RolloutFailure:
+        return None
+    text = _decode(out)
+    REDACT.add_secret_text(text)
+    return text
+
+
+def _leaf_key_id(spec: FileSpec, raw: bytes, password: str | None, timeout: float) -> PublicKeyId | None:
+    """The public key of the leaf a certificate-bearing file holds; None for other files."""
+    if spec.content in ("fullchain", "leaf", "combined"):
+        block = _first_block(raw, "CERTIFICATE")
+        info = cert_info(block) if block else None
+        return info.key_id if info else _UNREADABLE
+    if spec.content == "pkcs12" and password:
+        text = _openssl_read(["pkcs12", "-in", "{keyfd}", "-passin", "{passfd}", "-nokeys", "-clcerts"],
+                             raw, password, timeout, "the keystore's certificate")
+        block = _first_block((text or "").encode("ascii", "replace"), "CERTIFICATE")
+        info = cert_info(block) if block else None
+        return info.key_id if info else _UNREADABLE
+    return None
+
+
+def _private_key_id(spec: FileSpec, raw: bytes, password: str | None, timeout: float) -> PublicKeyId | None:
+    """The public key of the private key a key-bearing file holds (an encrypted key and a
+    keystore read with the system openssl and their password); None for other files."""
+    if spec.content in ("key", "combined"):
+        block = _first_block(raw, _PK)
+        return (key_public_id(block) if block else None) or _UNREADABLE
+    if spec.content == "encrypted-key" and password:
+        text = _openssl_read(["pkey", "-in", "{keyfd}", "-passin", "{passfd}", "-pubout"], raw, password, timeout,
+                             "the encrypted key's public key")
+        der = _pem_der(text.strip()) if text else None
+        try:
+            _, start, end = _tlv(der, 0) if der else (0, 0, 0)
+            return _spki_id(der, start, end) if der else _UNREADABLE
+        except (IndexError, ValueError):
+            return _UNREADABLE
+    if spec.content == "pkcs12" and password:
+        text = _openssl_read(["pkcs12", "-in", "{keyfd}", "-passin", "{passfd}", "-nocerts", "-nodes"], raw,
+                             password, timeout, "the keystore's key")
+        block = _first_block((text or "").encode("ascii", "replace"), _PK)
+        return (key_public_id(block) if block else None) or _UNREADABLE
+    return None
+
+
+def _file_password(spec: FileSpec, data: dict[str, bytes | None], passwords: dict[str, str]) -> str | None:
+    """The password of an encrypted key or keystore: its password file's first line (from the
+    set being checked, else on disk), else the password read from Secrets Manager."""
+    if spec.password_file:
+        raw = data[spec.password_file] if spec.password_file in data else _read(spec.password_file)
+        lines = (raw or b"").decode("utf-8", "replace").splitlines()
+        if lines and lines[0].strip():
+            return lines[0].strip()
+    return passwords.get(spec.path)
+
+
+def live_pair_problem(target: Target, data: dict[str, bytes | None], passwords: dict[str, str] | None = None,
+                      timeout: float = 60.0) -> str | None:
+    """Pair check of a set of file contents (path -> bytes, None = absent): the public key of
+    the leaf in the first certificate-bearing file (fullchain, leaf, combined, pkcs12) against
+    that of the private key in the first key-bearing file (key, combined, encrypted-key, pkcs12).
+    Encrypted keys and keystores are read with the system openssl and their password (password
+    file, or ``passwords`` {path: password} from Secrets Manager); without a password they are
+    not compared. Returns why they are not a pair, or None (a pair, or nothing to compare)."""
+    cert_id = key_id = None
+    for spec in target.files:
+        raw = data.get(spec.path)
+        if raw is None:
+            continue
+        password = _file_password(spec, data, passwords or {}) if spec.content in ("encrypted-key", "pkcs12") \
+            else None
+        cert_id = cert_id or _leaf_key_id(spec, raw, password, timeout)
+        key_id = key_id or _private_key_id(spec, raw, password, timeout)
+    if cert_id is None or key_id is None:
+        return None
+    if cert_id == _UNREADABLE:
+        return "the certificate cannot be read"
+    if key_id == _UNREADABLE:
+        return "the private key cannot be read (an unsupported or malformed key, or a wrong password)"
+    if cert_id != key_id:
+        return "the private key does not match the certificate's public key"
+    return None
+
+
+def _read_set(target: Target) -> dict[str, bytes | None]:
+    return {spec.path: _read(spec.path) for spec in target.files}
+
+
+class Transaction:
+    """The change of one target's set of files, under the state directory's lock."""
+
+    def __init__(self, state: StateDir, target: Target, action: str) -> None:
+        self.state = state
+        self.target = target
+        self.action = action
+        self.txn = binascii.hexlify(os.urandom(8)).decode("ascii")
+        self.journal: dict[str, Any] = {"txn": self.txn, "action": action, "phase": "swapping",
+                                        "paths": [spec.path for spec in target.files]}
+
+    def swap(self, changes: list[Change], serial: str | None) -> None:
+        """Write-ahead: the journal with the pre-image (0600, fsynced), then ``changes``."""
+        self.journal["serial"] = serial
+        self.journal["preImage"] = pre_image(self.journal["paths"])
+        tmp = self.state.file(JOURNAL) + ".tmp"  # a kill while writing leaves only this (removed)
+        try:
+            write_file(tmp, json.dumps(self.journal).encode("utf-8"), 0o600)
+            os.replace(tmp, self.state.file(JOURNAL))
+        except OSError as exc:
+            _unlink(tmp)
+            raise RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: cannot write the journal: "
+                                 f"{_os_error(exc)}: nothing changed", reason="state-dir-unsafe") from None
+        _fsync_dir(self.state.file(JOURNAL))
+        _fault(f"after-journal-{self.action}")
+        try:
+            apply_changes(changes, self.txn, "rename" if self.action == "install" else "restore")
+        except OSError as exc:
+            errors = self.revert()
+            raise RolloutFailure("write" if self.action == "install" else "rollback",
+                                 EXIT_WRITE if self.action == "install" else EXIT_ROLLBACK,
+                                 f"cannot install files: {_os_error(exc)}; previous files restored"
+                                 + _restore_note(errors)) from None
+
+    def revert(self) -> list[str]:
+        """Put the pre-image back, remove staged files and the journal. Error texts, empty = done."""
+        return revert_transaction(self.state, self.journal)
+
+    def commit(self, keep_backup: bool) -> None:
+        """The new set stays. ``keep_backup`` (an install): the journal, pre-image and all,
+        becomes the one backup generation in one rename. Without (a rollback): the journal
+        goes, then the backup it restored."""
+        _fault(f"in-commit-{self.action}")
+        if keep_backup:
+            os.replace(self.state.file(JOURNAL), self.state.file(BACKUP))
+        else:
+            _unlink(self.state.file(JOURNAL))
+            _unlink(self.state.file(BACKUP))
+        _fsync_dir(self.state.file(BACKUP))
+        remove_staged(self.journal["paths"], self.txn)
+
+
+def revert_transaction(state: StateDir, journal: dict[str, Any]) -> list[str]:
+    """Undo a journal's change: put its pre-image back (idempotent: the same bytes again where
+    nothing was renamed yet), remove its staged files and the journal. Error texts, empty = done."""
+    txn = str(journal.get("txn"))
+    paths = [str(p) for p in journal.get("paths", [])]
+    errors: list[str] = []
+    try:
+        apply_changes(changes_of(journal.get("preImage") or []), txn, "revert")
+    except (OSError, ValueError, TypeError) as exc:
+        errors.append(f"cannot restore the previous files: {_os_error(exc)}")
+    remove_staged(paths, txn)
+    if not errors:
+        _unlink(state.file(JOURNAL))
+        _fsync_dir(state.file(JOURNAL))
+    return errors
+
+
+def recover(state: StateDir, target: Target, runner: Runner) -> dict[str, Any] | None:
+    """Before anything else: a transaction a killed command left behind is rolled back to the
+    complete old set, then tested and reloaded (the server may have loaded the new set) when the
+    restored pair checks. Returns what was done (ROLLOUT_RESULT "recovered"), None when there was
+    nothing. Raises RolloutFailure recovery-failed (exit 18) when the old set cannot be restored."""
+    for spec in target.files:  # a plain key an installer before the journal left beside the file
+        _unlink(spec.path + NEW_SUFFIX)
+    _unlink(state.file(JOURNAL) + ".tmp")
+    journal = state.journal()
+    if journal is None:
+        if os.path.exists(state.file(JOURNAL)):
+            raise RolloutFailure("write", EXIT_STATE, f"recovery-failed: unreadable journal in {state.path}",
+                                 reason="recovery-failed")
+        return None
+    txn = str(journal.get("txn"))
+    if not _TXN_NAME.fullmatch(txn) or not isinstance(journal.get("paths"), list):
+        raise RolloutFailure("write", EXIT_STATE, f"recovery-failed: unreadable journal in {state.path}",
+                             reason="recovery-failed")
+    errors = revert_transaction(state, journal)
+    if errors:
+        raise RolloutFailure("write", EXIT_STATE, "recovery-failed: " + "; ".join(errors), reason="recovery-failed")
+    done: dict[str, Any] = {"txn": txn, "action": journal.get("action"), "serial": journal.get("serial"),
+                            "result": "reverted"}
+    problem = live_pair_problem(target, _read_set(target), None, runner.timeout)
+    done["pairCheck"] = problem or "ok"
+    for label, argv in (("test-after-recovery", target.test_command),
+                        ("reload-after-recovery", target.reload_command)):
+        if argv and not problem:
+            done[label] = "ok" if runner.run(label, argv).ok else "failed"
+    log(f"recovered: the interrupted {journal.get('action')} (transaction {txn}) was rolled back")
     return done
 
 
-def restore(paths: list[str]) -> list[str]:
-    """Restore each path from "<path>.rollout-bak", or remove it when the marker says
-    it did not exist. Returns error texts (empty = all restored)."""
-    errors = []
-    for path in paths:
-        bak, absent = path + BAK_SUFFIX, path + ABSENT_SUFFIX
-        try:
-            if os.path.exists(bak):
-                copy_file(bak, path)
-                log(f"restored {path}")
-            elif os.path.exists(absent):
-                _unlink(path)
-                _fsync_dir(path)
-                log(f"removed {path} (it did not exist before the install)")
-            else:
-                errors.append(f"no backup for {path}")
-        except OSError as exc:
-            errors.append(f"cannot restore {path}: {_os_error(exc)}")
-    return errors
+def load_backup(state: StateDir) -> dict[str, Any] | None:
+    """The one backup generation (backup.json: a committed install's journal), or None."""
+    backup = _read_json(state.file(BACKUP))
+    if backup is None or not isinstance(backup.get("preImage"), list):
+        return None
+    return backup
 
 
 # --------------------------------------------------------------------------- actions
 
 
-def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
-    arn = os.environ.get("ROLLOUT_SECRET_ARN", "").strip()
-    if not arn:
-        raise RolloutFailure("fetch", EXIT_PARAMS, "ROLLOUT_SECRET_ARN is not set")
-    version_id = os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip()
-    expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
-    check_targets(target)
+def parse_allow_older(text: str) -> int | None:
+    """ROLLOUT_ALLOW_OLDER: the one serial (canonical colon hex) the operator asked for by name,
+    which may replace a newer certificate of the same lineage; empty = None."""
+    try:
+        return parse_expected_serial(text)
+    except RolloutFailure:
+        raise RolloutFailure("write", EXIT_PARAMS, "ROLLOUT_ALLOW_OLDER must be canonical lowercase colon hex "
+                                                   f"(like \"0f:ac:01\") or empty, got {text.strip()[:80]!r}") from None
 
+
+def installed_leaf(target: Target) -> str | None:
+    """The leaf now installed: the first certificate of the first fullchain, leaf or combined
+    file on disk (a keystore cannot be read without its password); None when there is none."""
+    for spec in target.files:
+        if spec.content in ("fullchain", "leaf", "combined"):
+            data = _read(spec.path)
+            found = [b for label, b in pem_blocks((data or b"").decode("ascii", "replace")) if label == "CERTIFICATE"]
+            if found:
+                return found[0]
+    return None
+
+
+def check_not_older(target: Target, bundle: Bundle, allow_older: int | None, result: dict[str, Any]) -> None:
+    """The serial guard. ACM private certificate serials are random, so "older" is decided by
+    notBefore, not by the serial's value: a bundle whose leaf has the same issuer and subject
+    as the installed leaf (one certificate's renewals) and an EARLIER notBefore is refused
+    (older-than-installed, exit 17, nothing changed), unless ROLLOUT_ALLOW_OLDER names exactly
+    its serial (an operator's manual request for that serial). The same notBefore (the same
+    certificate again) and another lineage (the target moved to another certificate) pass."""
+    live = installed_leaf(target)
+    old = cert_info(live) if live else None
+    new = cert_info(bundle.leaf)
+    if old is None or new is None:
+        return
+    result["previousSerial"] = format_serial(old.serial)
+    if (old.issuer, old.subject) != (new.issuer, new.subject) or new.not_before >= old.not_before:
+        return
+    if allow_older is not None and allow_older == new.serial:
+        log(f"installing serial {format_serial(new.serial)} over the newer {format_serial(old.serial)}: "
+            "ROLLOUT_ALLOW_OLDER names it")
+        return
+    raise RolloutFailure("write", EXIT_OLDER,
+                         f"older-than-installed: the bundle's serial {format_serial(new.serial)} (notBefore "
+                         f"{new.not_before}Z) is older than the installed {format_serial(old.serial)} (notBefore "
+                         f"{old.not_before}Z): nothing changed", reason="older-than-installed")
+
+
+def lock_wait(target: Target, timeout: float) -> float:
+    """Seconds to wait for the target's lock: one command timeout, and never into the time the
+    swap needs to test, reload and restore."""
+    left = time_left("write")
+    if left is None:
+        return timeout
+    steps = (1 if target.test_command else 0) + (2 if target.reload_command else 0)
+    return max(0.0, min(timeout, left - steps * timeout - RESTORE_MARGIN))
+
+
+def _begin(target: Target, runner: Runner, result: dict[str, Any]) -> StateDir:
+    """Lock the target and recover a transaction a killed command left behind."""
+    state = StateDir(target)
+    state.lock(lock_wait(target, runner.timeout))
+    recovered = recover(state, target, runner)
+    if recovered:
+        result["recovered"] = recovered
+    return state
+
+
+def _fetch_bundle(target: Target, runner: Runner, result: dict[str, Any]) -> tuple[Bundle, dict[str, str]]:
+    arn = os.environ.get("ROLLOUT_SECRET_ARN", "").strip()
     result["stage"] = "fetch"
-    secret = fetch_secret(arn, version_id, runner.timeout)
+    secret = fetch_secret(arn, os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip(), runner.timeout)
     try:
         bundle = Bundle.from_secret(secret)
     finally:
         secret.clear()
-    passwords = fetch_passwords(target, runner.timeout, arn)
+    return bundle, fetch_passwords(target, runner.timeout, arn)
 
-    result["stage"] = "write"
+
+def check_bundle(bundle: Bundle, expected: int | None, result: dict[str, Any]) -> None:
+    """The leaf's serial is the expected one; the bundle's key belongs to its leaf."""
     serial = der_serial(bundle.leaf)
     if serial is not None:
         result["installedSerial"] = format_serial(serial)
@@ -1057,45 +1677,131 @@ def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
         raise RolloutFailure("write", EXIT_WRITE, "cannot read the leaf's serial, so it cannot be checked "
                                                   f"against the expected serial {format_serial(expected)}")
     if expected is not None and serial != expected:
-        raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial)} is not "
+        raise RolloutFailure("write", EXIT_WRITE, f"bundle leaf serial {format_serial(serial or 0)} is not "
                                                   f"the expected serial {format_serial(expected)}")
-    staged = stage_files(target, bundle, runner.timeout, passwords)
-    try:
-        check_time_to_restore(target, runner.timeout)
-    except RolloutFailure:
-        for _, new in staged:  # staged files may hold key material
-            _unlink(new)
-        raise
-    swap_in(staged)
-    paths = [spec.path for spec in target.files]
+    if bundle.key is not None and not bundle.key_encrypted:
+        problem = pair_problem(bundle.leaf, bundle.key)
+        if problem:
+            raise RolloutFailure("write", EXIT_WRITE, f"key-mismatch: in the bundle, {problem}: nothing changed",
+                                 reason="key-mismatch")
 
+
+def _after_swap(txn: Transaction, target: Target, runner: Runner, result: dict[str, Any],
+                passwords: dict[str, str]) -> None:
+    """Pair check of the files now on disk, test, reload; any failure restores the old set."""
+    problem = live_pair_problem(target, _read_set(target), passwords, runner.timeout)
+    if problem:
+        errors = txn.revert()
+        raise RolloutFailure("write", EXIT_WRITE, f"key-mismatch: on disk after the swap, {problem}; previous files "
+                             f"restored{_restore_note(errors)}", reason="key-mismatch")
     if target.test_command:
         result["stage"] = "test"
         test = runner.run("test", target.test_command)
         if not test.ok:
-            errors = restore(paths)
-            raise RolloutFailure("test", EXIT_TEST, "{}; previous files restored{}".format(
-                test.summary(), ("; restore failed: " + "; ".join(errors)) if errors else ""))
-
+            errors = txn.revert()
+            raise RolloutFailure("test", EXIT_TEST, f"{test.summary()}; previous files restored{_restore_note(errors)}")
+    _fault("before-reload")
     if target.reload_command:
         result["stage"] = "reload"
         reload = runner.run("reload", target.reload_command)
         if not reload.ok:
-            errors = restore(paths)
+            errors = txn.revert()
             again = runner.run("reload-after-restore", target.reload_command)
             raise RolloutFailure("reload", EXIT_RELOAD, "{}; previous files restored{}{}".format(
-                reload.summary(),
-                ("; restore failed: " + "; ".join(errors)) if errors else "",
-                "" if again.ok else "; reload after restore also failed"))
+                reload.summary(), _restore_note(errors), "" if again.ok else "; reload after restore also failed"))
+    _fault("after-reload")
+
+
+def _restore_note(errors: list[str]) -> str:
+    return ("; restore failed: " + "; ".join(errors)) if errors else ""
+
+
+def do_install(target: Target, runner: Runner, result: dict[str, Any]) -> int:
+    """install: lock, recover, fetch, check (serial, pair, not older), build in memory, then one
+    transaction: pre-image saved, staged beside, renamed, pair check, test, reload, commit."""
+    if not os.environ.get("ROLLOUT_SECRET_ARN", "").strip():
+        raise RolloutFailure("fetch", EXIT_PARAMS, "ROLLOUT_SECRET_ARN is not set")
+    expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
+    allow_older = parse_allow_older(os.environ.get("ROLLOUT_ALLOW_OLDER", ""))
+    check_targets(target)
+    state = _begin(target, runner, result)
+    bundle, passwords = _fetch_bundle(target, runner, result)
+    result["stage"] = "write"
+    check_bundle(bundle, expected, result)
+    check_not_older(target, bundle, allow_older, result)
+    changes = build_changes(target, bundle, runner.timeout, passwords)
+    check_time_to_restore(target, runner.timeout)
+    current = _read_set(target)
+    if all(current.get(c.path) == c.data for c in changes) and os.path.exists(state.file(BACKUP)):
+        # The same bundle again (a retried or duplicate install): keep the backup of what was
+        # there before the first attempt, so rollback still works.
+        log("the files already hold this bundle; keeping their backup")
+        txn = Transaction(state, target, "install")
+        _after_swap(txn, target, runner, result, passwords)
+        return EXIT_OK
+    txn = Transaction(state, target, "install")
+    txn.swap(changes, result.get("installedSerial"))
+    _after_swap(txn, target, runner, result, passwords)
+    txn.commit(keep_backup=True)
+    for spec in target.files:  # an older installer's backups beside the file: superseded
+        _unlink(spec.path + BAK_SUFFIX)
+        _unlink(spec.path + ABSENT_SUFFIX)
     return EXIT_OK
 
 
+def target_paths(target: Target) -> set[str]:
+    return {spec.path for spec in target.files}
+
+
+def _rollback_done_by_recovery(result: dict[str, Any], expected: int | None) -> bool:
+    """A half-done install of the serial being rolled back was just reverted: that is the rollback."""
+    done = result.get("recovered") or {}
+    if done.get("result") != "reverted" or done.get("action") != "install":
+        return False
+    if expected is not None and done.get("serial") not in (None, format_serial(expected)):
+        return False
+    if done.get("pairCheck") not in (None, "ok"):
+        raise RolloutFailure("rollback", EXIT_ROLLBACK, "backup-key-mismatch: the files before the interrupted "
+                             f"install were restored but {done['pairCheck']}", reason="backup-key-mismatch")
+    return True
+
+
 def do_rollback(target: Target, runner: Runner, result: dict[str, Any]) -> int:
+    """rollback: lock, recover; with ROLLOUT_EXPECTED_SERIAL (the serial whose install is rolled
+    back) nothing is done when that serial is not the one installed. Else the backup
+    generation is pair-checked (a mismatched backup is refused, backup-key-mismatch, the current
+    files left as they are) and restored as one transaction, then test and reload."""
     result["stage"] = "rollback"
-    paths = [spec.path for spec in target.files]
-    errors = restore(paths)
-    if errors:
-        raise RolloutFailure("rollback", EXIT_ROLLBACK, "rollback incomplete: " + "; ".join(errors))
+    expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
+    state = _begin(target, runner, result)
+    if _rollback_done_by_recovery(result, expected):
+        return EXIT_OK
+    live = installed_leaf(target)
+    live_serial = der_serial(live) if live else None
+    if expected is not None and live_serial != expected:
+        result["nothingToRollBack"] = True
+        log(f"serial {format_serial(expected)} is not installed: nothing to roll back")
+        return EXIT_OK
+    saved = load_backup(state)
+    entries = {str(e["path"]): e for e in (saved or {}).get("preImage", [])}
+    missing = [p for p in (spec.path for spec in target.files) if p not in entries]
+    if saved is None or missing:
+        raise RolloutFailure("rollback", EXIT_ROLLBACK, "rollback incomplete: no backup for "
+                             + ", ".join(missing or [spec.path for spec in target.files]), reason="no-backup")
+    restore = [c for c in changes_of(list(entries.values())) if c.path in target_paths(target)]
+    problem = live_pair_problem(target, {c.path: c.data for c in restore}, None, runner.timeout)
+    if problem:
+        raise RolloutFailure("rollback", EXIT_ROLLBACK, f"backup-key-mismatch: in the backup, {problem}: the "
+                             "current files are left as they are", reason="backup-key-mismatch")
+    txn = Transaction(state, target, "rollback")
+    txn.swap(restore, format_serial(live_serial) if live_serial is not None else None)
+    problem = live_pair_problem(target, _read_set(target), None, runner.timeout)
+    if problem:
+        errors = txn.revert()
+        raise RolloutFailure("rollback", EXIT_ROLLBACK, f"backup-key-mismatch: on disk after the restore, {problem}; "
+                             f"the files before the rollback were put back{_restore_note(errors)}",
+                             reason="backup-key-mismatch")
+    txn.commit(keep_backup=False)
     for label, argv in (("test", target.test_command), ("reload", target.reload_command)):
         if argv:
             run = runner.run(label, argv)
@@ -1137,6 +1843,8 @@ def main() -> int:
         code = exc.code
         result["stage"] = "rollback" if action == "rollback" else exc.stage
         result["error"] = str(exc)
+        if exc.reason:
+            result["reason"] = exc.reason
     except Exception as exc:  # never a traceback with secrets on stdout
         code = EXIT_ROLLBACK if action == "rollback" else {
             "fetch": EXIT_FETCH, "write": EXIT_WRITE, "test": EXIT_TEST, "reload": EXIT_RELOAD,

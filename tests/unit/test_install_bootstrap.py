@@ -136,6 +136,34 @@ def test_the_real_installer_runs_from_the_layer_zip(tmp_path: Path, server: Serv
     assert result["stage"] == "write" and "no files" in result["error"]
 
 
+def test_a_killed_installer_gets_a_named_result_line(tmp_path: Path, server: Server) -> None:
+    killed = "import os, signal, sys; sys.stdout.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    data = package({"install_bundle.py": killed})
+    server.routes["/layer.zip"] = data
+    code, out, err = run_document(tmp_path, server.url("/layer.zip"), sha256(data))
+    assert code == 137, out + err
+    result = installer_result(out)
+    assert result and (result["stage"], result["reason"]) == ("installer", "installer-killed")
+    assert "signal 9" in result["error"] and "rolls its interrupted change back" in result["error"]
+    status = command_status("cmd-1", "i-1", invocation={"Status": "Failed", "StatusDetails": "Failed",
+                                                        "ResponseCode": code, "StandardOutputContent": out})
+    assert status.state == "FAILED" and status.detail and "installer-killed" in status.detail
+
+
+def test_allow_older_serial_reaches_the_installer_only_when_given(tmp_path: Path, server: Server) -> None:
+    data = package({"install_bundle.py": PROBE_INSTALLER})
+    server.routes["/layer.zip"] = data
+    assert run_document(tmp_path, server.url("/layer.zip"), sha256(data))[0] == 0
+    assert json.loads((tmp_path / "probe.json").read_text())["ROLLOUT_ALLOW_OLDER"] == ""
+    doc = document()
+    pattern = doc["parameters"]["AllowOlderSerial"]["allowedPattern"]
+    import re
+
+    assert re.fullmatch(pattern, "0f:ac:01") and re.fullmatch(pattern, "")
+    for bad in ("0F:AC", "'; rm -rf /", "0f:a", "0f::ac"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
 def test_checksum_mismatch_stops_before_the_installer_runs(tmp_path: Path, server: Server) -> None:
     data = package({"install_bundle.py": PROBE_INSTALLER})
     server.routes["/layer.zip"] = data

@@ -210,9 +210,12 @@ def test_install_target_sends_every_document_parameter_with_the_stacks_timeouts(
     assert params["ExecutionTimeout"] == str(timeout)
     assert params["CommandTimeout"] == str(max(1, timeout // 5))
     assert (params["InstallerUrl"], params["InstallerSha256"]) == (URL, SHA)
-    # exactly the document's parameters, each valid as SSM checks it
+    # exactly the document's parameters, each valid as SSM checks it; AllowOlderSerial (default
+    # empty) is sent only for an operator's manual request naming a serial
     values = NodeFleet.validate_parameters(document(), {k: [v] for k, v in params.items()})
-    assert set(values) == set(params) == set(document()["parameters"])
+    assert set(values) == set(document()["parameters"])
+    assert set(params) | {"AllowOlderSerial"} == set(document()["parameters"])
+    assert values["AllowOlderSerial"] == params.get("AllowOlderSerial", "")
 
 
 def test_installer_url_is_reused_for_a_minute_then_asked_again() -> None:

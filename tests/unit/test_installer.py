@@ -96,6 +96,13 @@ class Node:
         self.ssl.mkdir()
         self.secret_file = tmp / "secret.json"
         self.aws_args = tmp / "aws-args.log"
+        self.state = tmp / "state"
+
+    def backup(self, target_id: str = "web-1") -> dict[str, bytes | None]:
+        """The one backup generation in the state directory: {path: content, None = absent}."""
+        backup = json.loads((self.state / target_id / "backup.json").read_text())
+        return {e["path"]: base64.b64decode(e["data"]) if e["data"] is not None else None
+                for e in backup["preImage"]}
 
     def put_secret(self, bundle: Bundle | dict) -> None:
         secret = bundle.secret() if isinstance(bundle, Bundle) else bundle
@@ -106,11 +113,13 @@ class Node:
         return {"targetId": "web-1", "server": "generic", "files": files,
                 "testCommand": test, "reloadCommand": reload}
 
-    def run(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None,
-            preexec_fn=None):
+    def env(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None) -> dict:
+        """The installer's environment, as the document exports it (plus the fake aws's)."""
         env = {
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.tmp),
+            # the node-local state directory (lock, journal, backup); never /var/lib here
+            "CERT_ROLLOUT_STATE_DIR": str(self.state),
             "FAKE_SECRET_FILE": str(self.secret_file),
             "FAKE_AWS_ARGS": str(self.aws_args),
             "ROLLOUT_ACTION": action,
@@ -120,6 +129,11 @@ class Node:
             "ROLLOUT_EXPECTED_SERIAL": expected_serial,
         }
         env.update(extra_env or {})
+        return env
+
+    def run(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None,
+            preexec_fn=None):
+        env = self.env(action, target, expected_serial=expected_serial, extra_env=extra_env)
         proc = subprocess.run([INSTALLER_PYTHON, str(INSTALLER)], env=env, capture_output=True, text=True,
                               timeout=60, preexec_fn=preexec_fn)
         lines = proc.stdout.splitlines()
@@ -181,7 +195,7 @@ def test_install_writes_normalized_files_atomically_with_modes(node, pki):
     assert (node.ssl / "chain.pem").read_text() == "".join(new.chain_pems)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in node.ssl.iterdir()}
     assert modes["fullchain.pem"] == 0o644 and modes["privkey.pem"] == 0o600 and modes["chain.pem"] == 0o640
-    assert not list(node.ssl.glob("*.rollout-new")) and not list(node.ssl.glob("*.rollout-bak"))
+    assert sorted(p.name for p in node.ssl.iterdir()) == ["chain.pem", "fullchain.pem", "leaf.pem", "privkey.pem"]
     args = json.loads(node.aws_args.read_text().splitlines()[0])
     assert args[:2] == ["secretsmanager", "get-secret-value"]
     assert args[args.index("--secret-id") + 1] == SECRET_ARN
@@ -191,20 +205,24 @@ def test_install_writes_normalized_files_atomically_with_modes(node, pki):
 
 def test_install_keeps_exactly_one_backup(node, pki):
     f = files_for(node)
+    chain, key = str(node.ssl / "fullchain.pem"), str(node.ssl / "privkey.pem")
     (node.ssl / "fullchain.pem").write_text("ancient\n")
     (node.ssl / "privkey.pem").write_text("ancient key\n")
     node.put_secret(pki["old"])
     assert node.run("install", node.target(f))[0] == 0
-    assert (node.ssl / "fullchain.pem.rollout-bak").read_text() == "ancient\n"
+    assert node.backup() == {chain: b"ancient\n", key: b"ancient key\n"}
     node.put_secret(pki["new"])
     assert node.run("install", node.target(f))[0] == 0
-    assert (node.ssl / "fullchain.pem.rollout-bak").read_text().startswith(pki["old"].leaf_pem)
-    assert (node.ssl / "privkey.pem.rollout-bak").read_text() == pki["old"].key_pem
+    assert node.backup()[chain].decode().startswith(pki["old"].leaf_pem)
+    assert node.backup()[key].decode() == pki["old"].key_pem
     # the same bundle again (a retried command): the backup of the previous one stays
     assert node.run("install", node.target(f))[0] == 0
-    assert (node.ssl / "privkey.pem.rollout-bak").read_text() == pki["old"].key_pem
-    assert sorted(p.name for p in node.ssl.iterdir()) == [
-        "fullchain.pem", "fullchain.pem.rollout-bak", "privkey.pem", "privkey.pem.rollout-bak"]
+    assert node.backup()[key].decode() == pki["old"].key_pem
+    # nothing beside the live files; one generation, 0600, in a 0700 state directory
+    assert sorted(p.name for p in node.ssl.iterdir()) == ["fullchain.pem", "privkey.pem"]
+    assert sorted(p.name for p in (node.state / "web-1").iterdir()) == ["backup.json", "lock"]
+    assert stat.S_IMODE((node.state / "web-1").stat().st_mode) == 0o700
+    assert stat.S_IMODE((node.state / "web-1" / "backup.json").stat().st_mode) == 0o600
 
 
 def test_combined_layout_is_leaf_chain_key(node, pki):
@@ -239,7 +257,7 @@ def test_test_failure_removes_files_that_did_not_exist(node, pki):
     node.put_secret(pki["new"])
     code, _ = node.run("install", node.target(files_for(node), test=py(FAIL_CMD.format(msg="bad\n", code=2))))
     assert code == 10
-    assert sorted(p.name for p in node.ssl.iterdir() if not p.name.endswith(".rollout-absent")) == []
+    assert sorted(p.name for p in node.ssl.iterdir()) == []
 
 
 def test_command_output_with_a_key_block_is_redacted(node, pki):
@@ -378,7 +396,7 @@ def test_install_then_server_serves_new_serial_and_rollback_serves_old(node, pki
 
 
 @pytest.mark.timeout(60)
-def test_mismatched_key_fails_config_test_and_server_keeps_serving(node, pki, servers):
+def test_mismatched_key_is_refused_before_any_file_changes_and_server_keeps_serving(node, pki, servers):
     (port,) = free_ports(1)
     target, config, pid = _server_target(node, port)
     node.put_secret(pki["old"])
@@ -388,7 +406,9 @@ def test_mismatched_key_fails_config_test_and_server_keeps_serving(node, pki, se
     broken["privateKey"] = pki["old"].key_pem  # new certificate, old key
     node.put_secret(broken)
     code, result = node.run("install", target)
-    assert code == 10
-    assert "configuration test failed" in result["error"] and "does not match" in result["serverOutput"]
+    assert code == 12, result
+    assert result["reason"] == "key-mismatch" and result["stage"] == "write"
+    assert "does not match the certificate" in result["error"] and "nothing changed" in result["error"]
+    assert result["serverOutput"] == ""  # refused before the config test ran
     assert (node.ssl / "fullchain.pem").read_text().startswith(pki["old"].leaf_pem)
     assert probe_served_certificate(HOST, port, "web.internal.example").serial == pki["old"].serial

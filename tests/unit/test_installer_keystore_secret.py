@@ -83,6 +83,7 @@ class SecretNode:
         env = {
             "PATH": f"{self.node.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.node.tmp),
+            "CERT_ROLLOUT_STATE_DIR": str(self.node.state),
             "FAKE_SECRET_FILE": str(self.node.secret_file),
             "FAKE_AWS_ARGS": str(self.node.aws_args),
             "FAKE_BUNDLE_ARN": SECRET_ARN,
@@ -182,7 +183,7 @@ def test_pkcs12_secret_without_password_file_writes_no_password_file(snode, pki)
     code, result = snode.run("install", keystore(snode))
     assert code == 0, result
     assert_keystore_holds(snode.ssl / "keystore.p12", PASSWORD, pki["new"])
-    assert sorted(p.name for p in snode.ssl.iterdir()) == ["keystore.p12", "keystore.p12.rollout-absent"]
+    assert sorted(p.name for p in snode.ssl.iterdir()) == ["keystore.p12"]
     assert result["files"] == [str(snode.ssl / "keystore.p12")]
 
 

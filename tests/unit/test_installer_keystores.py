@@ -63,7 +63,7 @@ def test_encrypted_key_with_random_password_file(node, pki):
     code, _ = node.run("install", node.target(files))
     assert code == 0
     assert pw.read_text().strip() != password
-    assert (node.ssl / "privkey.pass.rollout-bak").read_text().strip() == password
+    assert node.backup()[str(pw)].decode().strip() == password
     code, result = node.run("rollback", node.target(files))
     assert code == 0, result
     assert pw.read_text().strip() == password

@@ -97,3 +97,24 @@ def test_invocation_does_not_exist_is_transient() -> None:
 
 def test_state_values_are_strings_for_json_state() -> None:
     assert CommandState.TIMED_OUT == "TIMED_OUT"
+
+
+def test_installer_reasons_name_whether_files_may_have_changed() -> None:
+    from rollout_core.domain.ssm_status import INSTALLER_REASONS, installer_reason
+
+    assert installer_reason({"reason": "older-than-installed", "exitCode": 17}) == ("older-than-installed", False)
+    assert installer_reason({"reason": "lock-timeout"}) == ("lock-timeout", False)
+    assert installer_reason({"reason": "installer-killed"}) == ("installer-killed", True)
+    assert installer_reason(None) == (None, True)  # no result line: the command died
+    assert installer_reason({"stage": "reload", "error": "x"}) == (None, False)
+    assert installer_reason({"reason": "made-up"}) == (None, False)
+    # every reason the installer and its bootstrap can write is known here
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "installer" / "install_bundle.py").read_text() + (
+        root / "documents" / "install-bundle.ssm.yaml").read_text()
+    written = set(re.findall(r'reason="([a-z-]+)"', text)) | set(re.findall(r'"(installer-[a-z-]+)"', text))
+    assert written <= set(INSTALLER_REASONS), written - set(INSTALLER_REASONS)
+    assert {"lock-timeout", "older-than-installed", "installer-killed"} <= written

@@ -202,9 +202,14 @@ class LocalCloud:
         return {**self.aws_env(), "AWS_SESSION_TOKEN": "localcloud", "POWERTOOLS_TRACE_DISABLED": "true"}
 
     def node_env(self, workdir: str) -> dict[str, str]:
+        """The environment a local node's SSM agent gives its commands: the node's own identity,
+        its own installer state directory (lock, journal, backup; /var/lib/cert-rollout on a real
+        node) and the installer's test hooks switched on (a scenario fault such as crash-mid-swap
+        is then passed once, through CERT_ROLLOUT_FAULT, by nodes.py)."""
         bin_dir = str(Path(sys.executable).parent)
         return {"PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME": workdir, "LANG": "C.UTF-8", **self.aws_env()}
+                "HOME": workdir, "LANG": "C.UTF-8", "CERT_ROLLOUT_STATE_DIR": str(Path(workdir) / "state"),
+                "CERT_ROLLOUT_TEST_HOOKS": "1", **self.aws_env()}
 
     def add_node(self, instance_id: str, online: bool = True, lose_status_events: int = 0) -> LocalNode:
         """Register a local managed node; ``lose_status_events`` of its final status events are

@@ -2,7 +2,13 @@
 passphrase on any surface an operator or attacker can read (DESIGN.md hard rules).
 
 Surfaces scanned: every execution history event, every function log line, every SNS message,
-every SSM command's parameters and output, every DynamoDB item. The secrets searched for are
+every SSM command's parameters and output, every DynamoDB item, and the files the installer
+leaves on the local managed nodes (node_files): every configured non-key file of a target, every
+"*.rollout-*" file beside a target's files (staged files, an older installer's backups), and every
+file of each node's installer state directory with the journal's base64 pre-image decoded. The
+one place a key may rest outside a configured key path is the state directory's single backup
+generation (backup.json, mode 0600 in a 0700 directory; installer/install_bundle.py): it is
+skipped only while it is that protected. The secrets searched for are
 the ones the local cloud saw: every passphrase passed to ExportCertificate, every key ACM held
 (PEM, base64 DER, hex DER) and every encrypted key ExportCertificate returned.
 """
@@ -11,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +102,66 @@ def collect_surfaces(cloud: Any, execution_arns: list[str]) -> dict[str, list[tu
         for inv in c["Invocations"]:
             surfaces["ssm"].append((f"command {c['CommandId']} output on {inv['InstanceId']}",
                                     str(inv.get("StandardOutputContent", "")) + str(inv.get("StandardErrorContent", ""))))
-    for table, items in cloud.dynamodb_items().items():
+    items_by_table = cloud.dynamodb_items()
+    for table, items in items_by_table.items():
         surfaces["dynamodb"].extend((f"{table} item {i + 1}", json.dumps(item)) for i, item in enumerate(items))
+    surfaces["node_files"] = node_files(items_by_table, [n.env.get("CERT_ROLLOUT_STATE_DIR", "")
+                                                         for n in cloud.fleet.nodes.values()])
     return surfaces
+
+
+KEY_CONTENTS = {"key", "combined", "encrypted-key", "pkcs12"}
+
+
+def _target_files(items_by_table: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every file spec of every inventory item (DynamoDB JSON, items with instanceId and files)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    des = TypeDeserializer()
+    specs: list[dict[str, Any]] = []
+    for items in items_by_table.values():
+        for item in items:
+            if "instanceId" in item and "files" in item:
+                files = des.deserialize(item["files"])
+                specs.extend(f for f in files if isinstance(f, dict) and isinstance(f.get("path"), str))
+    return specs
+
+
+def _protected_backup(path: str) -> bool:
+    parent = os.path.dirname(path)
+    return (os.path.basename(path) == "backup.json" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            and stat.S_IMODE(os.stat(parent).st_mode) == 0o700)
+
+
+def _file_text(path: str) -> str:
+    """A file's text, with the base64 contents of an installer journal's pre-image decoded."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    text = raw.decode("utf-8", "replace")
+    if path.endswith(".json"):
+        try:
+            entries = json.loads(text).get("preImage") or []
+            text += "".join("\n" + base64.b64decode(e["data"]).decode("utf-8", "replace")
+                            for e in entries if isinstance(e, dict) and e.get("data"))
+        except (ValueError, AttributeError, TypeError, KeyError):
+            pass
+    return text
+
+
+def node_files(items_by_table: dict[str, list[dict[str, Any]]], state_dirs: list[str]) -> list[tuple[str, str]]:
+    """(where, text) of every file on the local nodes where no key may rest (module docstring)."""
+    specs = _target_files(items_by_table)
+    key_paths = {f["path"] for f in specs if f.get("content") in KEY_CONTENTS}
+    key_paths |= {f["passwordFile"] for f in specs if isinstance(f.get("passwordFile"), str)}
+    paths = {f["path"] for f in specs if f["path"] not in key_paths and os.path.isfile(f["path"])}
+    for directory in {os.path.dirname(f["path"]) for f in specs}:
+        if os.path.isdir(directory):
+            paths |= {os.path.join(directory, n) for n in os.listdir(directory) if ".rollout-" in n}
+    for state in state_dirs:
+        for root, _dirs, names in os.walk(state) if state else ():
+            paths |= {os.path.join(root, n) for n in names}
+    found = []
+    for path in sorted(paths):
+        if os.path.isfile(path) and not _protected_backup(path):
+            found.append((f"node file {path}", _file_text(path)))
+    return found

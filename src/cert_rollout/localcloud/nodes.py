@@ -11,6 +11,9 @@ that is not a managed node is refused by SendCommand with InvalidInstanceId. A n
 ``lose_status_events`` > 0 has that many of its final status-change events dropped on the way
 to EventBridge (the fault ``status-event-lost``: AWS delivers these events best effort); the
 invocation itself still ends normally and GetCommandInvocation reports it.
+A node with ``fault_once`` (scenario fault crash-mid-swap) passes it to the installer of its
+next install command only (CERT_ROLLOUT_FAULT, honoured by the installer's test hook); every
+later command on that node runs normally.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ class LocalNode:
     lose_status_events: int = 0  # final status events still to drop (fault status-event-lost)
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="node-"))
     commands_run: int = 0
+    fault_once: str | None = None  # e.g. "crash-after-rename-1": the next install is killed there
+    faults_used: list[str] = field(default_factory=list)
+
+    def command_env(self, action: str | None) -> dict[str, str]:
+        """The environment of one command: the node's own, plus a pending fault for an install."""
+        if self.fault_once and action == "install":
+            fault, self.fault_once = self.fault_once, None
+            self.faults_used.append(fault)
+            return {**self.env, "CERT_ROLLOUT_FAULT": fault}
+        return dict(self.env)
 
 
 class NodeFleet:
@@ -152,6 +165,7 @@ class NodeFleet:
                               ExecutionStartDateTime=datetime.now(UTC).isoformat())
         self._status(command_id, node.instance_id, invocation, "InProgress")
         node.commands_run += 1
+        env = node.command_env(values.get("Action"))
         out, err, code, status = "", "", 0, "Success"
         for step in document.get("mainSteps", []):
             if step.get("action") != "aws:runShellScript":
@@ -165,7 +179,7 @@ class NodeFleet:
             with tempfile.NamedTemporaryFile("w", suffix=".sh", dir=node.workdir, delete=False) as f:
                 f.write(script)
                 path = f.name
-            proc = subprocess.Popen(["/bin/sh", path], cwd=node.workdir, env=node.env, text=True,
+            proc = subprocess.Popen(["/bin/sh", path], cwd=node.workdir, env=env, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             with self._lock:
                 self._procs[key] = proc

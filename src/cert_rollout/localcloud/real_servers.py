@@ -28,6 +28,8 @@ Faults (scenario ``fault:``) supported here:
                  nginx is not reloaded, so it keeps serving the old certificate.
                  (haproxy) the same with haproxy.cfg and ``haproxy -c``.
   wrong-cert     not available for real servers (ScenarioError)
+  crash-mid-swap the node's installer is killed after the first file is renamed in (once),
+                 as for embedded targets (targets.py)
 
 ``LocalTargets.stop`` stops them: each LocalTarget.process is a handle with the
 ``subprocess.Popen`` methods stop_server uses (poll / terminate / wait / kill / returncode).
@@ -46,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from cert_rollout.localcloud.cloud import free_port
-from cert_rollout.localcloud.targets import LocalTarget, LocalTargets
+from cert_rollout.localcloud.targets import NODE_FAULTS, LocalTarget, LocalTargets
 
-REAL_FAULTS = {None, "down", "agent-offline", "stale", "reload-fails"}
+REAL_FAULTS = {None, "down", "agent-offline", "stale", "reload-fails", "crash-mid-swap"}
 BROKEN_DIRECTIVE = "    this_directive_is_a_typo on;  # an operator's unfinished edit\n"
 
 
@@ -459,7 +461,8 @@ def _add(targets: LocalTargets, kind: str, target_id: str, certificate_arn: str,
         server.break_config()
 
     instance_id = "mi-" + secrets.token_hex(8) + "a"
-    targets.cloud.add_node(instance_id, online=fault != "agent-offline")
+    node = targets.cloud.add_node(instance_id, online=fault != "agent-offline")
+    node.fault_once = NODE_FAULTS.get(fault or "")
     target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault, server=kind)
     target.process = server.process
     target.inventory_item = {

@@ -75,9 +75,9 @@ class TargetSpec(BaseModel):
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    # localcloud/targets.py names each fault; dies-after-reload and status-event-lost: issue 10.
+    # localcloud/targets.py names each fault; dies-after-reload, status-event-lost, crash-mid-swap: issue 10.
     fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                   "status-event-lost"] | None = None
+                   "status-event-lost", "crash-mid-swap"] | None = None
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
 

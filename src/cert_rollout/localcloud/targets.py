@@ -12,6 +12,9 @@ Faults (scenario `fault:`), what operators meet in the field:
                  picking up the new files); ``restart`` starts it again without the fault
   status-event-lost  the node's first final command status event never reaches EventBridge
                  (the command itself ends normally; GetCommandInvocation knows its status)
+  crash-mid-swap the installer is killed (SIGKILL) right after the first file of the set is
+                 renamed into place, once; the next command on that node runs normally (and
+                 finds the interrupted change first)
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from cert_rollout.localcloud.cloud import LocalCloud, free_port
 from cert_rollout.localcloud.target_server import start_server, stop_server
 
 Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                "status-event-lost"]
+                "status-event-lost", "crash-mid-swap"]
 SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert", "dies-after-reload"}
+#: Faults of the node's installer (nodes.LocalNode.fault_once -> the installer's test hook).
+NODE_FAULTS = {"crash-mid-swap": "crash-after-rename-1"}
 
 
 @dataclass
@@ -102,8 +107,9 @@ class LocalTargets:
         config, pid_file = directory / "server.json", directory / "server.pid"
         config.write_text(json.dumps({"listeners": [listener]}, indent=2))
         instance_id = "mi-" + secrets.token_hex(8) + "a"
-        self.cloud.add_node(instance_id, online=fault != "agent-offline",
-                            lose_status_events=1 if fault == "status-event-lost" else 0)
+        node = self.cloud.add_node(instance_id, online=fault != "agent-offline",
+                                   lose_status_events=1 if fault == "status-event-lost" else 0)
+        node.fault_once = NODE_FAULTS.get(fault or "")
         target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault)
         if fault != "down":
             target.process = start_server(config, pid_file, directory / "server.log")

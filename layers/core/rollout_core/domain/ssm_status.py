@@ -37,7 +37,9 @@ from enum import StrEnum
 from .errors import UnknownCommandStatus
 
 __all__ = [
+    "INSTALLER_REASONS",
     "CommandState",
+    "installer_reason",
     "classify_invocation",
     "is_transient_invocation_error",
     "TRANSIENT_INVOCATION_ERRORS",
@@ -130,3 +132,38 @@ def is_transient_invocation_error(error_code: str | None) -> bool:
     GetCommandInvocation, Errors.
     """
     return error_code in TRANSIENT_INVOCATION_ERRORS
+
+
+#: The installer's named failure reasons (ROLLOUT_RESULT "reason", installer/install_bundle.py
+#: and the document's bootstrap, documents/install-bundle.ssm.yaml) -> whether the target's
+#: files may have changed (so a restore attempt is due). False: nothing changed, or the
+#: installer itself restored the old set before it answered.
+INSTALLER_REASONS: dict[str, bool] = {
+    "installer-unavailable": False,        # exit 14, bootstrap: nothing ran
+    "installer-checksum-mismatch": False,  # exit 15, bootstrap: nothing ran
+    "installer-killed": True,              # exit 128+N: killed mid-way; the next command recovers first
+    "lock-timeout": False,                 # exit 16: another install/rollback of the target held the lock
+    "older-than-installed": False,         # exit 17: the serial guard (notBefore) refused the bundle
+    "state-dir-unsafe": False,             # exit 18: the node's state directory is not the installer's own
+    "recovery-failed": True,               # exit 18: an interrupted change could not be rolled back
+    "key-mismatch": False,                 # exit 12: cert/key pair refused before reload; old set kept
+    "backup-key-mismatch": False,          # exit 20: rollback refused a mismatched backup; files left
+    "no-backup": False,                    # exit 20: rollback found no backup
+}
+
+
+def installer_reason(result: dict[str, object] | None) -> tuple[str | None, bool]:
+    """(named reason, files may have changed) of an installer's ROLLOUT_RESULT dict.
+
+    ``({"reason": "older-than-installed", ...})`` -> ``("older-than-installed", False)``;
+    ``({"reason": "installer-killed"})`` -> ``("installer-killed", True)``; no result line
+    (the command died without one) -> ``(None, True)``; a failure without a known reason ->
+    ``(None, False)``: the installer restores after a failed test or reload itself.
+    Source: INSTALLER_REASONS above.
+    """
+    if result is None:
+        return None, True
+    reason = result.get("reason")
+    if isinstance(reason, str) and reason in INSTALLER_REASONS:
+        return reason, INSTALLER_REASONS[reason]
+    return None, False

@@ -20,7 +20,7 @@ from typing import Any
 from rollout_core import ports
 from rollout_core.contracts import Action, CommandRef, CommandStatus, FilesChanged, WaitingTaskContext
 from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
-from rollout_core.domain.ssm_status import CommandState, classify_invocation
+from rollout_core.domain.ssm_status import CommandState, classify_invocation, installer_reason
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.observability import logger
 from rollout_core.probe import ProbeError
@@ -115,7 +115,7 @@ def installer_result(stdout: str) -> dict[str, Any] | None:
 # it replaced before it reports "write"); "test" and "reload" come after the swap, and the
 # installer restores the previous files itself before it reports them. Its error text says
 # "restore failed" when that restore did not complete.
-# "installer": the document's bootstrap could not download or check the installer (nothing ran).
+# "installer": the document's bootstrap stage (a killed installer says so by its reason, see files_changed).
 BEFORE_SWAP_STAGES = frozenset({"installer", "fetch", "write"})
 AFTER_SWAP_STAGES = frozenset({"test", "reload"})
 RESTORE_FAILED_TEXT = "restore failed"
@@ -142,6 +142,9 @@ def files_changed(action: Action, state: CommandState, result: dict[str, Any] | 
         return "no" if action == "rollback" and result is not None and result.get("restored") is False else "yes"
     if result is None or state != CommandState.FAILED:
         return "unknown"
+    named, may_have_changed = installer_reason(result)  # the installer's named failures (ssm_status)
+    if named is not None:
+        return "unknown" if may_have_changed else "no"
     restored = result.get("restored")
     if isinstance(restored, bool):
         return "restored" if restored else "yes"
