@@ -11,8 +11,10 @@ import sys
 import time
 from typing import Any
 
+import boto3
 import pytest
 from cryptography import x509
+from rollout_core.adapters.leases import DynamoLeases
 from rollout_core.logic.commands import installer_result
 from rollout_core.probe import format_serial_hex
 
@@ -39,6 +41,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 Name="cert-rollout/it-web-1", SecretString=json.dumps(
                     {"certificate": cert, "chain": chain, "privateKey": key.decode()}))
             serial = format_serial_hex(x509.load_pem_x509_certificate(cert.encode()).serial_number)
+            # InstallTarget sends nothing unless rollout r-1 holds the certificate's lease (logic/lease.py)
+            dynamodb = boto3.resource("dynamodb", region_name=cloud.region, endpoint_url=cloud.endpoint,
+                                      aws_access_key_id="localcloud", aws_secret_access_key="localcloud")
+            DynamoLeases(cloud.deployment.physical["RolloutTable"], dynamodb=dynamodb).acquire(
+                arn, "r-1", "arn:aws:states:eu-west-1:123456789012:execution:sm:r-1", serial,
+                now=int(time.time()), duration_seconds=3600)
             yield cloud, {"action": "install", "targetId": "web-1", "certificateArn": arn, "rolloutId": "r-1",
                           "expectedSerial": serial, "secretArn": secret["ARN"],
                           "secretVersionId": secret["VersionId"]}
