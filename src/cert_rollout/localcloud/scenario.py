@@ -154,24 +154,32 @@ class Scenario(BaseModel):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"target ids must be unique: {', '.join(duplicates)} appear more than once")
+        return self
+
+    @model_validator(mode="after")
+    def _parameters_and_payloads(self) -> Scenario:
         known = template_parameters()
         unknown = sorted(set(self.parameters) - known)
         if unknown:
             raise ValueError(f"parameters: {', '.join(unknown)} not in template.yaml (known: {', '.join(sorted(known))})")
         for i, s in enumerate(self.steps, 1):
-            text = None
-            if s.event is not None:
-                path = self.event_path(s.event)
-                try:
-                    text = path.read_text()
-                    json.loads(text)
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                    raise ValueError(f"step {i}: event {s.event}: not a readable JSON file ({type(e).__name__})") from None
-            elif s.input is not None:
-                text = json.dumps(s.input)
+            text = self._payload_text(i, s)
             if text is not None and "${CertificateArn}" in text and s.certificate is None:
                 raise ValueError(f"step {i}: uses ${{CertificateArn}} but names no certificate")
         return self
+
+    def _payload_text(self, index: int, step: StepSpec) -> str | None:
+        """The text step ``index`` sends (its event file, or its input as JSON), None for other
+        steps. Raises ValueError naming the step when the event file is no readable JSON."""
+        if step.event is not None:
+            try:
+                text = self.event_path(step.event).read_text()
+                json.loads(text)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ValueError(f"step {index}: event {step.event}: not a readable JSON file "
+                                 f"({type(e).__name__})") from None
+            return text
+        return json.dumps(step.input) if step.input is not None else None
 
     @model_validator(mode="after")
     def _restarts(self) -> Scenario:
@@ -317,6 +325,20 @@ class ScenarioRunner:
             self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm)
             self.on_step(f"certificate {name}: {self.certificate_arns[name]} ({spec.key_algorithm}), "
                          f"serial {self._serial(self.certificate_arns[name])}")
+        self._start_targets()
+        report: dict[str, Any] = {
+            "scenario": self.scenario.name, "region": cloud.region, "account": cloud.account_id,
+            "stateMachineArn": cloud.state_machine_arn, "parameters": cloud.deployment.parameters if cloud.deployment else {},
+            "certificates": {n: {"arn": a, "serial_initial": self._serial(a)} for n, a in self.certificate_arns.items()},
+            "events": [],
+        }
+        self._run_steps(report)
+        return self._finish_report(report, started)
+
+    def _start_targets(self) -> None:
+        """Every scenario target: an embedded TLS server or a real one (nginx, HAProxy), in the inventory."""
+        cloud = self.cloud
+        assert cloud
         self.targets = LocalTargets(cloud, self.workdir)
         for t in self.scenario.targets:
             spec = self.scenario.certificates[t.certificate]
@@ -336,12 +358,11 @@ class ScenarioRunner:
                 self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
                          + (f" (fault: {t.fault})" if t.fault else ""))
-        report: dict[str, Any] = {
-            "scenario": self.scenario.name, "region": cloud.region, "account": cloud.account_id,
-            "stateMachineArn": cloud.state_machine_arn, "parameters": cloud.deployment.parameters if cloud.deployment else {},
-            "certificates": {n: {"arn": a, "serial_initial": self._serial(a)} for n, a in self.certificate_arns.items()},
-            "events": [],
-        }
+
+    def _run_steps(self, report: dict[str, Any]) -> None:
+        """Every step in order; executions started with ``wait: false`` are finished at the end
+        (or by a wait_all step). Adds each event step's entry to ``report["events"]``."""
+        assert self.cloud
         pending: list[tuple[int, dict[str, Any], list[str]]] = []
         started_by: dict[int, list[str]] = {}
         for index, step in enumerate(self.scenario.steps, 1):
@@ -350,10 +371,10 @@ class ScenarioRunner:
             elif step.stop is not None or step.wait_all:
                 self._control(index, step, started_by, pending)
             elif step.renew:
-                pca.renew(self.certificate_arns[step.renew])
+                self.cloud.private_ca().renew(self.certificate_arns[step.renew])
                 self.on_step(f"ACM renewed {step.renew}: new serial {self._serial(self.certificate_arns[step.renew])}")
             elif step.fail_renewal:
-                pca.fail_renewal(self.certificate_arns[step.fail_renewal], step.reason or "PCA_ACCESS_DENIED")
+                self.cloud.private_ca().fail_renewal(self.certificate_arns[step.fail_renewal], step.reason or "PCA_ACCESS_DENIED")
                 self.on_step(f"ACM renewal of {step.fail_renewal} failed ({step.reason or 'PCA_ACCESS_DENIED'})")
             else:
                 entry, arns = self._send(index, step)
@@ -365,6 +386,11 @@ class ScenarioRunner:
                     pending.append((index, entry, arns))
         for _, entry, arns in pending:
             self._finish(entry, arns)
+
+    def _finish_report(self, report: dict[str, Any], started: float) -> dict[str, Any]:
+        """The certificates' final serials, the SNS messages and the wall time (seconds since ``started``)."""
+        cloud = self.cloud
+        assert cloud
         for name, arn in self.certificate_arns.items():
             report["certificates"][name]["serial_final"] = self._serial(arn)
         report["sns_messages"] = cloud.sns_messages()

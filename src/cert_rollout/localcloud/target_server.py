@@ -157,45 +157,48 @@ def load_config(config_path: str | os.PathLike[str]) -> ServerConfig:
     cfg = ServerConfig(path=path)
     seen: set[tuple[str, int]] = set()
     for i, item in enumerate(raw["listeners"]):
-        where = f"listeners[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(path, f"{where} must be an object")
-        host = item.get("host", "127.0.0.1")
-        port = item.get("port")
-        if not isinstance(host, str) or not host:
-            raise ConfigError(path, f"{where}.host must be a string")
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ConfigError(path, f"{where}.port must be an int in 1..65535")
-        if (host, port) in seen:
-            raise ConfigError(path, f"{where}: duplicate listener {host}:{port}")
-        seen.add((host, port))
-        fault = item.get("fault")
-        if fault not in FAULTS:
-            raise ConfigError(path, f"{where}.fault must be one of {FAULTS}, got {fault!r}")
-        sites_raw = item.get("sites")
-        if not isinstance(sites_raw, list) or not sites_raw:
-            raise ConfigError(path, f"{where}.sites must be a non-empty list")
-        sites = []
-        for j, s in enumerate(sites_raw):
-            swhere = f"{where}.sites[{j}]"
-            if not isinstance(s, dict):
-                raise ConfigError(path, f"{swhere} must be an object")
-            names = s.get("server_names", [])
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ConfigError(path, f"{swhere}.server_names must be a list of strings")
-            sites.append(
-                SiteConfig(
-                    server_names=[n.lower().rstrip(".") for n in names],
-                    cert=_resolve(base, s.get("cert"), f"{swhere}.cert", path),
-                    key=_resolve(base, s.get("key"), f"{swhere}.key", path),
-                )
-            )
-        listener = ListenerConfig(host=host, port=port, fault=fault, sites=sites)
-        if fault == "wrong-cert":
-            listener.fault_cert = _resolve(base, item.get("fault_cert"), f"{where}.fault_cert", path)
-            listener.fault_key = _resolve(base, item.get("fault_key"), f"{where}.fault_key", path)
+        listener = _listener(item, f"listeners[{i}]", base, path)
+        if (listener.host, listener.port) in seen:
+            raise ConfigError(path, f"listeners[{i}]: duplicate listener {listener.host}:{listener.port}")
+        seen.add((listener.host, listener.port))
         cfg.listeners.append(listener)
     return cfg
+
+
+def _listener(item: Any, where: str, base: Path, path: str) -> ListenerConfig:
+    """One listener of the config (``where`` names it in errors). Raises ConfigError."""
+    if not isinstance(item, dict):
+        raise ConfigError(path, f"{where} must be an object")
+    host = item.get("host", "127.0.0.1")
+    port = item.get("port")
+    if not isinstance(host, str) or not host:
+        raise ConfigError(path, f"{where}.host must be a string")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ConfigError(path, f"{where}.port must be an int in 1..65535")
+    fault = item.get("fault")
+    if fault not in FAULTS:
+        raise ConfigError(path, f"{where}.fault must be one of {FAULTS}, got {fault!r}")
+    sites_raw = item.get("sites")
+    if not isinstance(sites_raw, list) or not sites_raw:
+        raise ConfigError(path, f"{where}.sites must be a non-empty list")
+    sites = [_site(s, f"{where}.sites[{j}]", base, path) for j, s in enumerate(sites_raw)]
+    listener = ListenerConfig(host=host, port=port, fault=fault, sites=sites)
+    if fault == "wrong-cert":
+        listener.fault_cert = _resolve(base, item.get("fault_cert"), f"{where}.fault_cert", path)
+        listener.fault_key = _resolve(base, item.get("fault_key"), f"{where}.fault_key", path)
+    return listener
+
+
+def _site(s: Any, where: str, base: Path, path: str) -> SiteConfig:
+    """One site (server names, certificate, key) of a listener. Raises ConfigError."""
+    if not isinstance(s, dict):
+        raise ConfigError(path, f"{where} must be an object")
+    names = s.get("server_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(path, f"{where}.server_names must be a list of strings")
+    return SiteConfig(server_names=[n.lower().rstrip(".") for n in names],
+                      cert=_resolve(base, s.get("cert"), f"{where}.cert", path),
+                      key=_resolve(base, s.get("key"), f"{where}.key", path))
 
 
 def _no_password() -> bytes:
