@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import install_commands_on, run_scenario, target_by_id
+from .conftest import commands_on, run_scenario, target_by_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -26,8 +26,9 @@ def crash() -> dict[str, Any]:
 
 
 def _results(data: dict[str, Any], target_id: str) -> list[dict[str, Any]]:
+    """The installer's ROLLOUT_RESULT of every command (install or rollback) on the target's node, in order."""
     out = []
-    for command in install_commands_on(data, target_id):
+    for command in commands_on(data, target_id):
         for invocation in command["Invocations"]:
             lines = [ln for ln in str(invocation.get("StandardOutputContent", "")).splitlines()
                      if ln.startswith("ROLLOUT_RESULT ")]
@@ -56,12 +57,15 @@ def test_the_old_certificate_stays_served_and_the_next_rollout_is_verified(crash
 
 def test_the_next_command_on_the_node_rolled_the_interrupted_change_back_first(crash: dict[str, Any]) -> None:
     results = _results(crash["data"], "crash-1")
-    killed, *later = results
+    killed, restore, *later = results
     assert killed.get("reason") == "installer-killed", killed
-    recovered = [r["recovered"] for r in later if r.get("recovered")]
-    assert len(recovered) == 1, later
-    assert recovered[0]["result"] == "reverted" and recovered[0]["action"] == "install"
-    assert recovered[0]["pairCheck"] == "ok"
+    # A killed installer may have changed files (domain/ssm_status.py INSTALLER_REASONS), so the
+    # rollout's RollbackTarget runs next on that node: it finds the interrupted change first and
+    # reverts it (the journal's pre-image), which is the restore.
+    assert restore.get("action") == "rollback", restore
+    assert restore.get("recovered", {}).get("result") == "reverted", restore
+    assert restore["recovered"]["action"] == "install" and restore["recovered"]["pairCheck"] == "ok"
+    assert not [r for r in later if r.get("recovered")], later  # nothing left to recover later
     assert later[-1]["status"] == "ok" and later[-1]["installedSerial"] == crash["final"]
 
 
