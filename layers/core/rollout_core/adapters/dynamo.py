@@ -41,6 +41,16 @@ def _table(table_name: str, dynamodb: Any | None) -> Any:
     return dynamodb.Table(table_name) if dynamodb is not None else cached_table(table_name)
 
 
+def get_item(table: Any, key: Mapping[str, str], *, consistent: bool = True) -> dict[str, Any] | None:
+    """GetItem of ``key`` on the boto3 Table ``table`` (a consistent read unless told otherwise):
+    the raw item, or None when there is none. Raises a named AwsError."""
+    try:
+        item: dict[str, Any] | None = table.get_item(Key=dict(key), ConsistentRead=consistent).get("Item")
+    except (ClientError, BotoCoreError) as e:
+        raise named_aws_error(e, "GetItem") from None
+    return item
+
+
 def _pages(call: Any, operation: str, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
     """Follow LastEvaluatedKey; one list of plain items per page. Raises a named AwsError."""
     while True:
@@ -70,10 +80,7 @@ class DynamoInventory:
 
     def get(self, certificate_arn: str, target_id: str) -> Target:
         """One target, validated. Raises TargetNotFound, pydantic.ValidationError or a named AwsError."""
-        try:
-            item = self._table.get_item(Key={"certificateArn": certificate_arn, "targetId": target_id}).get("Item")
-        except (ClientError, BotoCoreError) as e:
-            raise named_aws_error(e, "GetItem") from None
+        item = get_item(self._table, {"certificateArn": certificate_arn, "targetId": target_id}, consistent=False)
         if not item:
             raise TargetNotFound(f"target {target_id} of {certificate_arn} is not in the inventory")
         return Target.model_validate(plain(item))
@@ -196,10 +203,7 @@ class DynamoRolloutRecords:
 
     def notification(self, rollout_id: str) -> NotificationMarker | None:
         """The rollout's marker (a consistent read), or None."""
-        try:
-            item = self._table.get_item(Key=notified_record_key(rollout_id), ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as e:
-            raise named_aws_error(e, "GetItem") from None
+        item = get_item(self._table, notified_record_key(rollout_id))
         if not item:
             return None
         return NotificationMarker(rollout_id=rollout_id, by=str(item.get("by", "")), outcome=str(item.get("outcome", "")),
@@ -256,10 +260,7 @@ class DynamoWaitingTasks:
 
     def find(self, key: str) -> WaitingTask | None:
         """The task stored under ``key`` (a consistent read), or None."""
-        try:
-            item = self._table.get_item(Key=waiting_record_key(key), ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as e:
-            raise named_aws_error(e, "GetItem") from None
+        item = get_item(self._table, waiting_record_key(key))
         if not item:
             return None
         command_id, instance_id = item.get("commandId"), item.get("instanceId")

@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rollout_core.adapters.aws import table as cached_table
-from rollout_core.adapters.dynamo import plain
+from rollout_core.adapters.dynamo import get_item, plain
 from rollout_core.adapters.errors import named_aws_error
 from rollout_core.ports import Lease, LeaseHeld
 
@@ -119,8 +119,4 @@ class DynamoLeases:
 
     def get(self, certificate_arn: str) -> Lease | None:
         """The stored lease (consistent read), or None."""
-        try:
-            item = self._table.get_item(Key=lease_key(certificate_arn), ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as e:
-            raise named_aws_error(e, "GetItem") from None
-        return _lease(certificate_arn, item)
+        return _lease(certificate_arn, get_item(self._table, lease_key(certificate_arn)))
