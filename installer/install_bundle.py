@@ -61,18 +61,18 @@ Target config JSON:
         keeps it (it is not rolled back).
     passwordSecret (pkcs12 and encrypted-key): a Secrets Manager secret name or ARN (1-512 of
         A-Za-z0-9/_+=.@:-, no "..", not starting with "-") whose SecretString is the password
-        itself. It is read at the fetch stage with ``aws secretsmanager get-secret-value
-        --secret-id NAME --query SecretString --output text`` (the node's identity: keep it
-        under the stack's SecretPrefix, e.g. "cert-rollout/keystores/web"; a name is read in
-        the bundle secret's region unless AWS_REGION is set); one trailing newline is
-        dropped; an empty password, one with NUL, CR or LF, or a secret without SecretString
+        itself, under "<SecretPrefix>/keystores/" (e.g. "cert-rollout/keystores/web").
+        ExportCertificate reads it with its own role and stages it in the rollout's bundle
+        ("passwords", keyed by the passwordSecret as written); the node never reads the
+        secret itself (its policy allows only the staged bundles). A password that is not
+        staged (ExportCertificate's reason in "passwordErrors"), empty, or with NUL, CR or LF
         fails the install (exit 13, naming the secret, never the value). The password goes
         to openssl through a pipe (``-passout fd:N``), never an argument, and is written to
         passwordFile only when one is given (0600, installed, backed up and restored with
         the keystore or key); without passwordFile no password file is written.
 
 Secret string (JSON): {"certificate": PEM, "chain": PEM, "privateKey": PEM plain PKCS#8,
-"serial": "..."}.
+"serial": "...", "passwords": {passwordSecret: password}, "passwordErrors": {passwordSecret: why}}.
 
 Node environment (set by the node owner / SSM agent, never by a document parameter, so
 never by the inventory):
@@ -852,21 +852,19 @@ def _decode(data: Any) -> str:
 # --------------------------------------------------------------------------- fetch
 
 
-def _secret_string(secret_id: str, version_id: str, timeout: float, what: str, region_arn: str = "") -> str:
+def _secret_string(secret_id: str, version_id: str, timeout: float, what: str) -> str:
     """`aws secretsmanager get-secret-value ... --query SecretString --output text` -> its
-    stdout. Output is captured, never printed. The region is the ARN's (``secret_id``'s,
-    else ``region_arn``'s) unless AWS_REGION/AWS_DEFAULT_REGION is set. Raises
+    stdout. Output is captured, never printed. The region is ``secret_id``'s (an ARN) unless
+    AWS_REGION/AWS_DEFAULT_REGION is set. Raises
     RolloutFailure(fetch, 13) naming ``what`` with the CLI's (redacted) error text."""
     argv = ["aws", "secretsmanager", "get-secret-value", "--secret-id", secret_id]
     if version_id:
         argv += ["--version-id", version_id]
     argv += ["--query", "SecretString", "--output", "text"]
-    for arn in (secret_id, region_arn):
-        parts = arn.split(":")
-        if len(parts) > 3 and parts[0] == "arn" and parts[3]:
-            if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-                argv += ["--region", parts[3]]
-            break
+    parts = secret_id.split(":")
+    if len(parts) > 3 and parts[0] == "arn" and parts[3] and not (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        argv += ["--region", parts[3]]
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=timeout)
@@ -881,21 +879,24 @@ def _secret_string(secret_id: str, version_id: str, timeout: float, what: str, r
     return _decode(proc.stdout)
 
 
-def fetch_password(secret_id: str, timeout: float, region_arn: str = "") -> str:
-    """The password kept in the Secrets Manager secret ``secret_id`` (its SecretString, one
-    trailing newline dropped); added to the redaction set at once. Refused (fetch, 13,
-    naming the secret, never the value): empty, NUL/CR/LF inside, no SecretString."""
+def staged_password(secret: dict[str, Any], secret_id: str) -> str:
+    """The password of passwordSecret ``secret_id`` as ExportCertificate staged it in the
+    rollout's bundle (``passwords``; the node never reads the password secret itself: its
+    policy allows only the staged bundles). Added to the redaction set at once. Refused (fetch,
+    13, naming the secret, never the value): not staged (with ExportCertificate's reason from
+    ``passwordErrors``), empty, NUL/CR/LF inside."""
     what = f"password secret {secret_id!r}"
-    log(f"fetching {what}")
-    password = _secret_string(secret_id, "", timeout, what, region_arn)
-    if password.endswith("\n"):
-        password = password[:-1]
+    staged = secret.get("passwords")
+    password = staged.get(secret_id) if isinstance(staged, dict) else None
+    if not isinstance(password, str):
+        errors = secret.get("passwordErrors")
+        why = errors.get(secret_id) if isinstance(errors, dict) else None
+        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} is not in the staged bundle: "
+                             f"{why if isinstance(why, str) else 'ExportCertificate did not stage it'}")
     for part in [password] + password.splitlines():
         REDACT.add_password(part)
     if not password:
         raise RolloutFailure("fetch", EXIT_FETCH, f"{what} is empty")
-    if password == "None":  # `--output text` of a secret with only SecretBinary
-        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} has no SecretString (a binary secret?)")
     if any(ch in password for ch in "\x00\r\n"):
         raise RolloutFailure("fetch", EXIT_FETCH,
                              f"{what} holds a NUL, CR or newline character: the password must be one line")
@@ -1107,9 +1108,10 @@ def make_pkcs12(bundle: Bundle, spec: FileSpec, timeout: float, password: str | 
                     "a PKCS#12 keystore", key_pipe=key.encode("ascii"))
 
 
-def fetch_passwords(target: Target, timeout: float, region_arn: str = "") -> dict[str, str]:
-    """{file path: password} of every file whose password is kept in Secrets Manager."""
-    return {spec.path: fetch_password(spec.password_secret, timeout, region_arn)
+def fetch_passwords(target: Target, secret: dict[str, Any]) -> dict[str, str]:
+    """{file path: password} of every file whose password is kept in Secrets Manager, from the
+    staged bundle ``secret`` (staged_password)."""
+    return {spec.path: staged_password(secret, spec.password_secret)
             for spec in target.files if spec.password_secret}
 
 
@@ -1663,9 +1665,9 @@ def _fetch_bundle(target: Target, runner: Runner, result: dict[str, Any]) -> tup
     secret = fetch_secret(arn, os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip(), runner.timeout)
     try:
         bundle = Bundle.from_secret(secret)
+        return bundle, fetch_passwords(target, secret)
     finally:
         secret.clear()
-    return bundle, fetch_passwords(target, runner.timeout, arn)
 
 
 def check_bundle(bundle: Bundle, expected: int | None, result: dict[str, Any]) -> None:

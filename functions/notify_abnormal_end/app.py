@@ -7,11 +7,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from rollout_core.adapters.dynamo import DynamoRolloutRecords
 from rollout_core.adapters.leases import DynamoLeases
+from rollout_core.adapters.secrets import SecretsManagerStaging
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.stepfunctions import StepFunctionsExecutions
 from rollout_core.contracts import AbnormalEndResult, ExecutionStatusChange
 from rollout_core.logic.abnormal_end import AbnormalEnd, notify_abnormal_end
 from rollout_core.logic.lease import release_for_execution
+from rollout_core.logic.staging import delete_rollout_bundle
 from rollout_core.observability import logger, metrics, tracer
 from rollout_core.settings import AbnormalEndSettings, load_settings
 
@@ -20,6 +22,7 @@ EXECUTIONS = StepFunctionsExecutions()
 RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
 NOTIFICATIONS = SnsNotifications(SETTINGS.topic_arn)
 LEASES = DynamoLeases(SETTINGS.rollout_table)
+STAGING = SecretsManagerStaging()
 
 
 def release_lease(end: AbnormalEnd) -> None:
@@ -29,9 +32,17 @@ def release_lease(end: AbnormalEnd) -> None:
         release_for_execution(end.execution_arn, end.certificate_arn, leases=LEASES)
 
 
+def delete_staged_bundle(end: AbnormalEnd) -> None:
+    """The rollout's staged bundle, if ExportCertificate made one: deleted now (logic/staging.py;
+    idempotent). The certificate ARN is the one the execution's input names, as ValidateEvent
+    reads it; without one nothing was exported."""
+    if end.certificate_arn:
+        delete_rollout_bundle(SETTINGS.secret_prefix, end.certificate_arn, end.rollout_id, staging=STAGING)
+
+
 # What else must happen when an execution ends abnormally: idempotent callbacks, run before the
 # notification.
-ON_ABNORMAL_END: list[Callable[[AbnormalEnd], None]] = [release_lease]
+ON_ABNORMAL_END: list[Callable[[AbnormalEnd], None]] = [release_lease, delete_staged_bundle]
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -137,11 +137,15 @@ class RolloutState(_State):
 
 
 class ExportInput(_State):
-    """ExportCertificate's payload, from $.rollout."""
+    """ExportCertificate's payload, from $.rollout, and the execution's ARN ($$.Execution.Id:
+    the staged secret's name carries its name, the rollout id; its tag the ARN). ``targetIds``:
+    the rollout's targets; their nodes are the only readers of the staged bundle."""
 
     certificateArn: str
     serial: str | None = None
     rolloutId: str
+    executionArn: str
+    targetIds: list[str]
 
 
 class ExportResult(_State):

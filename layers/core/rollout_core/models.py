@@ -171,11 +171,12 @@ class TargetFile(BaseModel):
 
     ``passwordSecret`` (encrypted-key/pkcs12 only): the name or ARN of a Secrets Manager
     secret whose SecretString is the password itself (plain text, not JSON): 1-512 of
-    ``A-Za-z0-9/_+=.@:-``, no "..", not starting with "-". The node reads it with its own
-    identity, so it must live under the stack's SecretPrefix (e.g.
-    "cert-rollout/keystores/web"): TargetNodePolicy allows GetSecretValue on
-    ``secret:${SecretPrefix}/*`` only (encrypt it with the default aws/secretsmanager key or
-    the stack's KeyMaterialKey). With it the installer uses that password for the keystore
+    ``A-Za-z0-9/_+=.@:-``, no "..", not starting with "-". It must live under
+    ``<SecretPrefix>/keystores/`` (e.g. "cert-rollout/keystores/web"; encrypt it with the
+    default aws/secretsmanager key or the stack's KeyMaterialKey): ExportCertificate reads it
+    with its own role (GetSecretValue on ``${SecretPrefix}/keystores/*`` only) and stages it in
+    the rollout's bundle, which only the rollout's target nodes may read
+    (logic/staging.py); the node never reads the password secret itself. With it the installer uses that password for the keystore
     (or the encrypted key) and writes it to ``passwordFile`` only when one is given (0600,
     installed and rolled back with the file); without it, the password file works as before.
 

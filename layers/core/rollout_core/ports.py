@@ -6,7 +6,8 @@ pass them in; unit tests pass the in-memory fakes of tests/fakes/.
 
   Inventory        which targets serve which certificate (DynamoDB inventory table)
   Certificates     ACM DescribeCertificate / ExportCertificate
-  BundleStaging    Secrets Manager: the exported bundle staged for the nodes
+  BundleStaging    Secrets Manager: the exported bundle staged for the nodes (one secret per rollout)
+  KeystorePasswords Secrets Manager: the operator's keystore password secrets (export role only)
   Commands         SSM SendCommand / GetCommandInvocation
   WaitingTasks     the waiting Map tasks' tokens (records in the rollout table)
   TaskCallbacks    Step Functions SendTaskSuccess
@@ -21,7 +22,8 @@ pass them in; unit tests pass the in-memory fakes of tests/fakes/.
 Every adapter raises the named errors below (the Step Functions Retry/Catch and
 logic/outcome.py ERROR_REASONS match them by class name) or a named AwsError
 (rollout_core/adapters/errors.py). Nothing a port returns or records holds key material,
-except the one argument that must: BundleStaging.stage's ``secret_string``.
+except the ones that must: BundleStaging.put_value's ``secret_string`` and
+KeystorePasswords.read's answer.
 """
 
 from __future__ import annotations
@@ -233,13 +235,52 @@ class Certificates(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class StagedEntry:
+    """One staged secret as ListSecrets lists it: its name, ARN and the execution ARN of the
+    rollout that staged it (its domain.staging.EXECUTION_TAG tag; None when untagged)."""
+
+    name: str
+    arn: str
+    execution_arn: str | None
+
+
 @runtime_checkable
 class BundleStaging(Protocol):
-    """Where an exported bundle waits for the nodes (Secrets Manager, customer-managed KMS key)."""
+    """Where an exported bundle waits for the nodes: one Secrets Manager secret per rollout
+    (customer-managed KMS key), readable only as its resource policy allows (logic/staging.py)."""
 
-    def stage(self, name: str, secret_string: str, *, kms_key_id: str, description: str) -> StagedSecret:
-        """Create the secret ``name`` or add a version; ``secret_string`` holds key material and
-        goes to the store only. Returns references. Raises a named AwsError."""
+    def create_empty(self, name: str, *, kms_key_id: str, description: str, tags: Mapping[str, str]) -> str:
+        """CreateSecret ``name`` WITHOUT a value (nothing to read yet); returns its ARN. An
+        existing secret of that name (a retried export) is kept and its ARN returned."""
+        ...
+
+    def put_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        """PutResourcePolicy with BlockPublicPolicy true (replaces any policy)."""
+        ...
+
+    def put_value(self, name: str, secret_string: str) -> StagedSecret:
+        """PutSecretValue: a new version; ``secret_string`` holds key material and goes to the
+        store only. Returns references. Raises a named AwsError."""
+        ...
+
+    def delete(self, name: str) -> bool:
+        """DeleteSecret ForceDeleteWithoutRecovery; False when there was no such secret."""
+        ...
+
+    def list_staged(self, name_prefix: str) -> list[StagedEntry]:
+        """Every secret whose name starts with ``name_prefix`` (ListSecrets, paged, name filter)."""
+        ...
+
+
+@runtime_checkable
+class KeystorePasswords(Protocol):
+    """The operator's keystore password secrets (Target files' passwordSecret), read by
+    ExportCertificate's own role; the nodes never read them."""
+
+    def read(self, secret_id: str) -> str:
+        """GetSecretValue's SecretString (the password; secret: never log it). Raises a named
+        AwsError (AwsPermanentError for AccessDenied, ResourceNotFound, a binary secret)."""
         ...
 
 

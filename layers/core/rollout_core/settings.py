@@ -44,9 +44,15 @@ class ValidateSettings(BaseModel):
         return self.idempotency_ttl_days * SECONDS_PER_DAY
 
 
+# SecretPrefix (template.yaml): staged bundles are <SecretPrefix>/staged/..., keystore passwords
+# <SecretPrefix>/keystores/... (domain/staging.py).
+SECRET_PREFIX_PATTERN = r"^[A-Za-z0-9_+=.@-]+$"
+
+
 class ExportSettings(BaseModel):
-    secret_prefix: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_+=.@-]+$")
+    secret_prefix: str = Field(min_length=1, pattern=SECRET_PREFIX_PATTERN)
     kms_key_id: str = Field(min_length=1)
+    inventory_table: str = Field(min_length=3)
 
 
 # The per-certificate rollout lease (logic/lease.py): bounds of the LeaseSeconds parameter.
@@ -105,6 +111,7 @@ class RecordSettings(BaseModel):
 class NotifySettings(BaseModel):
     rollout_table: str = Field(min_length=3)
     topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
+    secret_prefix: str = Field(min_length=1, pattern=SECRET_PREFIX_PATTERN)  # the staged bundle it deletes
 
 
 class CallbackSettings(BaseModel):
@@ -118,3 +125,4 @@ class AbnormalEndSettings(BaseModel):
     rollout_table: str = Field(min_length=3)
     topic_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sns:")
     state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:")
+    secret_prefix: str = Field(min_length=1, pattern=SECRET_PREFIX_PATTERN)  # the staged bundle it deletes

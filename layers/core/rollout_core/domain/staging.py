@@ -26,6 +26,7 @@ request that comes from none of the listed nodes, including requests with neithe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,16 +34,33 @@ from .errors import RolloutError
 
 __all__ = [
     "EC2_SOURCE_KEY",
+    "EXECUTION_TAG",
+    "KEYSTORE_SEGMENT",
+    "POLICY_MAX_CHARS",
     "SSM_SOURCE_KEY",
     "STAGED_SEGMENT",
     "InvalidStagingName",
+    "PasswordSecretOutsidePrefix",
+    "StagingPolicyTooLarge",
+    "keystore_secret_name",
     "node_source_arn",
     "staged_secret_name",
     "staged_secret_policy",
+    "staged_rollout_id",
     "staged_secret_prefix",
 ]
 
 STAGED_SEGMENT = "staged"
+# Keystore passwords (Target files' passwordSecret) live under <SecretPrefix>/keystores/: the export
+# role reads only those; no node reads them (ExportCertificate puts them in the staged bundle).
+KEYSTORE_SEGMENT = "keystores"
+# The tag every staged secret carries: the ARN of the execution (rollout) that staged it. The sweep
+# (logic/staging.py sweep_ended_rollouts) asks DescribeExecution about exactly that ARN.
+EXECUTION_TAG = "cert-rollout:execution-arn"
+# Secrets Manager quota: a resource-based policy is at most 20,480 characters (Secrets Manager
+# User Guide, "Secrets Manager quotas", resource-based policy length; from memory, the stored
+# excerpt of that page did not show the row); about 300 EC2 node ARNs fit in one.
+POLICY_MAX_CHARS = 20480
 EC2_SOURCE_KEY = "ec2:SourceInstanceARN"
 SSM_SOURCE_KEY = "ssm:SourceInstanceARN"
 # Secrets Manager secret names: 1-512 characters of letters, digits and /_+=.@-
@@ -53,6 +71,30 @@ _NO_NODE = "arn:aws:ec2:none:000000000000:instance/i-00000000"
 
 class InvalidStagingName(RolloutError):
     """A staged secret name cannot be built from these parts (characters or length)."""
+
+
+class StagingPolicyTooLarge(RolloutError):
+    """The staged secret's resource policy would exceed Secrets Manager's 20,480 characters
+    (too many distinct target nodes for one certificate)."""
+
+
+class PasswordSecretOutsidePrefix(RolloutError):
+    """A target's passwordSecret is not under ``<SecretPrefix>/keystores/``: ExportCertificate
+    does not read it (its role may read nothing else)."""
+
+
+def keystore_secret_name(secret_prefix: str, secret_id: str) -> str:
+    """The secret name of a passwordSecret (a name, or an ARN whose name part is taken, without
+    the ARN's 6-character suffix check), checked to be under ``<SecretPrefix>/keystores/``.
+
+    Raises PasswordSecretOutsidePrefix otherwise (including names with ``..``)."""
+    name = secret_id.split(":secret:", 1)[1] if secret_id.startswith("arn:") and ":secret:" in secret_id else secret_id
+    prefix = f"{secret_prefix}/{KEYSTORE_SEGMENT}/"
+    if not name.startswith(prefix) or len(name) == len(prefix) or ".." in name:
+        raise PasswordSecretOutsidePrefix(
+            f"passwordSecret {secret_id!r} is not under {prefix}: ExportCertificate reads keystore passwords "
+            "only there")
+    return secret_id
 
 
 def staged_secret_prefix(secret_prefix: str) -> str:
@@ -101,7 +143,7 @@ def staged_secret_policy(instance_ids: Iterable[str], *, partition: str, region:
     the request comes from one of ``instance_ids`` (the managed nodes of the certificate's
     targets; duplicates ignored, order kept sorted so the policy is stable across retries).
     The node role's identity policy supplies the Allow. Raises ValueError for an id that is
-    not ``i-``/``mi-``.
+    not ``i-``/``mi-``; StagingPolicyTooLarge when the policy exceeds POLICY_MAX_CHARS.
     """
     by_key: dict[str, set[str]] = {EC2_SOURCE_KEY: set(), SSM_SOURCE_KEY: set()}
     for instance_id in instance_ids:
@@ -110,7 +152,7 @@ def staged_secret_policy(instance_ids: Iterable[str], *, partition: str, region:
     if not by_key[EC2_SOURCE_KEY] and not by_key[SSM_SOURCE_KEY]:
         by_key[EC2_SOURCE_KEY].add(_NO_NODE)
     condition = {key: sorted(arns) for key, arns in by_key.items() if arns}
-    return {
+    policy = {
         "Version": "2012-10-17",
         "Statement": [{
             "Sid": "OnlyThisRolloutsTargetNodes",
@@ -121,3 +163,19 @@ def staged_secret_policy(instance_ids: Iterable[str], *, partition: str, region:
             "Condition": {"ArnNotEquals": condition},
         }],
     }
+    size = len(json.dumps(policy, separators=(",", ":")))
+    if size > POLICY_MAX_CHARS:
+        raise StagingPolicyTooLarge(
+            f"the staged secret's resource policy names {sum(len(a) for a in condition.values())} nodes "
+            f"({size} characters); Secrets Manager allows {POLICY_MAX_CHARS}: split the certificate's targets")
+    return policy
+
+
+def staged_rollout_id(secret_prefix: str, name: str) -> str | None:
+    """The rollout id of a staged secret's name (``<SecretPrefix>/staged/<cert id>/<rollout id>``),
+    or None when ``name`` is not such a name."""
+    prefix = staged_secret_prefix(secret_prefix)
+    if not name.startswith(prefix):
+        return None
+    parts = name[len(prefix):].split("/")
+    return parts[1] if len(parts) == 2 and all(parts) else None

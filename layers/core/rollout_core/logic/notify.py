@@ -10,6 +10,11 @@ After publishing, Notify records a notification marker in the rollout table
 rollout that ended FAILED after this message is not notified a second time. A marker that cannot
 be written after MARKER_ATTEMPTS tries is logged and does not fail Notify (retrying Notify would
 publish again); the abnormal-end notifier then sends a second message naming the end.
+
+Before publishing, Notify deletes the rollout's staged bundle (logic/staging.py): the rollout is
+over, no node may read its key any more. A transient failure raises (the Notify task is retried:
+nothing was published yet); a permanent one is logged and the message still goes out (the next
+export's sweep deletes the bundle).
 """
 
 from __future__ import annotations
@@ -18,12 +23,28 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from rollout_core import ports
 from rollout_core.adapters.errors import AwsError
+from rollout_core.adapters.errors import AwsPermanentError
 from rollout_core.contracts import NotifyResult, RolloutState, StateError, TargetLine
+from rollout_core.logic.staging import delete_rollout_bundle
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 from rollout_core.observability import logger, metrics
 
 NOTIFIED_BY = "Notify"
 MARKER_ATTEMPTS = 3
+# The decisions after which ExportCertificate may have staged a bundle (it ran, perhaps failed).
+STAGING_DECISIONS = frozenset({Decision.ROLLOUT, Decision.EXPORT_FAILED, Decision.LEASE_FAILED})
+
+
+def end_staging(rollout: RolloutState, *, secret_prefix: str, staging: ports.BundleStaging) -> None:
+    """Delete the rollout's staged bundle when ExportCertificate may have made one (module
+    docstring). Raises a transient named AwsError; a permanent one is logged."""
+    if rollout.certificateArn is None or rollout.decision not in STAGING_DECISIONS:
+        return
+    try:
+        delete_rollout_bundle(secret_prefix, rollout.certificateArn, rollout.rolloutId, staging=staging)
+    except AwsPermanentError as e:
+        logger.warning("staged bundle not deleted; the next export's sweep deletes it",
+                       extra={"rollout_id": rollout.rolloutId, "code": e.code})
 
 
 def _mark_notified(records: ports.RolloutRecords, rollout_id: str, outcome: RolloutOutcome, message_id: str) -> None:
@@ -156,16 +177,19 @@ def format_message(outcome: RolloutOutcome, rollout: RolloutState, lines: list[T
     return subject, "\n".join(head) + "\n"
 
 
-def notify(rollout: RolloutState, *, records: ports.RolloutRecords,
-           notifications: ports.Notifications) -> NotifyResult:
-    """Decide the rollout's outcome, publish one message, return the counts.
+def notify(rollout: RolloutState, *, records: ports.RolloutRecords, notifications: ports.Notifications,
+           staging: ports.BundleStaging, secret_prefix: str) -> NotifyResult:
+    """Delete the rollout's staged bundle, decide the rollout's outcome, publish one message,
+    return the counts.
 
     ``rollout`` is the state's $.rollout (ValidateEvent's result, or the rejection/export
     failure with its $.error). Ports: ``records`` (the targets' outcome records; the
     notification marker is written there after publishing),
-    ``notifications`` (the topic). Raises a named AwsError when SNS or DynamoDB fails, and
-    pydantic.ValidationError when a rollout record is not an outcome record.
+    ``notifications`` (the topic), ``staging`` (the bundle under ``secret_prefix``, end_staging).
+    Raises a named AwsError when SNS or DynamoDB fails (or a transient one deleting the bundle),
+    and pydantic.ValidationError when a rollout record is not an outcome record.
     """
+    end_staging(rollout, secret_prefix=secret_prefix, staging=staging)
     lines: list[TargetLine] = []
     if rollout.decision == Decision.ROLLOUT:
         lines = target_lines(rollout, [TargetLine.model_validate(item) for item in records.list(rollout.rolloutId)])
