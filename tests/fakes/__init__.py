@@ -12,6 +12,7 @@ from tests.fakes.aws import (
     FakeCommands,
     FakeExecutions,
     FakeInstallerSource,
+    FakeKeystorePasswords,
     FakeNotifications,
     FakeRolloutRecords,
     FakeStaging,
@@ -24,6 +25,6 @@ from tests.fakes.recording import Recording, recorded_text
 
 __all__ = [
     "FakeCallbacks", "FakeCertificates", "FakeClaims", "FakeCommands", "FakeExecutions", "FakeInstallerSource",
-    "FakeInventory", "FakeLeases", "FakeNotifications",
+    "FakeInventory", "FakeKeystorePasswords", "FakeLeases", "FakeNotifications",
     "FakeProbe", "FakeRolloutRecords", "FakeStaging", "FakeWaitingTasks", "Recording", "recorded_text",
 ]

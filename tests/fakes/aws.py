@@ -13,6 +13,7 @@ from typing import Any
 
 from rollout_core.adapters.errors import AwsError, AwsPermanentError, AwsRequestInProgress
 from rollout_core.domain.serials import canonical_serial
+from rollout_core.domain.staging import EXECUTION_TAG
 from rollout_core.ports import (
     CertificateDescription,
     CertificateNotFound,
@@ -22,6 +23,7 @@ from rollout_core.ports import (
     InvocationNotFound,
     NodeNotManaged,
     NotificationMarker,
+    StagedEntry,
     StagedSecret,
     WaitingTask,
 )
@@ -95,24 +97,92 @@ class FakeCertificates(Recording):
 
 class FakeStaging(Recording):
     """Secrets Manager staging (adapters/secrets.py SecretsManagerStaging): one secret per name,
-    one version per stage call. The secret strings are kept in ``secrets`` (the one place key
-    material is expected), never in ``calls``."""
+    created without a value, then a resource policy, then versions. The secret strings are kept
+    in ``secrets`` (the one place key material is expected), never in ``calls``. ``errors``:
+    {operation: [AwsError, ...]} raised one per call of that operation. As Secrets Manager,
+    PutSecretValue on a secret that does not exist fails (ResourceNotFoundException)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.secrets: dict[str, list[str]] = {}
         self.kms_keys: dict[str, str] = {}
+        self.policies: dict[str, dict[str, Any]] = {}
+        self.tags: dict[str, dict[str, str]] = {}
+        self.errors: dict[str, list[AwsError]] = {}
 
-    def stage(self, name: str, secret_string: str, *, kms_key_id: str, description: str) -> StagedSecret:
-        self._record("stage", name=name, kms_key_id=kms_key_id, description=description)
-        self.secrets.setdefault(name, []).append(secret_string)
-        self.kms_keys.setdefault(name, kms_key_id)  # CreateSecret sets the key; PutSecretValue keeps it
-        return StagedSecret(arn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf",
-                            version_id=f"version-{len(self.secrets[name])}")
+    def _raise_planned(self, operation: str) -> None:
+        if self.errors.get(operation):
+            raise self.errors[operation].pop(0)
+
+    def _arn(self, name: str) -> str:
+        return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
+
+    def create_empty(self, name: str, *, kms_key_id: str, description: str, tags: Mapping[str, str]) -> bool:
+        self._record("create_empty", name=name, kms_key_id=kms_key_id, description=description, tags=dict(tags))
+        self._raise_planned("create_empty")
+        if name in self.secrets:
+            return False
+        self.secrets[name] = []
+        self.kms_keys[name] = kms_key_id
+        self.tags[name] = dict(tags)
+        return True
+
+    def put_policy(self, name: str, policy: Mapping[str, Any]) -> None:
+        self._record("put_policy", name=name, policy=copy.deepcopy(dict(policy)))
+        self._raise_planned("put_policy")
+        if name not in self.secrets:
+            raise AwsPermanentError("PutResourcePolicy", "ResourceNotFoundException", name)
+        self.policies[name] = copy.deepcopy(dict(policy))
+
+    def put_value(self, name: str, secret_string: str) -> StagedSecret:
+        self._record("put_value", name=name)
+        self._raise_planned("put_value")
+        if name not in self.secrets:
+            raise AwsPermanentError("PutSecretValue", "ResourceNotFoundException", name)
+        self.secrets[name].append(secret_string)
+        return StagedSecret(arn=self._arn(name), version_id=f"version-{len(self.secrets[name])}")
+
+    def delete(self, name: str) -> bool:
+        self._record("delete", name=name)
+        self._raise_planned("delete")
+        existed = name in self.secrets
+        for store in (self.secrets, self.kms_keys, self.policies, self.tags):
+            store.pop(name, None)  # type: ignore[attr-defined]
+        return existed
+
+    def list_staged(self, name_prefix: str) -> list[StagedEntry]:
+        self._record("list_staged", name_prefix=name_prefix)
+        self._raise_planned("list_staged")
+        return [StagedEntry(name=n, arn=self._arn(n), execution_arn=self.tags.get(n, {}).get(EXECUTION_TAG))
+                for n in sorted(self.secrets) if n.startswith(name_prefix)]
 
     def latest(self, name: str) -> dict[str, Any]:
         """The last staged version of ``name``, parsed."""
         return dict(json.loads(self.secrets[name][-1]))
+
+    def only_name(self) -> str:
+        """The one staged secret's name (AssertionError when there are none or several)."""
+        (name,) = self.secrets
+        return name
+
+
+class FakeKeystorePasswords(Recording):
+    """Keystore password secrets (adapters/secrets.py SecretsManagerKeystorePasswords):
+    ``passwords`` {secret id: password}; an unknown id raises ResourceNotFoundException;
+    ``errors`` {secret id: AwsError} raised instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passwords: dict[str, str] = {}
+        self.errors: dict[str, AwsError] = {}
+
+    def read(self, secret_id: str) -> str:
+        self._record("read", secret_id=secret_id)
+        if secret_id in self.errors:
+            raise self.errors[secret_id]
+        if secret_id not in self.passwords:
+            raise AwsPermanentError("GetSecretValue", "ResourceNotFoundException", secret_id)
+        return self.passwords[secret_id]
 
 
 class FakeCommands(Recording):

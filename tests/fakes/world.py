@@ -15,6 +15,7 @@ from tests.fakes.aws import (
     FakeCommands,
     FakeExecutions,
     FakeInstallerSource,
+    FakeKeystorePasswords,
     FakeNotifications,
     FakeRolloutRecords,
     FakeStaging,
@@ -58,11 +59,12 @@ class World:
     executions: FakeExecutions = field(default_factory=FakeExecutions)
     probe: FakeProbe = field(default_factory=FakeProbe)
     installer: FakeInstallerSource = field(default_factory=FakeInstallerSource)
+    passwords: FakeKeystorePasswords = field(default_factory=FakeKeystorePasswords)
 
     def fakes(self) -> list[Recording]:
         return [self.certificates, self.staging, self.inventory, self.commands, self.waiting_tasks,
                 self.callbacks, self.notifications, self.records, self.claims, self.executions, self.probe,
-                self.installer]
+                self.installer, self.passwords]
 
 
 def world(algorithm: str = "RSA_2048") -> World:

@@ -63,7 +63,7 @@ def test_an_aborted_execution_is_notified_once_naming_execution_certificate_and_
 def test_a_failed_rollout_that_notify_reported_is_not_notified_twice(w: World) -> None:
     notify(RolloutState.model_validate({"decision": "EXPORT_FAILED", "certificateArn": ARN, "rolloutId": ROLLOUT_ID,
                                         "error": {"Error": "AwsPermanentError", "Cause": "denied"}}),
-           records=w.records, notifications=w.notifications)
+           records=w.records, notifications=w.notifications, staging=w.staging, secret_prefix="acm-cert-rollout")
     w.executions.add(EXECUTION, "FAILED", HEALTH_INPUT, error="RolloutFailed", cause="see the notification")
     result = run(w, "FAILED")
     assert (result.published, result.alreadyNotifiedBy) == (False, "Notify")

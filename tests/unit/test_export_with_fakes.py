@@ -12,20 +12,24 @@ from cryptography.hazmat.primitives import serialization
 from rollout_core.adapters.errors import AwsRequestInProgress
 from rollout_core.domain.errors import ExportMismatch, InvalidBundle
 from rollout_core.domain.serials import canonical_serial
-from rollout_core.logic.export import export_certificate, secret_name
+from rollout_core.domain.staging import staged_secret_name
+from rollout_core.logic.export import export_certificate
 from rollout_core.settings import ExportSettings
 
 from tests.fakes import recorded_text
-from tests.fakes.world import ARN, ROLLOUT_ID, World, world
+from tests.fakes.world import ARN, EXECUTION_ARN, ROLLOUT_ID, World, target, world
 from tests.unit.pki_fixtures import ALGORITHMS, other_key, pki
 
-SETTINGS = ExportSettings(secret_prefix="acm-cert-rollout", kms_key_id="alias/cert-rollout")
-NAME = secret_name("acm-cert-rollout", ARN)
+SETTINGS = ExportSettings(secret_prefix="acm-cert-rollout", kms_key_id="alias/cert-rollout", inventory_table="inv")
+NAME = staged_secret_name("acm-cert-rollout", ARN, ROLLOUT_ID)
 
 
 def run(w: World, expected_serial: str | None = None):
-    return export_certificate(ARN, expected_serial, ROLLOUT_ID, settings=SETTINGS, certificates=w.certificates,
-                              staging=w.staging)
+    if not w.inventory.items:
+        w.inventory.add(target("web-1"))
+    return export_certificate(ARN, expected_serial, EXECUTION_ARN, ["web-1"], settings=SETTINGS,
+                              certificates=w.certificates, staging=w.staging, inventory=w.inventory,
+                              passwords=w.passwords, executions=w.executions)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -78,7 +82,7 @@ def test_a_key_that_is_not_the_certificates_is_export_mismatch_and_nothing_is_st
     w.certificates.add(ARN, pki(), export_key=other_key())
     with pytest.raises(ExportMismatch) as raised:
         run(w)
-    assert w.staging.calls == []
+    assert w.staging.operations() == []
     assert "PRIVATE KEY" not in str(raised.value)
 
 
@@ -87,7 +91,7 @@ def test_ec_key_against_an_rsa_certificate_is_export_mismatch() -> None:
     w.certificates.add(ARN, pki("RSA_2048"), export_key=other_key("EC_prime256v1"))
     with pytest.raises(ExportMismatch):
         run(w)
-    assert w.staging.calls == []
+    assert w.staging.operations() == []
 
 
 def test_a_chain_of_another_pki_is_an_invalid_bundle() -> None:
@@ -95,7 +99,7 @@ def test_a_chain_of_another_pki_is_an_invalid_bundle() -> None:
     w.certificates.add(ARN, pki(), chain_pem=pki("RSA_2048", label="other").chain_pem)
     with pytest.raises(InvalidBundle):
         run(w)
-    assert w.staging.calls == []
+    assert w.staging.operations() == []
 
 
 def test_a_newer_serial_in_acm_than_announced_is_the_one_rolled_out() -> None:
@@ -110,5 +114,5 @@ def test_request_in_progress_propagates_by_name_for_the_state_machines_retry() -
                                                              "the certificate is being renewed"))
     with pytest.raises(AwsRequestInProgress):
         run(w)
-    assert w.staging.calls == []
+    assert w.staging.operations() == []
     assert run(w).secretVersionId == "version-1"  # the retry succeeds

@@ -1,9 +1,10 @@
 """installer/install_bundle.py: a keystore (or encrypted key) whose password is kept in
-Secrets Manager (``passwordSecret``), fetched on the node with the node's own `aws`.
+Secrets Manager (``passwordSecret``). ExportCertificate stages it in the rollout's bundle
+("passwords"); the node reads only that bundle, never the password secret (issue 11).
 
-The fake `aws` serves the staged bundle (SECRET_ARN) and the password secrets by
-``--secret-id``; a fake `openssl` first on PATH logs its argv and runs the real one, so
-the tests see that the password is never an argument. The keystore is opened with the
+The fake `aws` serves the staged bundle (SECRET_ARN) and refuses every other secret id; a fake
+`openssl` first on PATH logs its argv and runs the real one, so the tests see that the password
+is never an argument. The keystore is opened with the
 JDK's keytool and the password from the secret.
 """
 
@@ -41,12 +42,9 @@ secret_id = args[args.index("--secret-id") + 1]
 if secret_id == os.environ["FAKE_BUNDLE_ARN"]:
     sys.stdout.write(open(os.environ["FAKE_SECRET_FILE"]).read() + "\\n")
     sys.exit(0)
-passwords = json.load(open(os.environ["FAKE_PASSWORD_SECRETS"]))
-if secret_id not in passwords:
-    sys.stderr.write("An error occurred (ResourceNotFoundException) when calling the GetSecretValue "
-                     "operation: Secrets Manager can't find the specified secret.\\n")
-    sys.exit(254)
-sys.stdout.write(passwords[secret_id] + "\\n")  # --output text: the string and a newline
+sys.stderr.write("An error occurred (AccessDeniedException) when calling the GetSecretValue "
+                 "operation: the node policy allows the staged bundles only.\\n")
+sys.exit(254)
 """
 
 FAKE_OPENSSL = """#!/bin/sh
@@ -56,8 +54,8 @@ exec {openssl} "$@"
 
 
 class SecretNode:
-    """The test_installer Node, with an `aws` that also serves password secrets and an
-    `openssl` that logs its arguments."""
+    """The test_installer Node, with the passwords staged in its bundle and an `openssl` that
+    logs its arguments."""
 
     def __init__(self, node) -> None:
         self.node = node
@@ -68,14 +66,16 @@ class SecretNode:
         openssl = node.bin / "openssl"
         openssl.write_text(FAKE_OPENSSL.format(openssl=shutil.which("openssl")))
         openssl.chmod(0o755)
-        self.passwords_file = node.tmp / "password-secrets.json"
         self.openssl_args = node.tmp / "openssl-args.log"
         self.served: set[str] = set()  # every password ever served: none may be printed
         self.put_passwords({PASSWORD_SECRET: PASSWORD})
 
-    def put_passwords(self, passwords: dict[str, str]) -> None:
+    def put_passwords(self, passwords: dict[str, str], errors: dict[str, str] | None = None) -> None:
+        """Stage ``passwords`` (and ExportCertificate's ``errors``) in the node's bundle."""
         self.served.update(passwords.values())
-        self.passwords_file.write_text(json.dumps(passwords))
+        bundle = json.loads(self.node.secret_file.read_text())
+        bundle["passwords"], bundle["passwordErrors"] = passwords, errors or {}
+        self.node.secret_file.write_text(json.dumps(bundle))
 
     def run(self, action: str, files: list[dict], test: list[str] | None = None, expected_serial: str = ""):
         target = {"targetId": "web-1", "server": "java", "files": files, "testCommand": test,
@@ -87,7 +87,6 @@ class SecretNode:
             "FAKE_SECRET_FILE": str(self.node.secret_file),
             "FAKE_AWS_ARGS": str(self.node.aws_args),
             "FAKE_BUNDLE_ARN": SECRET_ARN,
-            "FAKE_PASSWORD_SECRETS": str(self.passwords_file),
             "FAKE_OPENSSL_ARGS": str(self.openssl_args),
             "ROLLOUT_ACTION": action,
             "ROLLOUT_SECRET_ARN": SECRET_ARN,
@@ -165,14 +164,9 @@ def test_pkcs12_password_from_secrets_manager_opens_with_keytool(snode, pki):
     # the password file the server's config names: the secret's password, 0600
     assert pw.read_text() == PASSWORD + "\n" and stat.S_IMODE(pw.stat().st_mode) == 0o600
     assert str(pw) in result["files"]
-    # the password secret was read like the bundle: SecretString as text
+    # the node read the staged bundle only, never the password secret
     calls = snode.aws_calls()
-    assert [c[c.index("--secret-id") + 1] for c in calls] == [SECRET_ARN, PASSWORD_SECRET]
-    password_call = calls[1]
-    assert password_call[:2] == ["secretsmanager", "get-secret-value"]
-    assert password_call[password_call.index("--query") + 1] == "SecretString"
-    assert password_call[password_call.index("--output") + 1] == "text"
-    assert "--version-id" not in password_call  # the secret's current password
+    assert [c[c.index("--secret-id") + 1] for c in calls] == [SECRET_ARN]
     # the password is never an argument of openssl (it goes through a pipe)
     assert "pkcs12 -export" in snode.openssl_argv() and PASSWORD not in snode.openssl_argv()
     assert PASSWORD not in json.dumps(result)
@@ -236,17 +230,18 @@ def test_encrypted_key_password_from_secrets_manager(snode, pki):
 
 
 @pytest.mark.parametrize(
-    ("stored", "rule"),
+    ("stored", "errors", "rule"),
     [
-        (None, "ResourceNotFoundException"),
-        ("", "empty"),
-        ("first-half-of-pw\nsecond-half-of-pw", "newline"),
-        ("with-a-nul\x00-inside-it", "NUL"),
-        ("None", "no SecretString"),
+        (None, None, "ExportCertificate did not stage it"),
+        (None, {PASSWORD_SECRET: "ExportCertificate could not read it: AccessDeniedException"},
+         "AccessDeniedException"),
+        ("", None, "empty"),
+        ("first-half-of-pw\nsecond-half-of-pw", None, "newline"),
+        ("with-a-nul\x00-inside-it", None, "NUL"),
     ],
 )
-def test_a_bad_or_missing_password_secret_fails_the_fetch(snode, stored, rule):
-    snode.put_passwords({} if stored is None else {PASSWORD_SECRET: stored})
+def test_a_bad_or_unstaged_password_fails_the_fetch(snode, stored, errors, rule):
+    snode.put_passwords({} if stored is None else {PASSWORD_SECRET: stored}, errors)
     pw = snode.ssl / "keystore.pass"
     code, result = snode.run("install", keystore(snode, passwordFile=str(pw)))
     assert (code, result["stage"], result["status"]) == (13, "fetch", "failed"), result

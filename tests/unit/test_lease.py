@@ -35,7 +35,7 @@ from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 from rollout_core.ports import CertificateDescription, ExportedCertificate
 from rollout_core.settings import InstallSettings, LeaseSettings
 
-from tests.fakes import FakeLeases, FakeNotifications, FakeRolloutRecords
+from tests.fakes import FakeLeases, FakeNotifications, FakeRolloutRecords, FakeStaging
 
 ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/6f1e2d3c-4b5a-4987-8c6d-5e4f3a2b1c0d"
 T0 = 1_800_000_000
@@ -277,7 +277,8 @@ def test_the_notification_names_the_superseding_serial_and_the_exported_serial()
     rollout = RolloutState(decision=Decision.ROLLOUT, rolloutId="r1", certificateArn=ARN, serial=serial(2),
                            targetIds=["web-1", "web-2"], domainName="web.internal.example")
     notifications = FakeNotifications()
-    result = notify(rollout, records=records, notifications=notifications)
+    result = notify(rollout, records=records, notifications=notifications, staging=FakeStaging(),
+                    secret_prefix="acm-cert-rollout")
     assert (result.outcome, result.verified, result.superseded, result.failed) == (RolloutOutcome.SUPERSEDED, 1, 1, 0)
     assert result.expectedSerial == serial(3)  # the exported serial the targets got, not ValidateEvent's
     [message] = notifications.messages
@@ -293,7 +294,8 @@ def test_a_lease_that_was_never_acquired_is_a_failed_rollout_with_nothing_instal
     subject, body = format_message(RolloutOutcome.FAILED, rollout, [])
     assert subject == "[FAILED] web.internal.example: lease not acquired, nothing installed"
     assert "still held by rollout r1" in body and "Nothing was installed" in body
-    result = notify(rollout, records=FakeRolloutRecords(), notifications=FakeNotifications())
+    result = notify(rollout, records=FakeRolloutRecords(), notifications=FakeNotifications(), staging=FakeStaging(),
+                    secret_prefix="acm-cert-rollout")
     assert result.outcome == RolloutOutcome.FAILED
 
 

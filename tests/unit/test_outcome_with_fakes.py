@@ -120,7 +120,8 @@ ROLLOUT = {"decision": "ROLLOUT", "certificateArn": ARN, "rolloutId": ROLLOUT_ID
 
 
 def publish(w: World, rollout: dict[str, Any]):
-    return notify(RolloutState.model_validate(rollout), records=w.records, notifications=w.notifications)
+    return notify(RolloutState.model_validate(rollout), records=w.records, notifications=w.notifications,
+                  staging=w.staging, secret_prefix="acm-cert-rollout")
 
 
 def test_rollout_notification_lists_every_target_and_a_missing_record_is_failed(w: World) -> None:

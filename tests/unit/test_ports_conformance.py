@@ -13,7 +13,7 @@ from rollout_core.adapters.claims import PowertoolsClaims
 from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords, DynamoWaitingTasks
 from rollout_core.adapters.installer_source import LayerInstallerSource
 from rollout_core.adapters.leases import DynamoLeases
-from rollout_core.adapters.secrets import SecretsManagerStaging
+from rollout_core.adapters.secrets import SecretsManagerKeystorePasswords, SecretsManagerStaging
 from rollout_core.adapters.sns import SnsNotifications
 from rollout_core.adapters.ssm import SsmCommands
 from rollout_core.adapters.stepfunctions import StepFunctionsCallbacks, StepFunctionsExecutions
@@ -25,6 +25,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, type]] = {
     ports.Inventory: (DynamoInventory, fakes.FakeInventory),
     ports.Certificates: (AcmCertificates, fakes.FakeCertificates),
     ports.BundleStaging: (SecretsManagerStaging, fakes.FakeStaging),
+    ports.KeystorePasswords: (SecretsManagerKeystorePasswords, fakes.FakeKeystorePasswords),
     ports.Commands: (SsmCommands, fakes.FakeCommands),
     ports.WaitingTasks: (DynamoWaitingTasks, fakes.FakeWaitingTasks),
     ports.TaskCallbacks: (StepFunctionsCallbacks, fakes.FakeCallbacks),

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from rollout_core.contracts import IterationState, RolloutState
+from rollout_core.domain.staging import staged_secret_name
 from rollout_core.logic.callback import CommandEvent, complete_waiting_task
 from rollout_core.logic.commands import send_target_command
-from rollout_core.logic.export import export_certificate, secret_name
+from rollout_core.logic.export import export_certificate
 from rollout_core.logic.notify import notify
 from rollout_core.logic.outcome import record_outcome
 from rollout_core.logic.validate import validate_event
@@ -51,9 +52,12 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
                              certificates=w.certificates, inventory=w.inventory, claims=w.claims,
                              executions=w.executions, records=w.records)
     outputs.append(decided.model_dump_json())
-    exported = export_certificate(ARN, decided.serial, decided.rolloutId,
-                                  settings=ExportSettings(secret_prefix="acm-cert-rollout", kms_key_id="alias/k"),
-                                  certificates=w.certificates, staging=w.staging)
+    exported = export_certificate(ARN, decided.serial, EXECUTION_ARN, decided.targetIds,
+                                  settings=ExportSettings(secret_prefix="acm-cert-rollout", kms_key_id="alias/k",
+                                                          inventory_table="inv"),
+                                  certificates=w.certificates, staging=w.staging, inventory=w.inventory,
+                                  passwords=w.passwords, executions=w.executions)
+    staged = w.staging.latest(staged_secret_name("acm-cert-rollout", ARN, decided.rolloutId))
     outputs.append(exported.model_dump_json())
     ref = send_target_command("install", ARN, "web-1", decided.rolloutId, exported.serial, exported.secretArn,
                               exported.secretVersionId,
@@ -85,14 +89,15 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
                               settings=RecordSettings(inventory_table="inv", rollout_table="rollouts"),
                               inventory=w.inventory, records=w.records, probe=w.probe)
     outputs.append(recorded.model_dump_json())
-    notified = notify(RolloutState.model_validate(decided.model_dump(mode="json")), records=w.records, notifications=w.notifications)
+    notified = notify(RolloutState.model_validate(decided.model_dump(mode="json")), records=w.records,
+                      notifications=w.notifications, staging=w.staging, secret_prefix="acm-cert-rollout")
     outputs.append(notified.model_dump_json())
 
     assert (verified.state, recorded.outcome.value, notified.outcome) == ("VERIFIED", "VERIFIED",
                                                                            RolloutOutcome.ROLLED_OUT)
     assert w.inventory.items[(ARN, "web-1")]["lastDeployedSerial"] == exported.serial
 
-    staged = w.staging.latest(secret_name("acm-cert-rollout", ARN))
+    assert w.staging.secrets == {}  # Notify deleted the rollout's staged bundle
     [passphrase] = w.certificates.passphrases()
     secrets = [passphrase.decode(), *staged["privateKey"].splitlines()[1:-1]]
     everything_else = "\n".join(outputs) + recorded_text(

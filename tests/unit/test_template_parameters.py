@@ -235,6 +235,8 @@ class Renderer:
     def _arn(self, name: str, resource: dict[str, Any]) -> str:
         service = resource["Type"].split("::")[1].lower()
         service = {"serverless": "lambda", "stepfunctions": "states"}.get(service, service)
+        if resource["Type"].endswith("::StateMachine"):  # arn:aws:states:<region>:<account>:stateMachine:<name>
+            return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-{name}"
         return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{STACK}-{name}"
 
     def _sub(self, arg: Any) -> str:

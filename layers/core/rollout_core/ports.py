@@ -250,9 +250,9 @@ class BundleStaging(Protocol):
     """Where an exported bundle waits for the nodes: one Secrets Manager secret per rollout
     (customer-managed KMS key), readable only as its resource policy allows (logic/staging.py)."""
 
-    def create_empty(self, name: str, *, kms_key_id: str, description: str, tags: Mapping[str, str]) -> str:
-        """CreateSecret ``name`` WITHOUT a value (nothing to read yet); returns its ARN. An
-        existing secret of that name (a retried export) is kept and its ARN returned."""
+    def create_empty(self, name: str, *, kms_key_id: str, description: str, tags: Mapping[str, str]) -> bool:
+        """CreateSecret ``name`` WITHOUT a value (nothing to read yet); True when created, False
+        when a secret of that name exists (a retried export: it is kept as it is)."""
         ...
 
     def put_policy(self, name: str, policy: Mapping[str, Any]) -> None:

@@ -30,22 +30,21 @@ class SecretsManagerStaging:
     def __init__(self, secretsmanager: Any | None = None) -> None:
         self._sm = secretsmanager if secretsmanager is not None else cached_client("secretsmanager")
 
-    def create_empty(self, name: str, *, kms_key_id: str, description: str, tags: Mapping[str, str]) -> str:
+    def create_empty(self, name: str, *, kms_key_id: str, description: str, tags: Mapping[str, str]) -> bool:
         """CreateSecret ``name`` with neither SecretString nor SecretBinary (Secrets Manager API
-        reference, CreateSecret: "you can create a secret without a value"; no version exists, so
-        nothing is readable before the policy is on). An existing secret: DescribeSecret's ARN.
-        Returns the ARN. Raises a named AwsError."""
+        reference, CreateSecret: without a value no version exists, so nothing is readable
+        before the policy is on). True when created; False on ResourceExistsException (a retried
+        export; the secret is kept). Raises a named AwsError."""
         try:
-            try:
-                answer = self._sm.create_secret(Name=name, KmsKeyId=kms_key_id, Description=description,
-                                                Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-            except ClientError as e:
-                if error_code(e) != "ResourceExistsException":
-                    raise
-                answer = self._sm.describe_secret(SecretId=name)
-        except (ClientError, BotoCoreError) as e:
+            self._sm.create_secret(Name=name, KmsKeyId=kms_key_id, Description=description,
+                                   Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        except ClientError as e:
+            if error_code(e) == "ResourceExistsException":
+                return False
             raise named_aws_error(e, "CreateSecret") from None
-        return str(answer["ARN"])
+        except BotoCoreError as e:
+            raise named_aws_error(e, "CreateSecret") from None
+        return True
 
     def put_policy(self, name: str, policy: Mapping[str, Any]) -> None:
         """PutResourcePolicy ``policy`` on ``name`` with BlockPublicPolicy true (Secrets Manager

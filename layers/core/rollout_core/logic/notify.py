@@ -22,8 +22,7 @@ from __future__ import annotations
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rollout_core import ports
-from rollout_core.adapters.errors import AwsError
-from rollout_core.adapters.errors import AwsPermanentError
+from rollout_core.adapters.errors import AwsError, AwsPermanentError
 from rollout_core.contracts import NotifyResult, RolloutState, StateError, TargetLine
 from rollout_core.logic.staging import delete_rollout_bundle
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
