@@ -265,7 +265,8 @@ class BundleStaging(Protocol):
         ...
 
     def delete(self, name: str) -> bool:
-        """DeleteSecret ForceDeleteWithoutRecovery; False when there was no such secret."""
+        """DeleteSecret ForceDeleteWithoutRecovery (idempotent); False when Secrets Manager says
+        there is no such secret (it may also accept the name and return True)."""
         ...
 
     def list_staged(self, name_prefix: str) -> list[StagedEntry]:

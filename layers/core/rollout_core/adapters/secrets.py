@@ -65,7 +65,8 @@ class SecretsManagerStaging:
 
     def delete(self, name: str) -> bool:
         """DeleteSecret with ForceDeleteWithoutRecovery (no recovery window: the key is gone).
-        False when there is no such secret. Raises a named AwsError."""
+        True when accepted (with ForceDeleteWithoutRecovery a name that does not exist is
+        accepted too, as moto does), False on ResourceNotFoundException. Raises a named AwsError."""
         try:
             self._sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         except ClientError as e:
