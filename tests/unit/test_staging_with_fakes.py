@@ -157,6 +157,8 @@ def test_an_abnormal_end_deletes_the_staged_bundle(w: World, monkeypatch: pytest
 
     export(w, ["web-1"])
     monkeypatch.setattr(app, "STAGING", w.staging)
+    # another test may have imported the handler first, with its own environment
+    monkeypatch.setattr(app, "SETTINGS", app.SETTINGS.model_copy(update={"secret_prefix": PREFIX}))
     end = AbnormalEnd(execution_arn=EXECUTION_ARN, rollout_id=ROLLOUT_ID, status="ABORTED", certificate_arn=ARN,
                       error=None, cause=None)
     assert app.delete_staged_bundle in app.ON_ABNORMAL_END
