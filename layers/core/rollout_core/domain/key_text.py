@@ -89,9 +89,10 @@ _COLON_HEX_RUN = re.compile(
 # Any colon-hex run of two bytes or more (the leak check's normal form).
 _ANY_COLON_HEX = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{2}(?:" + _SEP + r"[0-9A-Fa-f]{2})+")
 _NOT_HEX = re.compile(r"[^0-9a-f]")  # after lower(): separators, whitespace, the n r t of escapes
-# A private label directly followed by colon hex, in raw or JSON-escaped text.
+# A private label directly followed by colon hex, in raw or JSON-escaped text (where the label
+# follows an escaped newline, whose "n" is a letter).
 _PRIVATE_LABEL = re.compile(
-    r"(?i)(?<![A-Za-z])(privateExponent|prime\d+|exponent\d+|coefficient\d*|priv)[ \t]*:"
+    r"(?i)(?:(?<![A-Za-z])|(?<=\\[nrt]))(privateExponent|prime\d+|exponent\d+|coefficient\d*|priv)[ \t]*:"
     r"(?:\s|\\+[nrt])*[0-9a-f]{2}:")
 
 
