@@ -122,9 +122,11 @@ error, reason (a named cause, when there is one), files, serverOutput, exitCode,
 installedSerial, previousSerial, recovered {txn, action, serial, result, pairCheck, ...},
 nothingToRollBack}. Progress goes to stderr. Key material, the
 secret string and passphrases are never printed; every reported text is redacted of any
-private key block, of every line of the key, and of any run of 16 or more base64
+private key block, of every line of the key, of any run of 16 or more base64
 characters that shares a 16-character window with the key's base64 body (plain or
-encrypted) or with a password the installer wrote or read.
+encrypted) or with a password the installer wrote or read, and of text-form key material
+(``openssl pkey -text``'s labelled colon-hex blocks, any colon-hex run of 24 bytes or more:
+redact_key_text).
 """
 
 from __future__ import annotations
@@ -171,6 +173,28 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/=]{" + str(REDACT_WINDOW) + ",}")
 _PEM_ARMOR = re.compile(r"-----[A-Z0-9 ]*-----")
 _KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*" + _PK + r"-----.*?(?:-----END [A-Z0-9 ]*" + _PK
                         + r"-----|\Z)", re.S)
+
+# Text-form key material (openssl pkey -text): a copy of rollout_core/domain/key_text.py's
+# patterns and redact_key_text (this script is standard library only and ships alone; the module
+# docstring there gives the rules and the 24-byte threshold). tests/unit/test_key_text.py feeds
+# both the same corpus and requires identical results.
+KEY_TEXT_MIN_BYTES = 24
+KEY_TEXT_REDACTED = "[redacted key text]"
+_SEP = r":(?:\s|\\+[nrt])*"
+_LABELS = r"(?:modulus|privateExponent|prime\d*|exponent\d*|coefficient\d*|priv|pub)"
+_KEY_TEXT_BLOCK = re.compile(
+    r"(?im)^([ \t]*" + _LABELS + r"[ \t]*:)[ \t]*\r?\n"
+    r"(?:[ \t]+[0-9a-f]{2}(?::[0-9a-f]{2})*:?[ \t]*(?:\r?\n|\Z))+")
+_COLON_HEX_RUN = re.compile(
+    r"(?<![0-9A-Fa-f])(?<![0-9A-Fa-f]:)[0-9A-Fa-f]{2}(?:" + _SEP + r"[0-9A-Fa-f]{2}){"
+    + str(KEY_TEXT_MIN_BYTES - 1) + r",}")
+
+
+def redact_key_text(text: str) -> str:
+    """``text`` with every text-form key block and colon-hex run of >= 24 bytes replaced
+    (rollout_core/domain/key_text.py redact_key_text, the same rules)."""
+    text = _KEY_TEXT_BLOCK.sub(lambda m: m.group(1) + "\n    " + KEY_TEXT_REDACTED + "\n", text)
+    return _COLON_HEX_RUN.sub(KEY_TEXT_REDACTED, text)
 
 
 class RolloutFailure(Exception):
@@ -229,6 +253,7 @@ class Redactor:
         if text is None:
             return None
         text = _KEY_BLOCK.sub("[redacted key block]", text)
+        text = redact_key_text(text)
         text = text.replace(_PK, "[redacted]")
         for s in self.secrets:
             if s in text:

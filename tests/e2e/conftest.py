@@ -32,7 +32,7 @@ def probe_serial(port: int, sni: str, timeout: float = 2.0) -> str | None:
 
 def run_scenario(spec: dict[str, Any] | str | Path,
                  while_running: Callable[[ScenarioRunner, dict[str, Any]], Any] | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+                 *, expect_leaks: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run a scenario (dict, or YAML path / name under scenarios/) on a fresh local cloud.
 
     Returns (report, data). ``data`` is a snapshot taken before the cloud stops:
@@ -42,7 +42,8 @@ def run_scenario(spec: dict[str, Any] | str | Path,
                     fullchain_initial (content when the target was created),
                     fullchain_final, served_serial_final (our own TLS probe, None if unreachable)}},
       while_running: what ``while_running(runner, report)`` returned (called with the cloud up).
-    The runner is always closed; the leak check of the report must have no finding.
+    The runner is always closed; the leak check of the report must have no finding, unless
+    ``expect_leaks`` (a test that plants a leak through a fault asserts the findings itself).
     """
     if isinstance(spec, dict):
         scenario = Scenario.model_validate(spec)
@@ -87,7 +88,8 @@ def run_scenario(spec: dict[str, Any] | str | Path,
             data["while_running"] = while_running(runner, report)
     finally:
         runner.close()
-    assert report["leak_check"]["findings"] == [], f"leak check findings: {report['leak_check']['findings']}"
+    if not expect_leaks:
+        assert report["leak_check"]["findings"] == [], f"leak check findings: {report['leak_check']['findings']}"
     return report, data
 
 

@@ -2,15 +2,20 @@
 passphrase on any surface an operator or attacker can read (DESIGN.md hard rules).
 
 Surfaces scanned: every execution history event, every function log line, every SNS message,
-every SSM command's parameters and output, every DynamoDB item, and the files the installer
-leaves on the local managed nodes (node_files): every configured non-key file of a target, every
-"*.rollout-*" file beside a target's files (staged files, an older installer's backups), and every
-file of each node's installer state directory with the journal's base64 pre-image decoded. The
+every SSM command's parameters and output, every DynamoDB item, the run report itself
+(report.finalize), and the files left on the local managed nodes (node_files): every configured
+non-key file of a target, every "*.rollout-*" file beside a target's files (staged files, an
+older installer's backups), and every file of each node's working directory (the cwd of its
+commands, as SSM's orchestration directory on a real node; it holds the installer's state
+directory) with a journal's base64 pre-image decoded. The
 one place a key may rest outside a configured key path is the state directory's single backup
 generation (backup.json, mode 0600 in a 0700 directory; installer/install_bundle.py): it is
 skipped only while it is that protected. The secrets searched for are
 the ones the local cloud saw: every passphrase passed to ExportCertificate, every key ACM held
-(PEM, base64 DER, hex DER) and every encrypted key ExportCertificate returned.
+(PEM, base64 DER, hex DER, and its text form: the secret values ``openssl pkey -text`` prints,
+found by 16-byte windows in any colon-hex wrapping or as plain hex) and every encrypted key
+ExportCertificate returned. Any text-form private key block (a private label such as ``prime1:``
+or ``priv:`` followed by colon hex) is a finding whosever key it is, like a PEM key block.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from rollout_core.domain.key_text import colon_hex_digits, private_key_text_labels, private_key_text_values
 
 PEM_KEY_MARKER = re.compile(r"-----BEGIN (?:ENCRYPTED |RSA |EC )?PRIVATE KEY-----")
 
@@ -57,6 +63,24 @@ class SecretRegistry:
                 out.append((f"private key #{i + 1} (PEM body line)", body_lines[2]))
         return [(label, text) for label, text in out if len(text) >= 8]
 
+    def text_form_needles(self) -> list[tuple[str, str]]:
+        """(label, lowercase hex) 16-byte windows covering each secret value that ``openssl
+        pkey -text`` prints for each registered key (key_text.private_key_text_values); matched
+        against a text's colon-hex digits and its plain hex (scan). Labels never hold a secret."""
+        out: list[tuple[str, str]] = []
+        for i, pem in enumerate(self.key_pems):
+            key = serialization.load_pem_private_key(pem, password=None)
+            for name, value in private_key_text_values(key):
+                starts = {*range(0, max(1, len(value) - TEXT_WINDOW + 1), TEXT_WINDOW),
+                          max(0, len(value) - TEXT_WINDOW)}
+                out += [(f"private key #{i + 1} (text form, {name})", value[s:s + TEXT_WINDOW].hex())
+                        for s in sorted(starts)]
+        return out
+
+
+#: Bytes of a secret value the leak check looks for at a time (a partial dump is still found).
+TEXT_WINDOW = 16
+
 
 @dataclass
 class Finding:
@@ -73,14 +97,20 @@ def scan(surfaces: dict[str, list[tuple[str, str]]], registry: SecretRegistry) -
     secret. Returns findings naming the surface, the place and the kind of secret (never the
     secret itself)."""
     needles = registry.needles()
+    text_needles = registry.text_form_needles()
     findings: list[Finding] = []
     for surface, items in surfaces.items():
         for where, text in items:
             if PEM_KEY_MARKER.search(text):
                 findings.append(Finding(surface, where, "PEM private key block"))
+            if private_key_text_labels(text):
+                findings.append(Finding(surface, where, "text-form private key block"))
             for label, needle in needles:
                 if needle in text:
                     findings.append(Finding(surface, where, label))
+            forms = colon_hex_digits(text) + "|" + text.lower()
+            for label in dict.fromkeys(label for label, window in text_needles if window in forms):
+                findings.append(Finding(surface, where, label))
     return findings
 
 
@@ -105,8 +135,7 @@ def collect_surfaces(cloud: Any, execution_arns: list[str]) -> dict[str, list[tu
     items_by_table = cloud.dynamodb_items()
     for table, items in items_by_table.items():
         surfaces["dynamodb"].extend((f"{table} item {i + 1}", json.dumps(item)) for i, item in enumerate(items))
-    surfaces["node_files"] = node_files(items_by_table, [n.env.get("CERT_ROLLOUT_STATE_DIR", "")
-                                                         for n in cloud.fleet.nodes.values()])
+    surfaces["node_files"] = node_files(items_by_table, [n.workdir for n in cloud.fleet.nodes.values()])
     return surfaces
 
 
@@ -148,8 +177,10 @@ def _file_text(path: str) -> str:
     return text
 
 
-def node_files(items_by_table: dict[str, list[dict[str, Any]]], state_dirs: list[str]) -> list[tuple[str, str]]:
-    """(where, text) of every file on the local nodes where no key may rest (module docstring)."""
+def node_files(items_by_table: dict[str, list[dict[str, Any]]], node_dirs: list[str]) -> list[tuple[str, str]]:
+    """(where, text) of every file on the local nodes where no key may rest (module docstring).
+    ``node_dirs``: each node's working directory (or just its installer state directory), walked
+    whole."""
     specs = _target_files(items_by_table)
     key_paths = {f["path"] for f in specs if f.get("content") in KEY_CONTENTS}
     key_paths |= {f["passwordFile"] for f in specs if isinstance(f.get("passwordFile"), str)}
@@ -157,7 +188,7 @@ def node_files(items_by_table: dict[str, list[dict[str, Any]]], state_dirs: list
     for directory in {os.path.dirname(f["path"]) for f in specs}:
         if os.path.isdir(directory):
             paths |= {os.path.join(directory, n) for n in os.listdir(directory) if ".rollout-" in n}
-    for state in state_dirs:
+    for state in node_dirs:
         for root, _dirs, names in os.walk(state) if state else ():
             paths |= {os.path.join(root, n) for n in names}
     found = []

@@ -17,10 +17,12 @@ from cert_rollout.sfn import history_table
 
 
 def finalize(report: dict[str, Any], cloud: Any) -> dict[str, Any]:
-    """Attach SNS messages per event and run the leak check over every surface."""
+    """Attach SNS messages per event and run the leak check over every surface, the report
+    itself (as written, before its leak_check section) included."""
     attach_sns_messages(report)
     arns = [a for e in report["events"] for a in e.get("executionArns", [])]
     surfaces = collect_surfaces(cloud, arns)
+    surfaces["report"] = [("report", json.dumps(report, default=str))]
     findings = scan(surfaces, cloud.secrets)
     report["leak_check"] = {
         "scanned": {k: len(v) for k, v in surfaces.items()},

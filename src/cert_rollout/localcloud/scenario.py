@@ -75,9 +75,10 @@ class TargetSpec(BaseModel):
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    # localcloud/targets.py names each fault; dies-after-reload, status-event-lost, crash-mid-swap: issue 10.
+    # localcloud/targets.py names each fault; dies-after-reload, status-event-lost, crash-mid-swap: issue 10;
+    # prints-key-text, leaves-key-text: issue 11.
     fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                   "status-event-lost", "crash-mid-swap"] | None = None
+                   "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text"] | None = None
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
 

@@ -19,6 +19,10 @@ Command line (``python -m cert_rollout.localcloud.target_server ...``)::
         SSLContext, which also checks that the key matches the first certificate.
         stdout "configuration test is successful", exit 0; or stderr
         "configuration test failed: <file>: <reason>", exit 1.
+        --print-key-text: first print every site's key with ``openssl pkey -text -noout``
+        (a debugging test command an operator might write; fault prints-key-text).
+        --key-text-file FILE: write that text to FILE instead (relative: the command's cwd,
+        the node's working directory; fault leaves-key-text).
     reload --pid-file PID [--config CONFIG.json]
         Like ``systemctl try-reload-or-restart``: SIGHUP to the running server, exit 0;
         "not running; nothing to reload", exit 0, when no server runs; when the config
@@ -251,6 +255,17 @@ def _config_errors(cfg: ServerConfig) -> list[ConfigError]:
             except ConfigError as exc:
                 errors.append(exc)
     return errors
+
+
+def key_text(config_path: str | os.PathLike[str]) -> str:
+    """Every site's private key as ``openssl pkey -text -noout`` prints it (the real binary),
+    concatenated: the "show me what was installed" step of a careless test command (faults
+    prints-key-text / leaves-key-text). Raises ConfigError when the config cannot be read and
+    subprocess.CalledProcessError when openssl refuses a key."""
+    cfg = load_config(config_path)
+    keys = [site.key for listener in cfg.listeners for site in listener.sites]
+    return "".join(subprocess.run(["openssl", "pkey", "-in", key, "-text", "-noout"], capture_output=True,
+                                  check=True, text=True, timeout=30).stdout for key in keys)
 
 
 def check_config(config_path: str | os.PathLike[str]) -> list[str]:
@@ -656,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log")
     p = sub.add_parser("check", help="configuration test (like nginx -t)")
     p.add_argument("--config", required=True)
+    p.add_argument("--print-key-text", action="store_true", help="print each key with openssl pkey -text")
+    p.add_argument("--key-text-file", help="write each key's openssl pkey -text output to this file")
     p = sub.add_parser("reload", help="SIGHUP the running server (like systemctl try-reload-or-restart)")
     p.add_argument("--pid-file", required=True)
     p.add_argument("--config")
@@ -666,6 +683,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args.config, args.pid_file, args.log)
     if args.command == "check":
+        if args.print_key_text or args.key_text_file:
+            text = key_text(args.config)
+            if args.key_text_file:
+                Path(args.key_text_file).write_text(text)
+            else:
+                print(text, end="")
         errors = check_config(args.config)
         if errors:
             print(f"configuration test failed: {errors[0]}", file=sys.stderr)

@@ -15,6 +15,12 @@ Faults (scenario `fault:`), what operators meet in the field:
   crash-mid-swap the installer is killed (SIGKILL) right after the first file of the set is
                  renamed into place, once; the next command on that node runs normally (and
                  finds the interrupted change first)
+  prints-key-text  the test command prints the installed key with ``openssl pkey -text -noout``
+                 before its config test (a debugging step left in): the installer's redaction
+                 must keep it out of the SSM output and the report
+  leaves-key-text  the test command writes that text to ``key-text.txt`` in its working
+                 directory (the node's) instead: it never passes a redaction, and the leak
+                 check's node_files surface must find it
 """
 
 from __future__ import annotations
@@ -36,10 +42,12 @@ from cert_rollout.localcloud.cloud import LocalCloud, free_port
 from cert_rollout.localcloud.target_server import start_server, stop_server
 
 Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                "status-event-lost", "crash-mid-swap"]
+                "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text"]
 SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert", "dies-after-reload"}
 #: Faults of the node's installer (nodes.LocalNode.fault_once -> the installer's test hook).
 NODE_FAULTS = {"crash-mid-swap": "crash-after-rename-1"}
+#: Faults of the target's test command (target_server check's flags).
+TEST_COMMAND_FAULTS = {"prints-key-text": ["--print-key-text"], "leaves-key-text": ["--key-text-file", "key-text.txt"]}
 
 
 @dataclass
@@ -119,7 +127,8 @@ class LocalTargets:
             "sni": sni, "server": "embedded", "instanceId": instance_id,
             "files": [{"path": str(fullchain), "content": "fullchain", "mode": "0644"},
                       {"path": str(privkey), "content": "key", "mode": "0600"}],
-            "testCommand": [python, "-m", "cert_rollout.localcloud.target_server", "check", "--config", str(config)],
+            "testCommand": [python, "-m", "cert_rollout.localcloud.target_server", "check", "--config", str(config),
+                            *TEST_COMMAND_FAULTS.get(fault or "", [])],
             "reloadCommand": [python, "-m", "cert_rollout.localcloud.target_server", "reload",
                               "--pid-file", str(pid_file), "--config", str(config)],
         }

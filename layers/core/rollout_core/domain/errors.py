@@ -8,12 +8,14 @@ Security rule (DESIGN.md, "Hard rules"): exception messages NEVER contain privat
 material or export passphrases. Messages name the rule that was broken, the field, the
 position in a bundle or the certificate subject/serial (all public data), never a
 secret. As defence in depth, :class:`RolloutError` redacts anything that looks like a
-PEM block from its message before storing it.
+PEM block or text-form key material from its message before storing it.
 """
 
 from __future__ import annotations
 
 import re
+
+from .key_text import redact_key_text
 
 __all__ = [
     "RolloutError",
@@ -42,10 +44,12 @@ def redact(text: str) -> str:
     """Return ``text`` with every PEM block (or dangling PEM BEGIN..end-of-text) replaced.
 
     Shapes: str -> str; ``"-----BEGIN X-----...-----END X-----"`` becomes
-    ``"[PEM block redacted]"``. Never raises. Rule source: DESIGN.md hard rules
+    ``"[PEM block redacted]"``; text-form key material (openssl ``-text`` colon-hex blocks,
+    colon-hex runs of 24 bytes or more) becomes ``"[redacted key text]"``
+    (:func:`rollout_core.domain.key_text.redact_key_text`). Never raises. Rule source: DESIGN.md hard rules
     (no key material in exception messages).
     """
-    return _PEM_BLOCK.sub("[PEM block redacted]", text)
+    return redact_key_text(_PEM_BLOCK.sub("[PEM block redacted]", text))
 
 
 class RolloutError(Exception):

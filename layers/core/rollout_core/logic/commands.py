@@ -20,6 +20,7 @@ from typing import Any
 from rollout_core import ports
 from rollout_core.contracts import Action, CommandRef, CommandStatus, FilesChanged, WaitingTaskContext
 from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
+from rollout_core.domain.key_text import redact_key_text
 from rollout_core.domain.ssm_status import CommandState, classify_invocation, installer_reason
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.observability import logger
@@ -94,8 +95,10 @@ def document_parameters(action: str, secret_arn: str, secret_version_id: str, ta
 
 
 def redact(text: str) -> str:
-    """Remove any PEM private-key block from command output before it goes anywhere."""
-    return PRIVATE_KEY_BLOCK.sub("[redacted private key]", text)
+    """Remove any PEM private-key block and any text-form key material (openssl ``-text``
+    colon-hex blocks and runs: domain.key_text.redact_key_text) from command output before it
+    goes anywhere."""
+    return redact_key_text(PRIVATE_KEY_BLOCK.sub("[redacted private key]", text))
 
 
 def installer_result(stdout: str) -> dict[str, Any] | None:
