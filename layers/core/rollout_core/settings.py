@@ -17,6 +17,8 @@ def load_settings[T: BaseModel](model: type[T]) -> T:
 
 
 SECONDS_PER_DAY = 86400
+# template.yaml ManagedCertificateTag's default (tests/unit/test_managed_scope.py).
+DEFAULT_MANAGED_TAG = "managed"
 
 # Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency
 # says (AWS Step Functions Developer Guide, "Using Map state in Inline mode"). MaxConcurrency 0
@@ -36,6 +38,8 @@ class ValidateSettings(BaseModel):
     max_concurrency: int = Field(default=10, ge=1, le=INLINE_MAP_MAX_CONCURRENCY)
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
     max_targets_per_rollout: int = Field(default=900, ge=1, le=1000)
+    # The certificates this deployment manages are tagged acm-cert-rollout=<this> (domain/managed.py).
+    managed_certificate_tag: str = Field(default=DEFAULT_MANAGED_TAG, pattern=r"^[A-Za-z0-9 _.:/=+@-]{1,256}$")
 
     @property
     def idempotency_ttl_seconds(self) -> int:

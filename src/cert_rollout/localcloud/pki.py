@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from rollout_core.domain.arns import build_arn, partition_for_region
 
 if TYPE_CHECKING:
     from cert_rollout.localcloud.cloud import ServiceName
@@ -47,13 +48,16 @@ class LocalPrivateCA:
         self.account_id = account_id
         self._lock = threading.Lock()
         pca = client("acm-pca")
-        self.root_arn, root_pem = self._make_ca(pca, "ROOT", f"{name} Root CA", None, None)
-        self.sub_arn, sub_pem = self._make_ca(pca, "SUBORDINATE", f"{name} Issuing CA", self.root_arn, root_pem)
+        partition = partition_for_region(region)
+        self.root_arn, root_pem = self._make_ca(pca, partition, "ROOT", f"{name} Root CA", None, None)
+        self.sub_arn, sub_pem = self._make_ca(pca, partition, "SUBORDINATE", f"{name} Issuing CA", self.root_arn,
+                                              root_pem)
         self.root_pem, self.sub_pem = root_pem, sub_pem
         self.chain_pem = sub_pem.strip() + "\n" + root_pem.strip() + "\n"
 
     @staticmethod
-    def _make_ca(pca: Any, kind: str, common_name: str, parent: str | None, parent_pem: str | None) -> tuple[str, str]:
+    def _make_ca(pca: Any, partition: str, kind: str, common_name: str, parent: str | None,
+                 parent_pem: str | None) -> tuple[str, str]:
         arn = pca.create_certificate_authority(
             CertificateAuthorityConfiguration={"KeyAlgorithm": "RSA_2048", "SigningAlgorithm": "SHA256WITHRSA",
                                                "Subject": {"CommonName": common_name, "Organization": "Example"}},
@@ -61,7 +65,7 @@ class LocalPrivateCA:
         csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
         # AWS would use SubordinateCACertificate_PathLen0/V1 for the subordinate; moto applies CA
         # extensions (CA:TRUE, keyCertSign) only for RootCACertificate/V1, so that one is used.
-        template = "arn:aws:acm-pca:::template/RootCACertificate/V1"
+        template = build_arn(partition, "acm-pca", "", "", "template/RootCACertificate/V1")
         signer = parent or arn
         cert_arn = pca.issue_certificate(CertificateAuthorityArn=signer, Csr=csr, SigningAlgorithm="SHA256WITHRSA",
                                          TemplateArn=template, Validity={"Value": 3650, "Type": "DAYS"})["CertificateArn"]
