@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollout_core.adapters.errors import AwsError, AwsPermanentError, AwsRequestInProgress
-from rollout_core.domain.managed import MANAGED_TAG_KEY
+from rollout_core.domain.managed import DEFAULT_MANAGED_TAG, MANAGED_TAG_KEY
 from rollout_core.domain.serials import canonical_serial
 from rollout_core.ports import (
     CertificateDescription,
@@ -26,7 +26,6 @@ from rollout_core.ports import (
     StagedSecret,
     WaitingTask,
 )
-from rollout_core.settings import DEFAULT_MANAGED_TAG
 
 from tests.fakes.recording import Recording
 from tests.unit.pki_fixtures import Pki, to_pem

@@ -7,6 +7,8 @@ import os
 
 from pydantic import BaseModel, Field
 
+from rollout_core.domain.managed import DEFAULT_MANAGED_TAG
+
 
 def load_settings[T: BaseModel](model: type[T]) -> T:
     """Build ``model`` from os.environ (field name upper-cased = variable name).
@@ -17,8 +19,6 @@ def load_settings[T: BaseModel](model: type[T]) -> T:
 
 
 SECONDS_PER_DAY = 86400
-# template.yaml ManagedCertificateTag's default (tests/unit/test_managed_scope.py).
-DEFAULT_MANAGED_TAG = "managed"
 
 # Step Functions runs at most 40 iterations of an inline Map at once, whatever MaxConcurrency
 # says (AWS Step Functions Developer Guide, "Using Map state in Inline mode"). MaxConcurrency 0

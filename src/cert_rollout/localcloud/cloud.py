@@ -233,7 +233,9 @@ class LocalCloud:
 
     def private_ca(self) -> LocalPrivateCA:
         if self.pca is None:
-            self.pca = LocalPrivateCA(self.client, self.region, self.account_id, on_key=self.secrets.key_pems.append)
+            managed_tag = self.deployment.parameters.get("ManagedCertificateTag") if self.deployment else None
+            self.pca = LocalPrivateCA(self.client, self.region, self.account_id, on_key=self.secrets.key_pems.append,
+                                      managed_tag=managed_tag)
         return self.pca
 
     # ------------------------------------------------------------------ resources of the stack

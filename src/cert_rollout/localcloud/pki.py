@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from rollout_core.domain.arns import build_arn, partition_for_region
+from rollout_core.domain.managed import MANAGED_TAG_KEY
 
 if TYPE_CHECKING:
     from cert_rollout.localcloud.cloud import ServiceName
@@ -41,8 +42,11 @@ class LocalPrivateCA:
     """Root and subordinate CA in moto's ACM-PCA, and ACM certificates issued by them."""
 
     def __init__(self, client: Callable[[ServiceName], Any], region: str, account_id: str, name: str = "Local Private",
-                 on_key: Callable[[bytes], None] | None = None) -> None:
+                 on_key: Callable[[bytes], None] | None = None, managed_tag: str | None = None) -> None:
+        """``managed_tag``: the deployment's ManagedCertificateTag; every certificate requested is
+        tagged acm-cert-rollout=<it> (rollout_core.domain.managed), None: untagged."""
         self.client = client
+        self.managed_tag = managed_tag
         self.on_key = on_key
         self.region = region
         self.account_id = account_id
@@ -86,12 +90,16 @@ class LocalPrivateCA:
                                     Validity={"Value": 395, "Type": "DAYS"})["CertificateArn"]
         return pca.get_certificate(CertificateAuthorityArn=self.sub_arn, CertificateArn=arn)["Certificate"]
 
-    def request_certificate(self, domain: str, sans: list[str], key_algorithm: str = "RSA_2048") -> str:
-        """RequestCertificate with this CA (PRIVATE, exportable), issued for real; returns the ARN."""
+    def request_certificate(self, domain: str, sans: list[str], key_algorithm: str = "RSA_2048", *,
+                            managed: bool = True) -> str:
+        """RequestCertificate with this CA (PRIVATE, exportable), issued for real; returns the ARN.
+        Tagged as managed by the deployment (``managed_tag``) unless ``managed`` is False."""
+        tags = ([{"Key": MANAGED_TAG_KEY, "Value": self.managed_tag}]
+                if managed and self.managed_tag is not None else [])
         arn = self.client("acm").request_certificate(
             DomainName=domain, SubjectAlternativeNames=list(dict.fromkeys([domain, *sans])),
             CertificateAuthorityArn=self.sub_arn, KeyAlgorithm=key_algorithm,
-            Options={"Export": "ENABLED"})["CertificateArn"]
+            Options={"Export": "ENABLED"}, **({"Tags": tags} if tags else {}))["CertificateArn"]
         self._reissue(arn, domain, sans, key_algorithm, renewal=False)
         return arn
 

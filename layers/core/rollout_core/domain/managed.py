@@ -20,9 +20,11 @@ from collections.abc import Mapping
 
 from .errors import RolloutError
 
-__all__ = ["MANAGED_TAG_KEY", "CertificateNotManaged", "unmanaged_reason"]
+__all__ = ["DEFAULT_MANAGED_TAG", "MANAGED_TAG_KEY", "CertificateNotManaged", "unmanaged_reason"]
 
 MANAGED_TAG_KEY = "acm-cert-rollout"
+# template.yaml ManagedCertificateTag's default (tests/unit/test_managed_scope.py).
+DEFAULT_MANAGED_TAG = "managed"
 
 
 class CertificateNotManaged(RolloutError):
