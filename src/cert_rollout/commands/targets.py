@@ -143,7 +143,7 @@ def warn_unmanaged(certificate_arns: list[str], managed_tag: str, region: str | 
     for arn, why in unmanaged_certificates(certificate_arns, managed_tag, region, endpoint_url):
         err_console().print(f"[yellow]warning:[/] {escape(arn)} is not managed by this deployment: {escape(why)}; "
                             f"its rollouts are rejected (CertificateNotManaged) until it is tagged "
-                            f"{MANAGED_TAG_KEY}={escape(managed_tag)}", highlight=False)
+                            f"{MANAGED_TAG_KEY}={escape(managed_tag)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- commands
