@@ -66,8 +66,9 @@ def test_renewal_failure_sends_no_ssm_command_and_one_notification_per_event(run
     assert len(messages_for(run, "failing")) == 2  # one per failure event
 
 
-@pytest.mark.parametrize(("step", "error"), [(4, "ForeignCertificate"), (5, "MalformedEvent")],
-                         ids=["foreign-certificate", "malformed-event"])
+@pytest.mark.parametrize(("step", "error"), [(4, "ForeignCertificate"), (5, "MalformedEvent"),
+                                             (18, "CertificateNotManaged")],
+                         ids=["foreign-certificate", "malformed-event", "untagged-certificate"])
 def test_foreign_or_malformed_input_is_rejected_with_the_named_error(run: dict[str, Any], step: int,
                                                                      error: str) -> None:
     entry = run["by_step"][step]
@@ -81,6 +82,7 @@ def test_foreign_or_malformed_input_is_rejected_with_the_named_error(run: dict[s
     assert message["MessageAttributes"]["outcome"]["Value"] == "REJECTED"
     assert error in message["Message"]
     assert commands_of_execution(run, entry) == []
+    assert not state_entered(entry["history"], "ExportCertificate")
     # notified before the execution failed
     notify = state_entered(entry["history"], "Notify")
     assert notify and notify[0] < len(entry["history"]) - 1

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rollout_core.adapters.errors import AwsError, AwsPermanentError, AwsRequestInProgress
+from rollout_core.domain.managed import DEFAULT_MANAGED_TAG, MANAGED_TAG_KEY
 from rollout_core.domain.serials import canonical_serial
 from rollout_core.domain.staging import EXECUTION_TAG
 from rollout_core.ports import (
@@ -50,10 +51,20 @@ class FakeCertificates(Recording):
 
     def add(self, arn: str, pki: Pki, *, type: str = "PRIVATE", status: str = "ISSUED",  # noqa: A002 (ACM's name)
             renewal_status: str | None = "SUCCESS", renewal_status_reason: str | None = None,
-            export_key: Any | None = None, chain_pem: str | None = None) -> None:
+            export_key: Any | None = None, chain_pem: str | None = None,
+            tags: dict[str, str] | None = None) -> None:
+        """``tags`` default: tagged as managed by a deployment with the default ManagedCertificateTag."""
         self.certificates[arn] = {"pki": pki, "type": type, "status": status, "renewal_status": renewal_status,
                                   "renewal_status_reason": renewal_status_reason, "export_key": export_key,
-                                  "chain_pem": chain_pem}
+                                  "chain_pem": chain_pem,
+                                  "tags": {MANAGED_TAG_KEY: DEFAULT_MANAGED_TAG} if tags is None else dict(tags)}
+
+    def tags(self, certificate_arn: str) -> dict[str, str]:
+        self._record("tags", certificate_arn=certificate_arn)
+        entry = self.certificates.get(certificate_arn)
+        if entry is None:
+            raise CertificateNotFound(f"ACM has no certificate {certificate_arn}")
+        return dict(entry["tags"])
 
     def serial(self, arn: str) -> str:
         """The canonical serial of the certificate's leaf."""

@@ -161,6 +161,8 @@ def test_targets_add_list_remove(cloud):
     r = run("targets", "list", "--certificate-arn", CERT, "--json", *table_opts(cloud))
     rows = json.loads(r.stdout)
     assert [x["targetId"] for x in rows] == ["web-1", "web-2"]
+    # CERT is no certificate of the local ACM: ValidateEvent would reject it (CertificateNotManaged).
+    assert f"{CERT} is not managed by this deployment: ACM has no such certificate" in r.stderr
     assert rows[1]["endpoint"] == "10.0.0.7:8443" and rows[1]["sni"] == "web2.internal.example"
     assert rows[0]["sni"] == "web1.internal.example" and rows[0]["instanceId"] == "mi-0123456789abcdef0"
     r = run("targets", "list", *table_opts(cloud))

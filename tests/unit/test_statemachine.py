@@ -49,7 +49,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachine" / "rollout.asl.json"
 TEMPLATE_PATH = ROOT / "template.yaml"
 README_PATH = ROOT / "README.md"
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+# The Resource of a Lambda task, in the deployment's partition (the Partition substitution:
+# tests/unit/test_partitions.py).
+LAMBDA_INVOKE = "arn:${Partition}:states:::lambda:invoke"
+PARTITION_SUBSTITUTION = "Partition"
 
 # The project's Retry policy, named once: every Task state carries exactly this. Lambda's own
 # transient errors, then the transient AWS errors our adapters raise by name
@@ -110,6 +113,11 @@ def all_states(definition: dict[str, Any]) -> Iterator[tuple[str, str, dict[str,
 def lambda_tasks(definition: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(w, n, s) for w, n, s in all_states(definition)
             if s["Type"] == "Task" and s.get("Resource", "").startswith(LAMBDA_INVOKE)]
+
+
+def function_substitutions(state_machine: dict[str, Any]) -> dict[str, Any]:
+    """The DefinitionSubstitutions that name a function (all but the Partition one)."""
+    return {k: v for k, v in state_machine["DefinitionSubstitutions"].items() if k != PARTITION_SUBSTITUTION}
 
 
 def get_att(value: dict[str, Any]) -> tuple[str, str]:
@@ -228,13 +236,14 @@ def test_every_lambda_task_function_is_a_definition_substitution(asl: dict[str, 
         key = function[2:-1]
         assert key in substitutions, f"{where} {name}: {function} has no DefinitionSubstitutions entry"
         used.add(key)
-    assert used == set(substitutions), f"unused DefinitionSubstitutions: {set(substitutions) - used}"
+    functions = set(substitutions) - {PARTITION_SUBSTITUTION}
+    assert used == functions, f"unused DefinitionSubstitutions: {functions - used}"
 
 
 def test_every_substituted_function_is_a_function_of_the_template(template: dict[str, Any],
                                                                  state_machine: dict[str, Any]) -> None:
     resources = template["Resources"]
-    for key, value in state_machine["DefinitionSubstitutions"].items():
+    for key, value in function_substitutions(state_machine).items():
         logical_id, attribute = get_att(value)
         assert resources[logical_id]["Type"] == "AWS::Serverless::Function", key
         assert attribute == "Arn", key
@@ -244,7 +253,7 @@ def test_the_state_machine_may_invoke_every_function_it_calls(template: dict[str
                                                              state_machine: dict[str, Any]) -> None:
     invokable = {p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
                  for p in state_machine["Policies"] if isinstance(p, dict) and "LambdaInvokePolicy" in p}
-    called = {get_att_target(value) for value in state_machine["DefinitionSubstitutions"].values()}
+    called = {get_att_target(value) for value in function_substitutions(state_machine).values()}
     assert called <= invokable, f"no LambdaInvokePolicy for {called - invokable}"
 
 

@@ -60,7 +60,9 @@ ASL_FIELD_UNITS = {"MaxConcurrency": "count", "MaxAttempts": "count", "Seconds":
                    "TimeoutSeconds": "seconds", "HeartbeatSeconds": "seconds", "IntervalSeconds": "seconds"}
 # Resource properties that AWS reads (no code of ours): (resource type, property) -> unit.
 RESOURCE_PROPERTY_UNITS = {("AWS::Logs::LogGroup", "RetentionInDays"): "days",
-                           ("AWS::SNS::Subscription", "Endpoint"): "text"}
+                           ("AWS::SNS::Subscription", "Endpoint"): "text",
+                           # IAM reads a function's policies: a tag value in a Condition (TargetNodeTag).
+                           ("AWS::Serverless::Function", "Policies"): "text"}
 # Environment variables read by libraries, not by our settings models.
 LIBRARY_ENV_PREFIXES = ("POWERTOOLS_",)
 # An inline Map runs at most this many iterations at once; a distributed Map up to 10,000.
@@ -211,6 +213,8 @@ class Renderer:
         raise UnrenderableExpression(f"condition {key} is not evaluated by this test")
 
     def _ref(self, name: str) -> str:
+        if name == "AWS::NoValue":  # drops the property in CloudFormation; here an empty text
+            return ""
         if name in self.values:
             return self.values[name]
         if name in PSEUDO:

@@ -5,7 +5,7 @@ logic/*.py takes these as keyword arguments and never builds an AWS client; the 
 pass them in; unit tests pass the in-memory fakes of tests/fakes/.
 
   Inventory        which targets serve which certificate (DynamoDB inventory table)
-  Certificates     ACM DescribeCertificate / ExportCertificate
+  Certificates     ACM DescribeCertificate / ExportCertificate / ListTagsForCertificate
   BundleStaging    Secrets Manager: the exported bundle staged for the nodes (one secret per rollout)
   KeystorePasswords Secrets Manager: the operator's keystore password secrets (export role only)
   Commands         SSM SendCommand / GetCommandInvocation
@@ -232,6 +232,11 @@ class Certificates(Protocol):
     def export(self, certificate_arn: str, passphrase: bytes) -> ExportedCertificate:
         """ExportCertificate with ``passphrase`` (the bytes later used to decrypt). Raises a
         named AwsError (RequestInProgressException -> AwsRequestInProgress)."""
+        ...
+
+    def tags(self, certificate_arn: str) -> dict[str, str]:
+        """ListTagsForCertificate as tag key -> value ("" for a tag without a value). Raises
+        CertificateNotFound or a named AwsError."""
         ...
 
 

@@ -7,6 +7,8 @@ import os
 
 from pydantic import BaseModel, Field
 
+from rollout_core.domain.managed import DEFAULT_MANAGED_TAG
+
 
 def load_settings[T: BaseModel](model: type[T]) -> T:
     """Build ``model`` from os.environ (field name upper-cased = variable name).
@@ -36,6 +38,8 @@ class ValidateSettings(BaseModel):
     max_concurrency: int = Field(default=10, ge=1, le=INLINE_MAP_MAX_CONCURRENCY)
     command_timeout_seconds: int = Field(default=600, ge=5, le=3600)
     max_targets_per_rollout: int = Field(default=900, ge=1, le=1000)
+    # The certificates this deployment manages are tagged acm-cert-rollout=<this> (domain/managed.py).
+    managed_certificate_tag: str = Field(default=DEFAULT_MANAGED_TAG, pattern=r"^[A-Za-z0-9 _.:/=+@-]{1,256}$")
 
     @property
     def idempotency_ttl_seconds(self) -> int:

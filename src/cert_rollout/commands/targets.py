@@ -12,10 +12,11 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rollout_core.domain.managed import DEFAULT_MANAGED_TAG
 
 from cert_rollout.commands.common import (
     AsJson,
@@ -32,6 +33,10 @@ from cert_rollout.commands.common import (
 )
 
 targets_app = typer.Typer(no_args_is_help=True, help="The inventory: which targets serve which certificate.")
+
+ManagedTag = Annotated[str, typer.Option(
+    "--managed-tag", envvar="CERT_ROLLOUT_MANAGED_TAG",
+    help="The stack's ManagedCertificateTag: certificates must be tagged acm-cert-rollout=<this>.")]
 
 
 def _validation_message(e: Any) -> str:
@@ -101,6 +106,46 @@ def scan_inventory(inv: Any, certificate_arn: str | None = None) -> list[dict[st
     return sorted(items, key=lambda i: (i.get("certificateArn", ""), i.get("targetId", "")))
 
 
+def unmanaged_certificates(certificate_arns: list[str], managed_tag: str, region: str | None,
+                           endpoint_url: str | None) -> list[tuple[str, str]]:
+    """(certificate ARN, why) for each of ``certificate_arns`` that the deployment whose
+    ManagedCertificateTag is ``managed_tag`` does not manage (rollout_core.domain.managed:
+    ValidateEvent rejects its rollouts with CertificateNotManaged, IAM denies its export). A
+    certificate ACM does not have, or whose tags cannot be read, is listed with that reason."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+    from rollout_core.adapters.acm import AcmCertificates, CertificateNotFound
+    from rollout_core.adapters.errors import AwsError
+    from rollout_core.domain.managed import unmanaged_reason
+
+    acm = AcmCertificates(boto3.client("acm", region_name=region, endpoint_url=endpoint_url))
+    found: list[tuple[str, str]] = []
+    for arn in sorted(set(certificate_arns)):
+        try:
+            why = unmanaged_reason(acm.tags(arn), managed_tag)
+        except CertificateNotFound:
+            why = "ACM has no such certificate"
+        except (AwsError, BotoCoreError) as e:
+            why = f"its tags could not be read ({type(e).__name__}: {e})"
+        if why is not None:
+            found.append((arn, why))
+    return found
+
+
+def warn_unmanaged(certificate_arns: list[str], managed_tag: str, region: str | None,
+                   endpoint_url: str | None) -> None:
+    """One warning line on stderr per certificate of the inventory this deployment does not manage."""
+    from rich.markup import escape
+    from rollout_core.domain.managed import MANAGED_TAG_KEY
+
+    from cert_rollout.commands.common import err_console
+
+    for arn, why in unmanaged_certificates(certificate_arns, managed_tag, region, endpoint_url):
+        err_console().print(f"[yellow]warning:[/] {escape(arn)} is not managed by this deployment: {escape(why)}; "
+                            f"its rollouts are rejected (CertificateNotManaged) until it is tagged "
+                            f"{MANAGED_TAG_KEY}={escape(managed_tag)}", highlight=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -157,9 +202,11 @@ def targets_list(
     stack_outputs: StackOutputs = None,
     region: Region = None,
     endpoint_url: EndpointUrl = None,
+    managed_tag: ManagedTag = DEFAULT_MANAGED_TAG,
     as_json: AsJson = False,
 ) -> None:
-    """The inventory as a table: target, endpoint, SNI, server, node, last deployed serial/at."""
+    """The inventory as a table: target, endpoint, SNI, server, node, last deployed serial/at.
+    Warns (stderr) about each certificate not tagged acm-cert-rollout=<--managed-tag>."""
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
@@ -169,6 +216,7 @@ def targets_list(
     except (AwsError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
     rows = [target_row(i) for i in items]
+    warn_unmanaged([str(r["certificateArn"]) for r in rows], managed_tag, region, endpoint_url)
     if as_json:
         emit_json(rows)
         return

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import boto3
 from botocore.config import Config
+from rollout_core.domain.arns import build_arn, partition_for_region
 
 from cert_rollout.localcloud import patches
 from cert_rollout.localcloud.deploy import Deployer, Deployment
@@ -232,7 +233,9 @@ class LocalCloud:
 
     def private_ca(self) -> LocalPrivateCA:
         if self.pca is None:
-            self.pca = LocalPrivateCA(self.client, self.region, self.account_id, on_key=self.secrets.key_pems.append)
+            managed_tag = self.deployment.parameters.get("ManagedCertificateTag") if self.deployment else None
+            self.pca = LocalPrivateCA(self.client, self.region, self.account_id, on_key=self.secrets.key_pems.append,
+                                      managed_tag=managed_tag)
         return self.pca
 
     # ------------------------------------------------------------------ resources of the stack
@@ -303,7 +306,8 @@ class LocalCloud:
             "detail-type": "EC2 Command Invocation Status-change Notification", "source": "aws.ssm",
             "account": self.account_id, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "region": self.region,
-            "resources": [f"arn:aws:ec2:{self.region}:{self.account_id}:instance/{instance_id}"],
+            "resources": [build_arn(partition_for_region(self.region), "ec2", self.region, self.account_id,
+                                    f"instance/{instance_id}")],
             "detail": {"command-id": command_id, "document-name": document_name, "instance-id": instance_id,
                        "requested-date-time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
                        "status": status},

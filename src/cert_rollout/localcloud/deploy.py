@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from rollout_core.domain.arns import build_arn, partition_for_region
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
@@ -161,6 +162,7 @@ class Deployer:
                  layer_dir_for: Callable[[str], str] | None = None) -> None:
         self.client = client
         self.region = region
+        self.partition = partition_for_region(region)  # AWS::Partition, and every ARN built here
         self.account_id = account_id
         self.stack_name = stack_name
         self.layer_dir_for = layer_dir_for
@@ -185,7 +187,7 @@ class Deployer:
         if name == "AWS::NoValue":
             return _NO_VALUE
         pseudo = {"AWS::Region": self.region, "AWS::AccountId": self.account_id, "AWS::StackName": self.stack_name,
-                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+                  "AWS::Partition": self.partition, "AWS::URLSuffix": "amazonaws.com"}
         if name in pseudo:
             return pseudo[name]
         if name in d.parameters:
@@ -235,7 +237,7 @@ class Deployer:
         return f"{stack}-{logical_id[: room - len(stack)]}-{suffix}"
 
     def _arn(self, service: str, resource: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+        return build_arn(self.partition, service, self.region, self.account_id, resource)
 
     def _create_AWS_KMS_Key(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
         key = self.client("kms").create_key(Description=p.get("Description", ""),

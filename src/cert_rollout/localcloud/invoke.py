@@ -114,6 +114,8 @@ def seed(cloud: Any, payload: bytes) -> Any:
     import tempfile
     from pathlib import Path
 
+    from rollout_core.domain.arns import build_arn, partition_for_region
+
     from cert_rollout.localcloud.targets import LocalTargets
 
     try:
@@ -121,7 +123,7 @@ def seed(cloud: Any, payload: bytes) -> Any:
     except json.JSONDecodeError:
         return None  # the handler reports the bad payload itself
     pairs = _strings(event)
-    prefix = f"arn:aws:acm:{cloud.region}:{cloud.account_id}:certificate/"
+    prefix = build_arn(partition_for_region(cloud.region), "acm", cloud.region, cloud.account_id, "certificate/")
     arns = sorted({m for _, v in pairs for m in re.findall(re.escape(prefix) + r"[A-Za-z0-9-]+", v)})
     target_ids = sorted({v for k, v in pairs if k in ("targetId", "targetIds")
                          and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", v)})

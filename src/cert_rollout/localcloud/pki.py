@@ -19,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from rollout_core.domain.arns import build_arn, partition_for_region
+from rollout_core.domain.managed import MANAGED_TAG_KEY
 
 if TYPE_CHECKING:
     from cert_rollout.localcloud.cloud import ServiceName
@@ -40,20 +42,26 @@ class LocalPrivateCA:
     """Root and subordinate CA in moto's ACM-PCA, and ACM certificates issued by them."""
 
     def __init__(self, client: Callable[[ServiceName], Any], region: str, account_id: str, name: str = "Local Private",
-                 on_key: Callable[[bytes], None] | None = None) -> None:
+                 on_key: Callable[[bytes], None] | None = None, managed_tag: str | None = None) -> None:
+        """``managed_tag``: the deployment's ManagedCertificateTag; every certificate requested is
+        tagged acm-cert-rollout=<it> (rollout_core.domain.managed), None: untagged."""
         self.client = client
+        self.managed_tag = managed_tag
         self.on_key = on_key
         self.region = region
         self.account_id = account_id
         self._lock = threading.Lock()
         pca = client("acm-pca")
-        self.root_arn, root_pem = self._make_ca(pca, "ROOT", f"{name} Root CA", None, None)
-        self.sub_arn, sub_pem = self._make_ca(pca, "SUBORDINATE", f"{name} Issuing CA", self.root_arn, root_pem)
+        partition = partition_for_region(region)
+        self.root_arn, root_pem = self._make_ca(pca, partition, "ROOT", f"{name} Root CA", None, None)
+        self.sub_arn, sub_pem = self._make_ca(pca, partition, "SUBORDINATE", f"{name} Issuing CA", self.root_arn,
+                                              root_pem)
         self.root_pem, self.sub_pem = root_pem, sub_pem
         self.chain_pem = sub_pem.strip() + "\n" + root_pem.strip() + "\n"
 
     @staticmethod
-    def _make_ca(pca: Any, kind: str, common_name: str, parent: str | None, parent_pem: str | None) -> tuple[str, str]:
+    def _make_ca(pca: Any, partition: str, kind: str, common_name: str, parent: str | None,
+                 parent_pem: str | None) -> tuple[str, str]:
         arn = pca.create_certificate_authority(
             CertificateAuthorityConfiguration={"KeyAlgorithm": "RSA_2048", "SigningAlgorithm": "SHA256WITHRSA",
                                                "Subject": {"CommonName": common_name, "Organization": "Example"}},
@@ -61,7 +69,7 @@ class LocalPrivateCA:
         csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
         # AWS would use SubordinateCACertificate_PathLen0/V1 for the subordinate; moto applies CA
         # extensions (CA:TRUE, keyCertSign) only for RootCACertificate/V1, so that one is used.
-        template = "arn:aws:acm-pca:::template/RootCACertificate/V1"
+        template = build_arn(partition, "acm-pca", "", "", "template/RootCACertificate/V1")
         signer = parent or arn
         cert_arn = pca.issue_certificate(CertificateAuthorityArn=signer, Csr=csr, SigningAlgorithm="SHA256WITHRSA",
                                          TemplateArn=template, Validity={"Value": 3650, "Type": "DAYS"})["CertificateArn"]
@@ -82,12 +90,16 @@ class LocalPrivateCA:
                                     Validity={"Value": 395, "Type": "DAYS"})["CertificateArn"]
         return pca.get_certificate(CertificateAuthorityArn=self.sub_arn, CertificateArn=arn)["Certificate"]
 
-    def request_certificate(self, domain: str, sans: list[str], key_algorithm: str = "RSA_2048") -> str:
-        """RequestCertificate with this CA (PRIVATE, exportable), issued for real; returns the ARN."""
+    def request_certificate(self, domain: str, sans: list[str], key_algorithm: str = "RSA_2048", *,
+                            managed: bool = True) -> str:
+        """RequestCertificate with this CA (PRIVATE, exportable), issued for real; returns the ARN.
+        Tagged as managed by the deployment (``managed_tag``) unless ``managed`` is False."""
+        tags = ([{"Key": MANAGED_TAG_KEY, "Value": self.managed_tag}]
+                if managed and self.managed_tag is not None else [])
         arn = self.client("acm").request_certificate(
             DomainName=domain, SubjectAlternativeNames=list(dict.fromkeys([domain, *sans])),
             CertificateAuthorityArn=self.sub_arn, KeyAlgorithm=key_algorithm,
-            Options={"Export": "ENABLED"})["CertificateArn"]
+            Options={"Export": "ENABLED"}, **({"Tags": tags} if tags else {}))["CertificateArn"]
         self._reissue(arn, domain, sans, key_algorithm, renewal=False)
         return arn
 

@@ -60,6 +60,8 @@ class CertificateSpec(BaseModel):
     domain: str = Field(pattern=DNS_NAME, max_length=253)
     sans: list[str] = []
     key_algorithm: str = "RSA_2048"
+    # False: not tagged acm-cert-rollout=<ManagedCertificateTag> (ValidateEvent: CertificateNotManaged).
+    managed: bool = True
 
     @model_validator(mode="after")
     def _known_algorithm(self) -> CertificateSpec:
@@ -323,7 +325,8 @@ class ScenarioRunner:
         started = time.time()
         pca = cloud.private_ca()
         for name, spec in self.scenario.certificates.items():
-            self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm)
+            self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm,
+                                                                  managed=spec.managed)
             self.on_step(f"certificate {name}: {self.certificate_arns[name]} ({spec.key_algorithm}), "
                          f"serial {self._serial(self.certificate_arns[name])}")
         self._start_targets()

@@ -1,4 +1,4 @@
-"""ACM adapter: DescribeCertificate and ExportCertificate (port rollout_core/ports.py Certificates)."""
+"""ACM adapter: DescribeCertificate, ExportCertificate, ListTagsForCertificate (port rollout_core/ports.py Certificates)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,19 @@ class AcmCertificates:
             renewal_status_reason=renewal.get("RenewalStatusReason"),
             key_algorithm=cert.get("KeyAlgorithm"),
         )
+
+    def tags(self, certificate_arn: str) -> dict[str, str]:
+        """ListTagsForCertificate -> {key: value} ("" for a tag without a value; ACM returns at
+        most 50 tags, in one answer). Raises CertificateNotFound or a named AwsError."""
+        try:
+            answer = self._acm.list_tags_for_certificate(CertificateArn=certificate_arn)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise CertificateNotFound(f"ACM has no certificate {certificate_arn}") from None
+            raise named_aws_error(e, "ListTagsForCertificate") from e
+        except BotoCoreError as e:
+            raise named_aws_error(e, "ListTagsForCertificate") from e
+        return {str(t["Key"]): str(t.get("Value") or "") for t in answer.get("Tags", [])}
 
     def export(self, certificate_arn: str, passphrase: bytes) -> ExportedCertificate:
         """ExportCertificate with ``passphrase`` (the same bytes later used to decrypt).

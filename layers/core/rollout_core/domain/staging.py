@@ -65,8 +65,9 @@ EC2_SOURCE_KEY = "ec2:SourceInstanceARN"
 SSM_SOURCE_KEY = "ssm:SourceInstanceARN"
 # Secrets Manager secret names: 1-512 characters of letters, digits and /_+=.@-
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+=.@-")
-# A policy that names no node must still deny everyone: no ARN is ever this one.
-_NO_NODE = "arn:aws:ec2:none:000000000000:instance/i-00000000"
+# A policy that names no node must still deny everyone: no instance ever has this ARN (region
+# "none", account 000000000000), built in the deployment's partition (domain/arns.py).
+_NO_NODE_REGION, _NO_NODE_ACCOUNT, _NO_NODE_RESOURCE = "none", "000000000000", "instance/i-00000000"
 
 
 class InvalidStagingName(RolloutError):
@@ -150,7 +151,7 @@ def staged_secret_policy(instance_ids: Iterable[str], *, partition: str, region:
         key, arn = node_source_arn(instance_id, partition=partition, region=region, account=account)
         by_key[key].add(arn)
     if not by_key[EC2_SOURCE_KEY] and not by_key[SSM_SOURCE_KEY]:
-        by_key[EC2_SOURCE_KEY].add(_NO_NODE)
+        by_key[EC2_SOURCE_KEY].add(f"arn:{partition}:ec2:{_NO_NODE_REGION}:{_NO_NODE_ACCOUNT}:{_NO_NODE_RESOURCE}")
     condition = {key: sorted(arns) for key, arns in by_key.items() if arns}
     policy = {
         "Version": "2012-10-17",

@@ -20,12 +20,45 @@ from typing import Any
 from rollout_core import ports
 from rollout_core.contracts import Action, CommandRef, CommandStatus, FilesChanged, WaitingTaskContext
 from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
+from rollout_core.domain.errors import RolloutError
 from rollout_core.domain.key_text import redact_key_text
 from rollout_core.domain.ssm_status import CommandState, classify_invocation, installer_reason
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
+from rollout_core.models import Target
 from rollout_core.observability import logger
 from rollout_core.probe import ProbeError
 from rollout_core.settings import InstallSettings
+
+
+class TargetNotInRollout(RolloutError):
+    """The command would go to a node that is not the target's node in the inventory of the
+    rollout's certificate: the item read is not (certificate ARN, target id) of this rollout, or a
+    rollback would go to another node than the install did (the item's instanceId changed during
+    the rollout). Nothing is sent; only this target fails (reason target-not-in-rollout)."""
+
+
+def rollout_instance_id(action: Action, target: Target, certificate_arn: str, target_id: str, rollout_id: str, *,
+                        waiting_tasks: ports.WaitingTasks) -> str:
+    """The one managed node a command for (``certificate_arn``, ``target_id``) may go to: the
+    ``instanceId`` of the inventory item read for that certificate and target (issue 11, item 4).
+
+    ``target``: the item as Inventory.get returned it; for a rollback, the install's waiting-task
+    record (logic.waiting) names the node the install went to, and the rollback must go there.
+    Raises TargetNotInRollout when the item belongs to another certificate or target, or the
+    rollback's node differs from the install's. The IAM side (template.yaml, statement
+    SendToManagedNodes) can only narrow nodes by tag (SendCommand's node resources honour
+    ssm:resourceTag, service authorization reference), not by inventory: this check is that part.
+    """
+    if target.certificateArn != certificate_arn or target.targetId != target_id:
+        raise TargetNotInRollout(f"the inventory item read for target {target_id} of {certificate_arn} is target "
+                                 f"{target.targetId} of {target.certificateArn}: no command sent")
+    if action == "rollback":
+        install = waiting_tasks.find(waiting_task_key(rollout_id, target_id, "install"))
+        if install is not None and install.instance_id and install.instance_id != target.instanceId:
+            raise TargetNotInRollout(f"target {target_id} was installed on {install.instance_id}; the inventory now "
+                                     f"names {target.instanceId}: no rollback sent to a node the install did not touch")
+    return target.instanceId
+
 
 RESULT_LINE = re.compile(r"^ROLLOUT_RESULT (\{.*\})\s*$", re.MULTILINE)
 PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S)
@@ -44,9 +77,14 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     can complete the task. Returns the CommandRef (ids, endpoint, served serial before).
     Ports: ``inventory`` (the target), ``probe`` (served serial before), ``waiting_tasks``
     (the token), ``commands`` (SendCommand), ``installer`` (the installer's URL and SHA-256).
-    Raises TargetNotFound, NodeNotManaged (reported as undeliverable) or a named AwsError.
+    The command goes only to rollout_instance_id (the node of the inventory item read for this
+    certificate and target), checked before anything is probed or sent.
+    Raises TargetNotFound, TargetNotInRollout, NodeNotManaged (reported as undeliverable) or a
+    named AwsError.
     """
     target = inventory.get(certificate_arn, target_id)
+    instance_id = rollout_instance_id(action, target, certificate_arn, target_id, rollout_id,
+                                      waiting_tasks=waiting_tasks)
     before = None
     if action == "install":
         try:
@@ -62,7 +100,7 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
         waiting_tasks.remember(wait_key, task_token, context.model_dump(mode="json"),
                                ttl_seconds=settings.command_timeout_seconds + 86400)
     command_id = commands.send(
-        settings.install_document, target.instanceId,
+        settings.install_document, instance_id,
         document_parameters(action, secret_arn, secret_version_id, config, expected_serial, settings,
                             installer.package(settings.installer_layer_arn)),
         timeout_seconds=settings.command_timeout_seconds,
@@ -71,10 +109,10 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     if task_token:
         # A task that times out (its status event lost) finds the command through this record
         # (logic.callback.reconcile_timed_out_task): the task's own output is lost on timeout.
-        waiting_tasks.attach_command(wait_key, command_id, target.instanceId)
+        waiting_tasks.attach_command(wait_key, command_id, instance_id)
     logger.info("command sent", extra={"action": action, "target_id": target_id, "command_id": command_id,
-                                       "instance_id": target.instanceId})
-    return CommandRef(commandId=command_id, instanceId=target.instanceId, endpoint=target.endpoint,
+                                       "instance_id": instance_id})
+    return CommandRef(commandId=command_id, instanceId=instance_id, endpoint=target.endpoint,
                       servedSerialBefore=before)
 
 

@@ -46,6 +46,7 @@ from rollout_core.settings import RecordSettings
 ERROR_REASONS = {
     "NodeNotManaged": "undeliverable",
     "TargetNotFound": "target-not-in-inventory",
+    "TargetNotInRollout": "target-not-in-rollout",  # logic/commands.py rollout_instance_id
     "ValidationError": "invalid-target-settings",
     "Sandbox.Timedout": "step-timed-out",
     "States.Timeout": "step-timed-out",

@@ -24,6 +24,7 @@ from rollout_core import ports
 from rollout_core.contracts import ValidateResult
 from rollout_core.domain.errors import InvalidSerial, RolloutError
 from rollout_core.domain.events import RequestKind, RolloutRequest, parse_event
+from rollout_core.domain.managed import MANAGED_TAG_KEY, CertificateNotManaged, unmanaged_reason
 from rollout_core.domain.serials import serials_equal
 from rollout_core.models import Decision, TargetOutcome
 from rollout_core.observability import logger
@@ -115,9 +116,10 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     Returns a ValidateResult with decision ROLLOUT, ALREADY_DEPLOYED, RENEWAL_FAILED or NO_TARGETS.
     Raises (the execution then ends REJECTED, with the error's name in the history):
       MalformedEvent, UnsupportedEvent, MissingCertificateArn, ForeignCertificate (domain.events),
-      CertificateNotFound, CertificateNotPrivate, CertificateNotIssued;
+      CertificateNotFound, CertificateNotPrivate, CertificateNotManaged (domain.managed: not tagged
+      acm-cert-rollout=<ManagedCertificateTag>, checked before any other decision), CertificateNotIssued;
       named AwsErrors (transient ones are retried by the state machine).
-    Ports: ``certificates`` (DescribeCertificate), ``inventory`` (the certificate's targets),
+    Ports: ``certificates`` (DescribeCertificate, ListTagsForCertificate), ``inventory`` (the certificate's targets),
     ``claims`` (the idempotent claim on (certificate ARN, serial)), ``executions`` and
     ``records`` (did the claiming execution finish its rollout: module docstring).
     """
@@ -136,6 +138,11 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     if cert.type != "PRIVATE":
         raise CertificateNotPrivate(f"{cert.arn} is {cert.type or 'of unknown type'}, not PRIVATE: "
                                     "only private certificates can be exported")
+    # Before anything else is decided or exported: IAM would deny the export (domain/managed.py).
+    not_managed = unmanaged_reason(certificates.tags(cert.arn), settings.managed_certificate_tag)
+    if not_managed is not None:
+        raise CertificateNotManaged(f"{cert.arn} is not managed by this deployment: {not_managed} "
+                                    f"(tag it {MANAGED_TAG_KEY}={settings.managed_certificate_tag})")
     days_to_expiry = request.days_to_expiry
     if days_to_expiry is None and cert.not_after is not None:
         days_to_expiry = (cert.not_after - now).days
