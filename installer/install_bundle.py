@@ -1007,9 +1007,9 @@ def _written_paths(target: Target) -> list[tuple[str, str, FileSpec]]:
 
 def _command_allowed(argv: list[str], policy: NodePolicy) -> bool:
     for allowed in policy.commands:
-        if len(allowed) == len(argv) and all(
-                a == b or (a == PATH_ARGUMENT and file_path_problem(b, policy) is None)
-                for a, b in zip(allowed, argv)):
+        if len(allowed) == len(argv) and all(  # no zip(strict=): the node's python may be 3.8
+                allowed[i] == argv[i] or (allowed[i] == PATH_ARGUMENT and file_path_problem(argv[i], policy) is None)
+                for i in range(len(argv))):
             return True
     return False
 
