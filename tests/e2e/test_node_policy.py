@@ -73,7 +73,7 @@ def refused(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_each_refused_item_fails_its_own_target_and_the_healthy_one_is_verified(refused: dict[str, Any]) -> None:
     [entry] = refused["report"]["events"]
     by_id = target_by_id(entry)
-    assert entry["outcome"] == "PARTIAL" and entry["status"] == "FAILED"
+    assert (entry["outcome"], entry["status"]) == ("PARTIAL", "FAILED"), entry
     assert by_id["ok-1"]["outcome"] == "VERIFIED", by_id["ok-1"]
     for tid in MODEL_REFUSED:
         assert (by_id[tid]["outcome"], by_id[tid]["reason"]) == ("FAILED", "invalid-target-settings"), by_id[tid]

@@ -11,6 +11,7 @@ and /root/.ssh/authorized_keys before and after every test.
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import os
@@ -29,16 +30,17 @@ GUARDED = ("/etc/shadow", "/etc/passwd", "/root/.ssh/authorized_keys")
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rollout/web-AbCdEf"
 
 
-def system_files_snapshot() -> dict[str, tuple[bytes, int] | None]:
-    """{path: (bytes, mode) or None when absent} of the system files no test may change."""
-    out: dict[str, tuple[bytes, int] | None] = {}
+def system_files_snapshot() -> dict[str, tuple[str, int] | None]:
+    """{path: (SHA-256 of the bytes, mode) or None when absent} of the system files no test may
+    change (a digest: a failing assertion must not print /etc/shadow)."""
+    out: dict[str, tuple[str, int] | None] = {}
     for path in GUARDED:
         try:
-            out[path] = (Path(path).read_bytes(), os.lstat(path).st_mode)
+            out[path] = (hashlib.sha256(Path(path).read_bytes()).hexdigest(), os.lstat(path).st_mode)
         except FileNotFoundError:
             out[path] = None
         except PermissionError:  # not root: mode only (the file cannot be changed by us either)
-            out[path] = (b"", os.lstat(path).st_mode)
+            out[path] = ("", os.lstat(path).st_mode)
     return out
 
 
