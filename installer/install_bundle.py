@@ -92,7 +92,8 @@ Document parameter:
                               for by name: only it may replace a NEWER certificate of the same
                               lineage (serial guard below).
 
-Every command first takes the target's lock (fcntl.flock, waiting at most one command timeout
+Every command first checks the target against the node policy (CERT_ROLLOUT_NODE_POLICY above;
+exit 19 node-policy-denied or 21 node-policy-invalid, before anything else), then takes the target's lock (fcntl.flock, waiting at most one command timeout
 and never into the time needed to restore; held: exit 16 lock-timeout, nothing changed), then
 recovers: a journal left by a killed command is rolled back to the complete old set (its staged
 files removed), then the test and reload commands run when the restored pair checks.
