@@ -835,10 +835,12 @@ DEFAULT_NODE_POLICY: dict[str, Any] = {
 # Never written, whatever a policy allows: system account and privilege files, SSH access, the
 # installer's own state and policy (added at run time), and the installer's own file names.
 NODE_DENIED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/passwd",
-                     "/etc/passwd-", "/etc/group", "/etc/group-", "/etc/sudoers")
+                     "/etc/passwd-", "/etc/group", "/etc/group-", "/etc/sudoers",
+                     "/etc/crontab", "/etc/ld.so.preload")
 NODE_DENIED_DIRECTORIES = ("/etc/sudoers.d", "/etc/ssh", "/etc/pam.d", "/etc/security", "/etc/cron.d",
                            "/etc/systemd", "/etc/cert-rollout", "/root", "/boot", "/proc", "/sys", "/dev",
-                           "/bin", "/sbin", "/lib", "/lib64", "/usr", DEFAULT_STATE_DIR)
+                           "/bin", "/sbin", "/lib", "/lib64",
+                           "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", DEFAULT_STATE_DIR)
 NODE_DENIED_NAMES = ("authorized_keys", "authorized_keys2")  # in any directory
 NODE_DENIED_COMPONENT = ".ssh"  # any directory of that name
 RESERVED_NAME_PART = ".rollout-"  # the installer's staged, backup and marker names
@@ -959,7 +961,7 @@ def _symlink_in(path: str) -> str | None:
             st = os.lstat(current)
         except FileNotFoundError:
             return None
-        if os.path.islink(current) or (st.st_mode & 0o170000) == 0o120000:
+        if (st.st_mode & 0o170000) == 0o120000:  # S_ISLNK
             return current
     return None
 

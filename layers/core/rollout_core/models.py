@@ -138,10 +138,12 @@ def _refuse_unknown_keys(data: Any, allowed: set[str], what: str) -> None:
 #: Never an inventory file path (product rule; the node policy's deny list is the authority:
 #: installer/install_bundle.py NODE_DENIED_*, the same lists, tied by tests/unit/test_node_policy.py).
 SENSITIVE_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/passwd",
-                   "/etc/passwd-", "/etc/group", "/etc/group-", "/etc/sudoers")
+                   "/etc/passwd-", "/etc/group", "/etc/group-", "/etc/sudoers",
+                   "/etc/crontab", "/etc/ld.so.preload")
 SENSITIVE_DIRECTORIES = ("/etc/sudoers.d", "/etc/ssh", "/etc/pam.d", "/etc/security", "/etc/cron.d",
                          "/etc/systemd", "/etc/cert-rollout", "/root", "/boot", "/proc", "/sys", "/dev",
-                         "/bin", "/sbin", "/lib", "/lib64", "/usr", "/var/lib/cert-rollout")
+                         "/bin", "/sbin", "/lib", "/lib64",
+                         "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/var/lib/cert-rollout")
 SENSITIVE_NAMES = ("authorized_keys", "authorized_keys2")
 SSH_DIRECTORY_NAME = ".ssh"
 #: Part of every name the installer gives its own staged, backup and marker files
