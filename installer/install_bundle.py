@@ -83,12 +83,17 @@ never by the inventory):
     CERT_ROLLOUT_TEST_HOOKS, CERT_ROLLOUT_FAULT   test hook (tests, local cloud): "crash-<point>"
                               SIGKILLs the installer there; ignored unless TEST_HOOKS=1 and the
                               state directory is set explicitly.
+    CERT_ROLLOUT_NODE_POLICY  the node policy file (default /etc/cert-rollout/node-policy.json;
+                              none: DEFAULT_NODE_POLICY): the directories files may be written in,
+                              the test and reload commands that may run, the maximum modes.
+                              Checked before the lock, the fetch or any file ("node policy" below).
 Document parameter:
     ROLLOUT_ALLOW_OLDER       empty, or the one serial (canonical colon hex) an operator asked
                               for by name: only it may replace a NEWER certificate of the same
                               lineage (serial guard below).
 
-Every command first takes the target's lock (fcntl.flock, waiting at most one command timeout
+Every command first checks the target against the node policy (CERT_ROLLOUT_NODE_POLICY above;
+exit 19 node-policy-denied or 21 node-policy-invalid, before anything else), then takes the target's lock (fcntl.flock, waiting at most one command timeout
 and never into the time needed to restore; held: exit 16 lock-timeout, nothing changed), then
 recovers: a journal left by a killed command is rolled back to the complete old set (its staged
 files removed), then the test and reload commands run when the restored pair checks.
@@ -111,7 +116,9 @@ as one journaled change, then testCommand and reloadCommand (exit 20 on any fail
 Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
 (restored), 12 files could not be built or written, a cert/key mismatch, or too little time left
 (nothing changed), 13 secret fetch (bundle or password) failed, 16 lock-timeout, 17
-older-than-installed, 18 state-dir-unsafe or recovery-failed, 20 rollback failed. (14, 15 and
+older-than-installed, 18 state-dir-unsafe or recovery-failed, 19 node-policy-denied (the node
+policy refused a file path, mode or command; nothing was touched), 20 rollback failed, 21
+node-policy-invalid (the node policy file cannot be used; nothing was touched). (14, 15 and
 128+N are the document's bootstrap: installer download failed, installer checksum mismatch,
 installer killed by signal N.) A named cause is also in ROLLOUT_RESULT "reason"
 (rollout_core/domain/ssm_status.py INSTALLER_REASONS).
@@ -150,6 +157,7 @@ EXIT_WRITE = 12
 EXIT_FETCH = 13
 EXIT_ROLLBACK = 20
 
+DEFAULT_STATE_DIR = "/var/lib/cert-rollout"  # CERT_ROLLOUT_STATE_DIR's default (state, lock, journal)
 NEW_SUFFIX = ".rollout-new"
 BAK_SUFFIX = ".rollout-bak"
 ABSENT_SUFFIX = ".rollout-absent"
@@ -678,6 +686,7 @@ class FileSpec:
         path = raw.get("path")
         if not isinstance(path, str) or not os.path.isabs(path):
             raise RolloutFailure("write", EXIT_PARAMS, f"{where}.path must be an absolute path")
+        self.given_path = path  # as the inventory wrote it: the node policy checks it is canonical
         self.path = os.path.normpath(path)
         content = raw.get("content")
         if content not in CONTENTS:
@@ -689,6 +698,7 @@ class FileSpec:
         self.owner = raw.get("owner")
         self.group = raw.get("group")
         self.password_file: str | None = None
+        self.given_password_file: str | None = None
         self.alias: str | None = None
         self.key_spec: FileSpec | None = None  # a password file's key or keystore file
         secret = raw.get("passwordSecret")
@@ -706,6 +716,7 @@ class FileSpec:
         elif not isinstance(pw, str) or not os.path.isabs(pw):
             raise RolloutFailure("write", EXIT_PARAMS, f"{where}.passwordFile must be an absolute path")
         else:
+            self.given_password_file = pw
             self.password_file = os.path.normpath(pw)
         alias = raw.get("alias")
         if alias is not None and (not isinstance(alias, str) or not alias.strip()):
@@ -718,6 +729,8 @@ class FileSpec:
         comes from passwordSecret: 0600, the key file's owner."""
         spec = cls.__new__(cls)
         spec.path = key_spec.password_file or key_spec.path + PASSWORD_SUFFIX
+        spec.given_path = key_spec.given_password_file or key_spec.given_path + PASSWORD_SUFFIX
+        spec.given_password_file = None
         spec.content = PASSWORD
         spec.mode = 0o600
         spec.owner, spec.group = key_spec.owner, key_spec.group
@@ -808,6 +821,248 @@ def check_time_to_restore(target: Target, timeout: float) -> None:
                              f"only {max(left, 0.0):.0f} s of the execution timeout left; test, reload "
                              f"and restore need up to {needed:g} s ({steps} x ROLLOUT_COMMAND_TIMEOUT "
                              f"{timeout:g} s + {RESTORE_MARGIN:g} s): nothing changed")
+
+
+# --------------------------------------------------------------------------- node policy
+#
+# The node owner has the last word (DESIGN.md): a node-local JSON file lists the directories
+# the installer may write files in and the exact commands it may run as test and reload. The
+# inventory cannot widen it: the file's path comes from the node's environment
+# (CERT_ROLLOUT_NODE_POLICY, default /etc/cert-rollout/node-policy.json), never from a document
+# parameter. Without the file, DEFAULT_NODE_POLICY applies: the standard directories and
+# commands of the server kinds the product supports (rollout_core/target_defaults.py; the test
+# tests/unit/test_node_policy.py ties the two). On top of any policy, NODE_DENIED_* is never
+# written (the same lists as rollout_core.models SENSITIVE_*, tied by that test). Every check
+# runs before the lock, the fetch or any file is touched: a refusal is exit 19
+# node-policy-denied, a policy file that cannot be used is exit 21 node-policy-invalid.
+#
+# {"writeDirectories": ["/etc/nginx", ...],         canonical absolute directories, not "/"
+#  "commands": [["nginx", "-t"], ["haproxy", "-c", "-f", "{path}"], ...],
+#  "maxModes": {"certificate": "0644", "key": "0640"}}   optional; these are the defaults
+# A command is allowed when it equals one of "commands" element by element; the element
+# "{path}" stands for one argument that passes the file path checks (canonical, no symbolic
+# link, inside a write directory, not denied). No shell interpreter is in the default.
+
+EXIT_POLICY = 19
+EXIT_POLICY_INVALID = 21
+NODE_POLICY_FILE = "/etc/cert-rollout/node-policy.json"
+PATH_ARGUMENT = "{path}"
+DEFAULT_NODE_POLICY: dict[str, Any] = {
+    "writeDirectories": ["/etc/nginx", "/etc/apache2", "/etc/httpd", "/etc/haproxy", "/etc/ssl"],
+    "commands": [
+        ["nginx", "-t"], ["nginx", "-s", "reload"], ["systemctl", "reload", "nginx"],
+        ["apachectl", "configtest"], ["apachectl", "graceful"],
+        ["systemctl", "reload", "apache2"], ["systemctl", "reload", "httpd"],
+        ["haproxy", "-c", "-f", PATH_ARGUMENT], ["systemctl", "reload", "haproxy"],
+    ],
+    "maxModes": {"certificate": "0644", "key": "0640"},
+}
+# Never written, whatever a policy allows: system account and privilege files, SSH access, the
+# installer's own state and policy (added at run time), and the installer's own file names.
+NODE_DENIED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/passwd",
+                     "/etc/passwd-", "/etc/group", "/etc/group-", "/etc/sudoers",
+                     "/etc/crontab", "/etc/ld.so.preload")
+NODE_DENIED_DIRECTORIES = ("/etc/sudoers.d", "/etc/ssh", "/etc/pam.d", "/etc/security", "/etc/cron.d",
+                           "/etc/systemd", "/etc/cert-rollout", "/root", "/boot", "/proc", "/sys", "/dev",
+                           "/bin", "/sbin", "/lib", "/lib64",
+                           "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", DEFAULT_STATE_DIR)
+NODE_DENIED_NAMES = ("authorized_keys", "authorized_keys2")  # in any directory
+NODE_DENIED_COMPONENT = ".ssh"  # any directory of that name
+RESERVED_NAME_PART = ".rollout-"  # the installer's staged, backup and marker names
+_POLICY_KEYS = frozenset({"version", "writeDirectories", "commands", "maxModes"})
+_MODE_CLASSES = {"certificate": ("fullchain", "leaf", "chain"), "key": KEY_CONTENTS + (PASSWORD,)}
+
+
+class NodePolicy:
+    """The node-local policy: write directories, allowed commands (argv lists), maximum modes."""
+
+    def __init__(self, raw: Any, source: str) -> None:
+        self.source = source
+        if not isinstance(raw, dict):
+            raise _invalid(source, "it must be a JSON object")
+        unknown = sorted(set(raw) - _POLICY_KEYS)
+        if unknown:
+            raise _invalid(source, "unknown key(s) " + ", ".join(unknown) + " (allowed: "
+                           + ", ".join(sorted(_POLICY_KEYS)) + ")")
+        if raw.get("version", 1) != 1:
+            raise _invalid(source, "version must be 1")
+        self.directories = self._directories(raw.get("writeDirectories"))
+        self.commands = self._commands(raw.get("commands"))
+        self.max_modes = self._max_modes(raw.get("maxModes", DEFAULT_NODE_POLICY["maxModes"]))
+
+    def _directories(self, value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+            raise _invalid(self.source, "writeDirectories must be a list of absolute directory paths")
+        for d in value:
+            problem = path_form_problem(d)
+            if problem or d == "/":
+                raise _invalid(self.source, f"writeDirectories entry {d!r} {problem or 'is the root directory'}")
+        return list(value)
+
+    def _commands(self, value: Any) -> list[list[str]]:
+        if not isinstance(value, list) or not all(
+                isinstance(c, list) and c and all(isinstance(a, str) and a for a in c) for c in value):
+            raise _invalid(self.source, "commands must be a list of argv lists of non-empty strings")
+        if any(c[0] == PATH_ARGUMENT for c in value):
+            raise _invalid(self.source, f"a command's program cannot be {PATH_ARGUMENT}")
+        return [list(c) for c in value]
+
+    def _max_modes(self, value: Any) -> dict[str, int]:
+        if not isinstance(value, dict) or set(value) - set(_MODE_CLASSES) or not all(
+                isinstance(m, str) and re.fullmatch(r"0?[0-7]{3}", m) for m in value.values()):
+            raise _invalid(self.source, 'maxModes must map "certificate" and/or "key" to an octal mode like "0640"')
+        modes = {k: int(v, 8) for k, v in DEFAULT_NODE_POLICY["maxModes"].items()}
+        modes.update({k: int(v, 8) for k, v in value.items()})
+        return modes
+
+
+def _invalid(source: str, problem: str) -> RolloutFailure:
+    return RolloutFailure("write", EXIT_POLICY_INVALID, f"node-policy-invalid: {source}: {problem}: nothing changed",
+                          reason="node-policy-invalid")
+
+
+def _denied(problem: str) -> RolloutFailure:
+    return RolloutFailure("write", EXIT_POLICY, f"node-policy-denied: {problem}: nothing changed",
+                          reason="node-policy-denied")
+
+
+def policy_file() -> str:
+    """The node policy's path: CERT_ROLLOUT_NODE_POLICY (the node's environment) or the default."""
+    return os.environ.get("CERT_ROLLOUT_NODE_POLICY", "").strip() or NODE_POLICY_FILE
+
+
+def load_node_policy() -> NodePolicy:
+    """The node policy file, or DEFAULT_NODE_POLICY when there is none. The file must be a
+    regular file (not a symbolic link) owned by this user or root and not writable by group or
+    others, holding a valid policy; else RolloutFailure node-policy-invalid (exit 21)."""
+    path = policy_file()
+    if not path.startswith("/"):
+        raise _invalid(path, "CERT_ROLLOUT_NODE_POLICY must be an absolute path")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return NodePolicy(DEFAULT_NODE_POLICY, "the default node policy")
+    except OSError as exc:
+        raise _invalid(path, _os_error(exc)) from None
+    import stat as stat_module
+
+    if not stat_module.S_ISREG(st.st_mode):
+        raise _invalid(path, "not a regular file (a symbolic link or another kind)")
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+        raise _invalid(path, f"must be owned by root or uid {os.geteuid()} and not writable by group or others")
+    try:
+        with open(path, "rb") as f:
+            raw = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _invalid(path, "not readable JSON" + (f" ({_os_error(exc)})" if isinstance(exc, OSError) else "")) \
+            from None
+    return NodePolicy(raw, path)
+
+
+def path_form_problem(path: str) -> str | None:
+    """Why ``path`` is not canonical (absolute, no empty, "." or ".." component, equal to its
+    os.path.normpath), None when it is."""
+    if not path.startswith("/"):
+        return "is not an absolute path"
+    if "//" in path or path != os.path.normpath(path) or any(c in (".", "..") for c in path.split("/")):
+        return "is not canonical (no '//', '.' or '..'; give the path os.path.normpath gives)"
+    if any(ch in path for ch in "\x00\n\r"):
+        return "contains NUL or a newline"
+    return None
+
+
+def _inside(path: str, directory: str) -> bool:
+    """``path`` is ``directory`` or below it, at a path-component boundary."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def _symlink_in(path: str) -> str | None:
+    """The first component of ``path`` (from the root down, the path itself included) that is a
+    symbolic link, by lstat; None when there is none (a missing component ends the walk)."""
+    current = ""
+    for part in path.split("/")[1:]:
+        current += "/" + part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return None
+        if (st.st_mode & 0o170000) == 0o120000:  # S_ISLNK
+            return current
+    return None
+
+
+def denied_path_problem(path: str) -> str | None:
+    """Why the deny list refuses ``path`` (a canonical absolute path), None when it does not."""
+    state_dir = os.path.normpath(os.environ.get("CERT_ROLLOUT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR)
+    if path in NODE_DENIED_FILES or path == os.path.normpath(policy_file()):
+        return "is a system account, privilege or node policy file (the deny list)"
+    for directory in NODE_DENIED_DIRECTORIES + (state_dir,):
+        if _inside(path, directory):
+            return f"is inside {directory}, which is never written (the deny list)"
+    name = os.path.basename(path)
+    if name in NODE_DENIED_NAMES or NODE_DENIED_COMPONENT in path.split("/"):
+        return "is an SSH access file or directory (the deny list)"
+    return None
+
+
+def file_path_problem(path: str, policy: NodePolicy) -> str | None:
+    """Why ``path`` may not be written under ``policy`` (None: allowed): not canonical, denied,
+    through a symbolic link, outside every write directory, or one of the installer's own names."""
+    problem = path_form_problem(path) or denied_path_problem(path)
+    if problem:
+        return problem
+    link = _symlink_in(path)
+    if link:
+        return f"goes through the symbolic link {link} (symbolic links are refused)"
+    if not any(_inside(path, d) and path != d for d in policy.directories):
+        return "is outside the node policy's writeDirectories (" + ", ".join(policy.directories) + ")"
+    if RESERVED_NAME_PART in os.path.basename(path):
+        return f"is named like the installer's own staged or backup files (*{RESERVED_NAME_PART}*)"
+    return None
+
+
+def _written_paths(target: Target) -> list[tuple[str, str, FileSpec]]:
+    """(field, path as given, spec) of every file the installer may create or replace."""
+    out = []
+    for index, spec in enumerate(target.files):
+        where = f"files[{index}].path" if spec.content != PASSWORD else "a password file"
+        out.append((where, spec.given_path, spec))
+        if spec.content == "pkcs12" and spec.password_file and not spec.password_secret:
+            # the keystore password file the installer creates once (not one of target.files)
+            out.append((f"files[{index}]'s password file", spec.given_password_file or spec.password_file, spec))
+    return out
+
+
+def _command_allowed(argv: list[str], policy: NodePolicy) -> bool:
+    for allowed in policy.commands:
+        if len(allowed) == len(argv) and all(  # no zip(strict=): the node's python may be 3.8
+                allowed[i] == argv[i] or (allowed[i] == PATH_ARGUMENT and file_path_problem(argv[i], policy) is None)
+                for i in range(len(argv))):
+            return True
+    return False
+
+
+def check_node_policy(target: Target, policy: NodePolicy) -> None:
+    """Refuse (RolloutFailure node-policy-denied, exit 19) a target the node policy does not
+    allow, before anything is touched: every file it writes (and every password file) must pass
+    file_path_problem, be written by one entry only, and stay within maxModes; its test and
+    reload commands must each be one of the policy's commands. Only lstat is called."""
+    seen: dict[str, str] = {}
+    for where, path, spec in _written_paths(target):
+        problem = file_path_problem(path, policy)
+        if problem:
+            raise _denied(f"{where} {path!r} {problem} ({policy.source})")
+        if path in seen:
+            raise _denied(f"{where} {path!r} is also {seen[path]}: an entry can never name another entry's file")
+        seen[path] = where
+        kind = "key" if spec.content in _MODE_CLASSES["key"] else "certificate"
+        if spec.mode & ~policy.max_modes[kind]:
+            raise _denied(f"{where} {path!r}: mode {spec.mode:04o} exceeds the node policy's maxModes {kind} "
+                          f"{policy.max_modes[kind]:04o}")
+    for name, argv in (("testCommand", target.test_command), ("reloadCommand", target.reload_command)):
+        if argv is not None and not _command_allowed(argv, policy):
+            shown = json.dumps(argv)[:300]
+            raise _denied(f"{name} {shown} is not one of the node policy's commands ({policy.source})")
 
 
 # --------------------------------------------------------------------------- commands
@@ -1229,7 +1484,6 @@ def _os_error(exc: BaseException) -> str:
 # the journal, so recovery removes them. CERT_ROLLOUT_STATE_DIR is the node's environment (the
 # SSM agent's), never a document parameter: the inventory cannot move it.
 
-DEFAULT_STATE_DIR = "/var/lib/cert-rollout"
 JOURNAL = "journal.json"
 BACKUP = "backup.json"
 EXIT_LOCK = 16
@@ -1861,6 +2115,7 @@ def main() -> int:
             result["files"] = [f.get("path") for f in files if isinstance(f, dict)]
         target = Target(raw)
         result["files"] = [f.path for f in target.files]
+        check_node_policy(target, load_node_policy())  # before the lock, the fetch or any file
         runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
         time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
         do_action = do_install if action == "install" else do_rollback

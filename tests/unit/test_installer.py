@@ -113,9 +113,19 @@ class Node:
         return {"targetId": "web-1", "server": "generic", "files": files,
                 "testCommand": test, "reloadCommand": reload}
 
+    def allow(self, target: dict) -> Path:
+        """This node's policy file (the node owner's): files may be written under the test's tmp
+        directory, and exactly the target's own test and reload commands may run."""
+        policy = self.tmp / "node-policy.json"
+        commands = [c for c in (target.get("testCommand"), target.get("reloadCommand")) if isinstance(c, list) and c]
+        policy.write_text(json.dumps({"writeDirectories": [str(self.tmp)], "commands": commands}))
+        return policy
+
     def env(self, action: str, target: dict, *, expected_serial: str = "", extra_env: dict | None = None) -> dict:
         """The installer's environment, as the document exports it (plus the fake aws's)."""
         env = {
+            # the node owner's policy (tests/unit/test_node_policy.py tests the policy itself)
+            "CERT_ROLLOUT_NODE_POLICY": str(self.allow(target)),
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.tmp),
             # the node-local state directory (lock, journal, backup); never /var/lib here

@@ -84,6 +84,7 @@ class SecretNode:
             "PATH": f"{self.node.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.node.tmp),
             "CERT_ROLLOUT_STATE_DIR": str(self.node.state),
+            "CERT_ROLLOUT_NODE_POLICY": str(self.node.allow(target)),
             "FAKE_SECRET_FILE": str(self.node.secret_file),
             "FAKE_AWS_ARGS": str(self.node.aws_args),
             "FAKE_BUNDLE_ARN": SECRET_ARN,

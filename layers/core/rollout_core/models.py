@@ -48,6 +48,7 @@ KEY_MODE_FORBIDDEN = 0o7137
 DEFAULT_KEY_MODE = "0600"
 DEFAULT_MODE = "0644"
 SPECIAL_MODE_BITS = 0o7000
+WORLD_WRITABLE = 0o002  # no installed file is writable by others (0666 is refused)
 MAX_PATH = 1024
 # Unicode bidirectional formatting characters (UAX #9 section 2): a path holding one reads
 # differently in a report from what it is.
@@ -134,6 +135,49 @@ def _refuse_unknown_keys(data: Any, allowed: set[str], what: str) -> None:
     )
 
 
+#: Never an inventory file path (product rule; the node policy's deny list is the authority:
+#: installer/install_bundle.py NODE_DENIED_*, the same lists, tied by tests/unit/test_node_policy.py).
+SENSITIVE_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/passwd",
+                   "/etc/passwd-", "/etc/group", "/etc/group-", "/etc/sudoers",
+                   "/etc/crontab", "/etc/ld.so.preload")
+SENSITIVE_DIRECTORIES = ("/etc/sudoers.d", "/etc/ssh", "/etc/pam.d", "/etc/security", "/etc/cron.d",
+                         "/etc/systemd", "/etc/cert-rollout", "/root", "/boot", "/proc", "/sys", "/dev",
+                         "/bin", "/sbin", "/lib", "/lib64",
+                         "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/var/lib/cert-rollout")
+SENSITIVE_NAMES = ("authorized_keys", "authorized_keys2")
+SSH_DIRECTORY_NAME = ".ssh"
+#: Part of every name the installer gives its own staged, backup and marker files
+#: ("<path>.rollout-<txn>.new", "<path>.rollout-bak", ...): never an inventory file's name.
+RESERVED_NAME_PART = ".rollout-"
+#: Programs that run an inline script with -c: a test or reload command is argv, never a script.
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "csh", "tcsh", "fish", "busybox"})
+_SHELL_SCRIPT_OPTION = re.compile(r"\A-[A-Za-z]*c[A-Za-z]*\Z")  # -c, -ec, -lc, ...
+
+
+def _sensitive_problem(path: str) -> str | None:
+    """Why ``path`` (absolute, one '/' between names) names a file the product never writes."""
+    if path in SENSITIVE_FILES:
+        return "is a system account or privilege file: never written"
+    for directory in SENSITIVE_DIRECTORIES:
+        if path == directory or path.startswith(directory + "/"):
+            return f"is inside {directory}: never written"
+    parts = path.split("/")
+    if parts[-1] in SENSITIVE_NAMES or SSH_DIRECTORY_NAME in parts:
+        return "is an SSH access file or directory: never written"
+    if RESERVED_NAME_PART in parts[-1]:
+        return f"is named like the installer's own staged or backup files (*{RESERVED_NAME_PART}*)"
+    return None
+
+
+def _shell_script_problem(argv: list[str]) -> str | None:
+    """Why ``argv`` runs an inline shell script (a shell followed by -c), None when it does not."""
+    for index, arg in enumerate(argv):
+        if arg.rsplit("/", 1)[-1] in SHELLS and any(_SHELL_SCRIPT_OPTION.fullmatch(a) for a in argv[index + 1:]):
+            return (f"runs an inline shell script ({arg} -c): give the program and its arguments "
+                    "(the node policy lists the commands it allows)")
+    return None
+
+
 def _path_problem(value: str) -> str | None:
     """Why ``value`` is not an absolute path to a file (None when it is one)."""
     if not value.startswith("/"):
@@ -148,7 +192,9 @@ def _path_problem(value: str) -> str | None:
         return "ends with '/': that names a directory, not a file"
     if any(segment in (".", "..") for segment in value.split("/")):
         return "has a '.' or '..' segment: give the path itself, without relative steps"
-    return None
+    if "//" in value:
+        return "has '//': give the canonical path (one '/' between names)"
+    return _sensitive_problem(value)
 
 
 def _same_path(path: str) -> str:
@@ -165,9 +211,12 @@ class TargetFile(BaseModel):
 
     ``mode``: 3-4 octal digits; default 0600 for key material (key, combined,
     encrypted-key, pkcs12), else 0644 (as installer/install_bundle.py). Never setuid, setgid
-    or sticky; key material at most owner read/write + group read (``mode & 0o7137 == 0``:
+    or sticky, never writable by others (0666 is refused); key material at most owner read/write + group read (``mode & 0o7137 == 0``:
     0600, 0640, 0400, 0440). ``passwordFile`` (encrypted-key/pkcs12 only; default
-    ``<path>.pass``) and ``alias`` (pkcs12 only).
+    ``<path>.pass``) and ``alias`` (pkcs12 only). ``path`` and ``passwordFile``: canonical absolute
+    paths (no '.', '..' or '//'), never a system account, privilege or SSH access file
+    (SENSITIVE_*) nor one of the installer's own names (RESERVED_NAME_PART); the node's policy
+    (installer/install_bundle.py, README "The node policy") decides the rest.
 
     ``passwordSecret`` (encrypted-key/pkcs12 only): the name or ARN of a Secrets Manager
     secret whose SecretString is the password itself (plain text, not JSON): 1-512 of
@@ -254,6 +303,9 @@ class TargetFile(BaseModel):
                 f"file {self.path} holds key material ({self.content}): mode {self.mode} grants more than "
                 "owner read/write and group read (rule: mode & 0o7137 == 0, e.g. 0600, 0640, 0400, 0440)"
             )
+        if mode & WORLD_WRITABLE:
+            raise ValueError(f"file {self.path}: mode {self.mode} is writable by others (0002, e.g. 0666): "
+                             "any user could replace the certificate")
         if self.passwordFile is not None and self.content not in PASSWORD_CONTENTS:
             raise ValueError(
                 f"file {self.path}: passwordFile is only used by encrypted-key and pkcs12 files, "
@@ -289,7 +341,8 @@ class Target(BaseModel):
     hyphens; a last label that is all-numeric, like "256.1.1.1" or "12345", is neither);
     ``sni`` a DNS host name (no IP, no wildcard, no trailing dot: RFC 6066 section 3),
     required when ``host`` is an IP; unique file paths and password files; commands, when
-    given, non-empty lists of non-empty strings without NUL or newline. Unknown fields are
+    given, non-empty lists of non-empty strings without NUL or newline, never an inline shell
+    script (a shell of SHELLS followed by -c; the node policy lists what may run). Unknown fields are
     refused (a "testcommand" typo is not silently dropped); the state the rollout writes on
     the item (lastDeployedSerial, lastDeployedAt, lastOutcome) is accepted.
 
@@ -389,6 +442,9 @@ class Target(BaseModel):
                 raise ValueError(f"{info.field_name}[{index}] is empty: every argument must be a non-empty string")
             if any(ch in arg for ch in "\x00\n\r"):
                 raise ValueError(f"{info.field_name}[{index}] contains NUL or a newline: not allowed in an argument")
+        problem = _shell_script_problem(value)
+        if problem:
+            raise ValueError(f"{info.field_name} {problem}")
         return value
 
     @model_validator(mode="after")

@@ -206,17 +206,21 @@ class LocalCloud:
         """The environment a local node's SSM agent gives its commands: the node's own identity,
         its own installer state directory (lock, journal, backup; /var/lib/cert-rollout on a real
         node) and the installer's test hooks switched on (a scenario fault such as crash-mid-swap
-        is then passed once, through CERT_ROLLOUT_FAULT, by nodes.py)."""
+        is then passed once, through CERT_ROLLOUT_FAULT, by nodes.py), and its owner's node policy
+        file (CERT_ROLLOUT_NODE_POLICY; /etc/cert-rollout/node-policy.json on a real node)."""
         bin_dir = str(Path(sys.executable).parent)
         return {"PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME": workdir, "LANG": "C.UTF-8", "CERT_ROLLOUT_STATE_DIR": str(Path(workdir) / "state"),
-                "CERT_ROLLOUT_TEST_HOOKS": "1", **self.aws_env()}
+                "CERT_ROLLOUT_TEST_HOOKS": "1", "CERT_ROLLOUT_NODE_POLICY": str(Path(workdir) / "node-policy.json"),
+                **self.aws_env()}
 
     def add_node(self, instance_id: str, online: bool = True, lose_status_events: int = 0) -> LocalNode:
         """Register a local managed node; ``lose_status_events`` of its final status events are
         dropped before EventBridge (nodes.py)."""
         node = LocalNode(instance_id=instance_id, env={}, online=online, lose_status_events=lose_status_events)
         node.env = self.node_env(node.workdir)
+        assert node.env["CERT_ROLLOUT_NODE_POLICY"] == str(node.policy_path)
+        node.allow([], [])  # the owner's policy exists from the start: nothing allowed yet
         self.fleet.register(node)
         return node
 

@@ -11,6 +11,10 @@ that is not a managed node is refused by SendCommand with InvalidInstanceId. A n
 ``lose_status_events`` > 0 has that many of its final status-change events dropped on the way
 to EventBridge (the fault ``status-event-lost``: AWS delivers these events best effort); the
 invocation itself still ends normally and GetCommandInvocation reports it.
+Each node has its owner's node policy (installer/install_bundle.py, README "The node policy"):
+a file in its own work directory, named by CERT_ROLLOUT_NODE_POLICY in its environment, that
+allows nothing until the local cloud allows the temporary directory of the node's target and
+exactly that target's test and reload commands (LocalNode.allow, called when the target is set up).
 A node with ``fault_once`` (scenario fault crash-mid-swap) passes it to the installer of its
 next install command only (CERT_ROLLOUT_FAULT, honoured by the installer's test hook); every
 later command on that node runs normally.
@@ -28,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 LOG = logging.getLogger(__name__)
@@ -49,6 +54,29 @@ class LocalNode:
     commands_run: int = 0
     fault_once: str | None = None  # e.g. "crash-after-rename-1": the next install is killed there
     faults_used: list[str] = field(default_factory=list)
+
+    @property
+    def policy_path(self) -> Path:
+        """The node owner's policy file (the node's CERT_ROLLOUT_NODE_POLICY)."""
+        return Path(self.workdir) / "node-policy.json"
+
+    def allow(self, directories: list[str], commands: list[list[str]]) -> None:
+        """Add ``directories`` (files may be written below them) and ``commands`` (exact argv
+        lists that may run as test or reload) to the node's policy file, written 0644 by this
+        user (the installer refuses a policy file others can write)."""
+        policy = self.policy()
+        policy["writeDirectories"] += [d for d in directories if d not in policy["writeDirectories"]]
+        policy["commands"] += [c for c in commands if c not in policy["commands"]]
+        tmp = self.policy_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(policy, indent=2) + "\n")
+        tmp.chmod(0o644)
+        os.replace(tmp, self.policy_path)
+
+    def policy(self) -> dict[str, Any]:
+        """The node policy now in force on this node (an empty one before anything is allowed)."""
+        if self.policy_path.exists():
+            return dict(json.loads(self.policy_path.read_text()))
+        return {"writeDirectories": [], "commands": []}
 
     def command_env(self, action: str | None) -> dict[str, str]:
         """The environment of one command: the node's own, plus a pending fault for an install."""

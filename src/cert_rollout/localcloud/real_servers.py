@@ -470,6 +470,7 @@ def _add(targets: LocalTargets, kind: str, target_id: str, certificate_arn: str,
         "sni": sni, "server": kind, "instanceId": instance_id, "files": files,
         "testCommand": server.test_command(), "reloadCommand": server.reload_command(),
     }
+    targets.allow_on_node(target)
     targets.register(target)
     targets.targets[target_id] = target
     return target

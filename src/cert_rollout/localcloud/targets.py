@@ -132,6 +132,7 @@ class LocalTargets:
             "reloadCommand": [python, "-m", "cert_rollout.localcloud.target_server", "reload",
                               "--pid-file", str(pid_file), "--config", str(config)],
         }
+        self.allow_on_node(target)
         self.register(target)
         self.targets[target_id] = target
         return target
@@ -153,6 +154,14 @@ class LocalTargets:
         target.fault = None
         target.process = start_server(config, pid_file, target.directory / "server.log")
         return target
+
+    def allow_on_node(self, target: LocalTarget) -> None:
+        """The node owner's policy for ``target``: its temporary directory, and exactly its
+        inventory item's test and reload commands as they are now (a later inventory change,
+        like a scenario's inventory_overrides, is not allowed by this)."""
+        item = target.inventory_item
+        commands = [c for c in (item.get("testCommand"), item.get("reloadCommand")) if c]
+        self.cloud.fleet.nodes[target.instance_id].allow([str(target.directory)], commands)
 
     def register(self, target: LocalTarget) -> None:
         table = self.cloud.outputs["InventoryTableName"]
@@ -228,6 +237,7 @@ class LocalTargets:
                 "reloadCommand": [python, "-m", "cert_rollout.localcloud.target_server", "reload",
                                   "--pid-file", str(pid_file), "--config", str(own_config)],
             }
+            self.allow_on_node(target)
             created.append(target)
         config.write_text(json.dumps({"listeners": listeners}, indent=2))
         timeout = start_timeout if start_timeout is not None else 15.0 + 0.05 * len(specs)

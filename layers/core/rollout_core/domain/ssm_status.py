@@ -149,6 +149,8 @@ INSTALLER_REASONS: dict[str, bool] = {
     "key-mismatch": False,                 # exit 12: cert/key pair refused before reload; old set kept
     "backup-key-mismatch": False,          # exit 20: rollback refused a mismatched backup; files left
     "no-backup": False,                    # exit 20: rollback found no backup
+    "node-policy-denied": False,           # exit 19: the node's policy refused a path, mode or command
+    "node-policy-invalid": False,          # exit 21: the node's policy file cannot be used
 }
 
 

@@ -243,5 +243,8 @@ def command_status(command_id: str, instance_id: str, *, event_status: str | Non
                              detail=invocation.get("StatusDetails"))
     error = redact(str(result.get("error") or ""))
     detail = "; ".join(p for p in (f"stage {stage}" if stage else "", error, server_text) if p)[:800]
-    return CommandStatus(state="FAILED", reason="install-failed" if action == "install" else "rollback-failed",
+    # An install refused for a named cause (node-policy-denied, older-than-installed, ...: ssm_status
+    # INSTALLER_REASONS) is reported by that name; any other failure as install-failed.
+    named = installer_reason(parsed)[0] if action == "install" else None
+    return CommandStatus(state="FAILED", reason=named or ("install-failed" if action == "install" else "rollback-failed"),
                          detail=detail or "command failed", stage=stage, filesChanged=changed)
