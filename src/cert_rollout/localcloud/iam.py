@@ -93,6 +93,8 @@ class IamEnforcer:
         self.principals: dict[str, Principal] = {}
         self.denials: list[Denial] = []
         self.evaluated = 0
+        # (principal label, action) -> the statements that allowed it ("<policy> statement <sid>")
+        self.grants: dict[tuple[str, str], set[str]] = {}
         self._compiled: dict[str, tuple[CompiledPolicy, ...]] = {}
         self._resource_policies: dict[str, CompiledPolicy] = {}
         self._lock = threading.Lock()
@@ -167,9 +169,12 @@ class IamEnforcer:
             result = evaluate(action, resource, identity=identity, resource_policy=compiled_resource_policy,
                               principal_arns=(principal.role_arn, principal.session_arn), context=ctx)
             if not result.allowed:
-                self.denials.append(Denial(principal.label, action, resource, result.reason))
+                with self._lock:
+                    self.denials.append(Denial(principal.label, action, resource, result.reason))
                 return result, resource
-        self.evaluated += 1
+        with self._lock:
+            self.evaluated += 1
+            self.grants.setdefault((principal.label, action), set()).add(result.reason)
         return result, resource
 
     def authorize_request(self, response: Any) -> None:
