@@ -114,7 +114,7 @@ class IamEnforcer:
     def register(self, access_key_id: str, role_arn: str, session_arn: str, label: str,
                  context: dict[str, str] | None = None) -> Principal:
         """Requests signed with ``access_key_id`` are ``role_arn``'s session ``session_arn``."""
-        keys = {"aws:principalarn": (role_arn,), "aws:principalaccount": (self.account_id,),
+        keys: dict[str, tuple[str, ...]] = {"aws:principalarn": (role_arn,), "aws:principalaccount": (self.account_id,),
                 "aws:requestedregion": (self.region,), "aws:securetransport": ("false",)}
         keys.update({k.lower(): (v,) for k, v in (context or {}).items()})
         principal = Principal(label, role_arn.rsplit("/", 1)[-1], role_arn, session_arn, keys)
@@ -233,7 +233,7 @@ def _tags(raw: Any) -> dict[str, str]:
 
 
 def _request_tag_keys(tags: dict[str, str]) -> dict[str, tuple[str, ...]]:
-    keys = {f"aws:requesttag/{k}".lower(): (v,) for k, v in tags.items()}
+    keys: dict[str, tuple[str, ...]] = {f"aws:requesttag/{k}".lower(): (v,) for k, v in tags.items()}
     if tags:
         keys["aws:tagkeys"] = tuple(tags)
     return keys
@@ -252,10 +252,11 @@ def _secret(enforcer: IamEnforcer, response: Any) -> tuple[tuple[str, ...], dict
         arn = str(name) if str(name).startswith("arn:") else _arn(enforcer, "secretsmanager", f"secret:{name}-??????")
         return (arn,), _request_tag_keys(_tags(_param(response, "Tags"))), None
     tags = _tags(getattr(secret, "tags", None))
-    context = {f"{prefix}:resourcetag/{k}".lower(): (v,) for k, v in tags.items()
-               for prefix in ("aws", "secretsmanager")}
+    context: dict[str, tuple[str, ...]] = {f"{prefix}:resourcetag/{k}".lower(): (v,) for k, v in tags.items()
+                                           for prefix in ("aws", "secretsmanager")}
     context.update(_request_tag_keys(_tags(_param(response, "Tags"))))
-    return (secret.arn,), context, getattr(secret, "policy", None)
+    policy = getattr(secret, "policy", None)
+    return (str(secret.arn),), context, str(policy) if policy else None
 
 
 def _certificate(enforcer: IamEnforcer, response: Any) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:

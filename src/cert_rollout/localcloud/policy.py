@@ -251,7 +251,7 @@ def evaluate(action: str, resource: str, *, identity: Iterable[CompiledPolicy],
     """
     ctx = context or {}
     allow: str | None = None
-    policies = [(p, ()) for p in identity]
+    policies: list[tuple[CompiledPolicy, tuple[str, ...]]] = [(p, ()) for p in identity]
     if resource_policy is not None:
         policies.append((resource_policy, tuple(principal_arns)))
     for policy, arns in policies:
