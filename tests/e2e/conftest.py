@@ -32,7 +32,7 @@ def probe_serial(port: int, sni: str, timeout: float = 2.0) -> str | None:
 
 def run_scenario(spec: dict[str, Any] | str | Path,
                  while_running: Callable[[ScenarioRunner, dict[str, Any]], Any] | None = None,
-                 *, expect_leaks: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+                 *, template: Path | None = None, expect_leaks: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run a scenario (dict, or YAML path / name under scenarios/) on a fresh local cloud.
 
     Returns (report, data). ``data`` is a snapshot taken before the cloud stops:
@@ -42,6 +42,7 @@ def run_scenario(spec: dict[str, Any] | str | Path,
                     fullchain_initial (content when the target was created),
                     fullchain_final, served_serial_final (our own TLS probe, None if unreachable)}},
       while_running: what ``while_running(runner, report)`` returned (called with the cloud up).
+    ``template``: a variant of template.yaml to deploy (tests/e2e/iam_variants.py), else the project's.
     The runner is always closed; the leak check of the report must have no finding, unless
     ``expect_leaks`` (a test that plants a leak through a fault asserts the findings itself).
     """
@@ -64,7 +65,7 @@ def run_scenario(spec: dict[str, Any] | str | Path,
                 if tid not in initial:
                     initial[tid] = (t.directory / "fullchain.pem").read_text()
 
-    runner = ScenarioRunner(scenario, on_step=on_step)
+    runner = ScenarioRunner(scenario, on_step=on_step, template=template)
     data: dict[str, Any] = {}
     started = time.monotonic()
     try:

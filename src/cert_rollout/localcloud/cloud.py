@@ -23,7 +23,8 @@ from botocore.config import Config
 from rollout_core.domain.arns import build_arn, partition_for_region
 
 from cert_rollout.localcloud import patches
-from cert_rollout.localcloud.deploy import Deployer, Deployment
+from cert_rollout.localcloud.deploy import Deployer, DeployError, Deployment
+from cert_rollout.localcloud.iam import STATES_INTERPRETER_KEY, IamEnforcer
 from cert_rollout.localcloud.lambda_runtime import LambdaRuntime
 from cert_rollout.localcloud.leaks import SecretRegistry
 from cert_rollout.localcloud.nodes import LocalNode, NodeFleet
@@ -115,7 +116,7 @@ class LocalCloud:
 
     def __init__(self, *, region: str = "eu-west-1", account_id: str = "123456789012",
                  stack_name: str = "cert-rollout-local", parameters: dict[str, str] | None = None,
-                 template: Path | None = None, lambda_workers: int = 4) -> None:
+                 template: Path | None = None, lambda_workers: int = 4, enforce_iam: bool = True) -> None:
         self.region = region
         self.account_id = account_id
         self.stack_name = stack_name
@@ -137,6 +138,12 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self._sns_queue_url = ""
         self._sns_messages: list[dict[str, Any]] = []
+        # IAM enforced on every request of the functions, the state machine, the rules and the
+        # nodes (iam.py); the operator's requests (this object's clients) are not evaluated.
+        self.iam = IamEnforcer(account_id, region)
+        self.iam.enabled = enforce_iam
+        self.node_role_arn = ""
+        self._rule_credentials: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalCloud:
@@ -168,10 +175,51 @@ class LocalCloud:
         self.runtime = LambdaRuntime(self.lambda_env(), self._write_logs, self.lambda_workers)
         self.deployment = Deployer(self.client, self.region, self.account_id, self.stack_name).deploy(
             self.template, self.parameters)
+        self._issue_credentials()
         for spec in self.deployment.functions.values():
             self.runtime.register(spec)
         self._subscribe_sns_capture()
         self.fleet.emit = self._command_status_event
+
+    def _issue_credentials(self) -> None:
+        """Each function runs with its own execution role's session (STS AssumeRole), moto's
+        Step Functions interpreter signs as the state machine's role, and the managed nodes get
+        a role with the template's TargetNodePolicy attached (the operator attaches it to the
+        instance role in AWS; output TargetNodePolicyArn)."""
+        assert self.deployment
+        sts = self.client("sts")
+        for spec in self.deployment.functions.values():
+            spec.credentials = self.iam.issue(sts, spec.role_arn, spec.name, f"function {spec.logical_id}")
+        roles = sorted(set(self.deployment.state_machine_roles.values()))
+        if len(roles) != 1:
+            raise DeployError(f"the local cloud runs one state machine role per stack, found {roles}")
+        session = f"arn:aws:sts::{self.account_id}:assumed-role/{roles[0].rsplit('/', 1)[-1]}/states"
+        self.iam.register(STATES_INTERPRETER_KEY, roles[0], session, "state machine")
+        policy_arn = self.outputs.get("TargetNodePolicyArn")
+        if not policy_arn:
+            raise DeployError("template.yaml has no output TargetNodePolicyArn: no policy for the managed nodes")
+        iam = self.client("iam")
+        trust = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"Service": ["ec2.amazonaws.com", "ssm.amazonaws.com"]}}]}
+        name = f"{self.stack_name}-LocalTargetNodeRole"[:64]
+        self.node_role_arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn)
+
+    def credentials_of_role(self, role_arn: str, label: str) -> dict[str, str]:
+        """A session of ``role_arn`` for a service acting as it (an EventBridge rule target's
+        role); one per role, issued on first use."""
+        if role_arn not in self._rule_credentials:
+            self._rule_credentials[role_arn] = self.iam.issue(self.client("sts"), role_arn, "events", label)
+        return dict(self._rule_credentials[role_arn])
+
+    def role_client(self, service: ServiceName, credentials: dict[str, str]) -> Any:
+        """A client of the local cloud signing with ``credentials`` (AWS_ACCESS_KEY_ID, ...)."""
+        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint,
+                            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                            aws_session_token=credentials["AWS_SESSION_TOKEN"],
+                            config=Config(retries={"max_attempts": 1}, read_timeout=120))
 
     def stop(self) -> None:
         if self.runtime:
@@ -217,10 +265,18 @@ class LocalCloud:
     def add_node(self, instance_id: str, online: bool = True, lose_status_events: int = 0) -> LocalNode:
         """Register a local managed node; ``lose_status_events`` of its final status events are
         dropped before EventBridge (nodes.py)."""
+        from rollout_core.domain.staging import node_source_arn
+
         node = LocalNode(instance_id=instance_id, env={}, online=online, lose_status_events=lose_status_events)
-        node.env = self.node_env(node.workdir)
+        # The node's instance-role session: its requests carry the node's ARN as the condition
+        # key AWS adds for that kind of node (ec2:/ssm:SourceInstanceARN, domain/staging.py).
+        key, arn = node_source_arn(instance_id, partition=partition_for_region(self.region), region=self.region, account=self.account_id)
+        credentials = self.iam.issue(self.client("sts"), self.node_role_arn, instance_id, f"node {instance_id}",
+                                     {key: arn})
+        node.env = {**self.node_env(node.workdir), **credentials}
         assert node.env["CERT_ROLLOUT_NODE_POLICY"] == str(node.policy_path)
-        node.allow([], [])  # the owner's policy exists from the start: nothing allowed yet
+        partition = partition_for_region(self.region)
+        key, arn = node_source_arn(instance_id, partition=partition, region=self.region, account=self.account_id)
         self.fleet.register(node)
         return node
 
@@ -293,7 +349,8 @@ class LocalCloud:
                     message = json.loads(body).get("errorMessage", "")
                 except ValueError:
                     message = ""
-                sqs = self.client("sqs")
+                # Lambda sends to the dead-letter queue with the function's execution role.
+                sqs = self.role_client("sqs", self.runtime.specs[name].credentials)  # type: ignore[union-attr]
                 url = sqs.get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[-1])["QueueUrl"]
                 sqs.send_message(QueueUrl=url, MessageBody=payload.decode(), MessageAttributes={
                     "RequestID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
@@ -346,9 +403,20 @@ class LocalCloud:
         self.status_events.append(event)
         threading.Thread(target=self.deliver_event, args=(event,), daemon=True).start()
 
-    def start_execution_from_rule(self, rule: str, state_machine_arn: str, event: dict[str, Any]) -> str:
+    def start_execution_from_rule(self, rule: str, state_machine_arn: str, event: dict[str, Any],
+                                  role_arn: str | None = None) -> str | None:
+        """EventBridge starting an execution for ``rule`` as the target's role ``role_arn``:
+        None (nothing started, the refusal in ``iam.denials``) when that role may not
+        states:StartExecution on the state machine, as EventBridge then fails the invocation."""
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+        if self.iam.enabled:
+            if not role_arn:
+                return None
+            credentials = self.credentials_of_role(role_arn, f"rule {rule}")
+            principal = self.iam.principals[credentials["AWS_ACCESS_KEY_ID"]]
+            if not self.iam.decide(principal, "states:StartExecution", (state_machine_arn,))[0].allowed:
+                return None
         backend = stepfunctions_parser_backends[self.account_id][self.region]
         # EventBridge names the execution itself (a UUID), like the service does.
         execution = backend.start_execution(state_machine_arn, name=str(uuid.uuid4()), execution_input=json.dumps(event))

@@ -60,6 +60,8 @@ class Deployment:
     resource_types: dict[str, str] = field(default_factory=dict)
     cfn_template: dict[str, Any] = field(default_factory=dict)
     dead_letter_targets: dict[str, str] = field(default_factory=dict)  # function name -> SQS queue ARN
+    unevaluated_managed_policies: dict[str, list[str]] = field(default_factory=dict)  # role lid -> AWS managed ARNs
+    state_machine_roles: dict[str, str] = field(default_factory=dict)  # state machine ARN -> role ARN
 
     def function_by_logical_id(self, logical_id: str) -> FunctionSpec:
         for spec in self.functions.values():
@@ -282,8 +284,25 @@ class Deployer:
             # which moto refuses. Same meaning here (no policy variables), so state it.
             document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
             iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+        for arn in p.get("ManagedPolicyArns", []):
+            if ":iam::aws:policy/" in arn:
+                # AWS managed policies (SAM adds AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess)
+                # are not loaded into the local cloud (load_aws_managed_policies off): the local
+                # Lambda service writes the logs, tracing is off. Named, not evaluated.
+                d.unevaluated_managed_policies.setdefault(lid, []).append(arn)
+            else:
+                iam.attach_role_policy(RoleName=name, PolicyArn=arn)
         d.physical[lid] = name
         d.attributes[lid] = {"Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+    def _create_AWS_IAM_Policy(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
+        """An inline policy put on each of its Roles (Users and Groups: none in this template)."""
+        if p.get("Users") or p.get("Groups"):
+            raise DeployError(f"{lid}: AWS::IAM::Policy on users or groups is not deployed by the local cloud")
+        for role in p.get("Roles", []):
+            self.client("iam").put_role_policy(RoleName=role, PolicyName=p["PolicyName"],
+                                               PolicyDocument=json.dumps(p["PolicyDocument"]))
+        d.physical[lid] = p["PolicyName"]
 
     def _create_AWS_IAM_ManagedPolicy(self, lid: str, p: dict, d: Deployment, *_: Any) -> None:
         name = p.get("ManagedPolicyName") or self._name(lid, 128)
@@ -343,7 +362,8 @@ class Deployer:
         layer_dirs = [d.attributes.get("_layer_dirs", {})[arn] for arn in p.get("Layers", [])]
         d.functions[name] = FunctionSpec(name=name, logical_id=lid, arn=answer["FunctionArn"], handler=p["Handler"],
                                          code_dir=code_dirs[lid], layer_dirs=layer_dirs, environment=env,
-                                         timeout=int(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)))
+                                         timeout=int(p.get("Timeout", 3)), memory_mb=int(p.get("MemorySize", 128)),
+                                         role_arn=p["Role"])
         d.physical[lid] = name
         d.attributes[lid] = {"Arn": answer["FunctionArn"]}
 
@@ -358,6 +378,7 @@ class Deployer:
         arn = self.client("stepfunctions").create_state_machine(
             name=name, definition=definition, roleArn=p["RoleArn"], type=p.get("StateMachineType", "STANDARD"),
             **kwargs)["stateMachineArn"]
+        d.state_machine_roles[arn] = p["RoleArn"]
         d.physical[lid] = arn
         d.attributes[lid] = {"Arn": arn, "Name": name}
 

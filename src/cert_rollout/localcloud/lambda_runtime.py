@@ -39,6 +39,9 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout: int
     memory_mb: int
+    role_arn: str = ""
+    # The execution role's session credentials (AWS_ACCESS_KEY_ID, ...), set by the local cloud.
+    credentials: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class _Worker:
             "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             **base_env,
+            **spec.credentials,
             **spec.environment,
         }
         self.proc = subprocess.Popen(

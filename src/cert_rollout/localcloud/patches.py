@@ -97,7 +97,9 @@ def _send_to_targets(self: Rule, original_event: Any, transform_input: bool = Tr
             # EventBridge invokes Lambda asynchronously (InvocationType Event).
             cloud.invoke_async(target["Arn"], event)
             continue
-        execution = cloud.start_execution_from_rule(self.name, target["Arn"], event)
+        execution = cloud.start_execution_from_rule(self.name, target["Arn"], event, target.get("RoleArn"))
+        if execution is None:
+            continue  # the rule's role may not start it (cloud.iam.denials says why)
         cloud.routed.append({"rule": self.name, "target": target["Arn"], "executionArn": execution})
 
 
@@ -255,6 +257,21 @@ def _terminated(self: Any) -> None:
         cloud.execution_status_event(self.execution)
 
 
+# -------------------------------------------------------------- IAM: every request authorized
+from moto.core.responses import BaseResponse  # noqa: E402
+
+_orig_authorize = BaseResponse._authenticate_and_authorize_normal_action
+
+
+def _authorize(self: Any, resource: str = "*") -> None:
+    """IAM authorizing the request (iam.py): where moto would run its own IAM check (off: its
+    INITIAL_NO_AUTH_ACTION_COUNT stays infinite), the local cloud's enforcer decides."""
+    cloud = _cloud()
+    if cloud is not None:
+        cloud.iam.authorize_request(self)
+    _orig_authorize(self, resource)
+
+
 def install() -> None:
     """Hook the emulations into moto (idempotent)."""
     global _INSTALLED
@@ -273,4 +290,5 @@ def install() -> None:
     BaseExecutionWorkerCommunication.terminated = _terminated  # type: ignore[method-assign]
     AWSCertificateManagerResponse.renew_certificate = _renew_certificate  # type: ignore[attr-defined]
     AWSCertificateManagerBackend.export_certificate = _export_certificate  # type: ignore[method-assign]
+    BaseResponse._authenticate_and_authorize_normal_action = _authorize  # type: ignore[method-assign]
     _INSTALLED = True

@@ -286,8 +286,9 @@ class ScenarioRunner:
 
     def __init__(self, scenario: Scenario, *, on_event: Callable[[str, dict[str, Any]], None] | None = None,
                  on_step: Callable[[str], None] | None = None, workdir: Path | None = None,
-                 execution_timeout: float = 600, lambda_workers: int = 4) -> None:
+                 execution_timeout: float = 600, lambda_workers: int = 4, template: Path | None = None) -> None:
         self.scenario = scenario
+        self.template = template  # None: the project's template.yaml
         self.on_event = on_event
         self.on_step = on_step or (lambda _m: None)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="cert-rollout-"))
@@ -299,7 +300,7 @@ class ScenarioRunner:
 
     def run(self, keep_running: bool = False) -> dict[str, Any]:
         params = {**DEFAULT_PARAMETERS, **self.scenario.parameters}
-        self.cloud = LocalCloud(parameters=params, lambda_workers=self.lambda_workers)
+        self.cloud = LocalCloud(parameters=params, lambda_workers=self.lambda_workers, template=self.template)
         self.on_step("starting the local cloud and deploying template.yaml")
         self.cloud.start()
         try:
