@@ -17,7 +17,8 @@ The request context carries what AWS derives from the credentials: aws:Principal
 aws:PrincipalAccount, aws:RequestedRegion, aws:SecureTransport (false: plain HTTP on
 loopback) and, for a node's credentials, ec2:SourceInstanceARN (EC2 ``i-`` nodes) or
 ssm:SourceInstanceARN (hybrid ``mi-`` nodes); aws:ResourceTag/* (and secretsmanager:ResourceTag/*)
-of an ACM certificate or secret; aws:RequestTag/* and aws:TagKeys of CreateSecret/TagResource.
+of an ACM certificate or secret; aws:RequestTag/* and aws:TagKeys of CreateSecret/TagResource;
+secretsmanager:BlockPublicPolicy of PutResourcePolicy.
 Signatures are not verified. Compiled identity policies are cached per role and dropped on
 any IAM or STS request.
 """
@@ -255,6 +256,9 @@ def _secret(enforcer: IamEnforcer, response: Any) -> tuple[tuple[str, ...], dict
     context: dict[str, tuple[str, ...]] = {f"{prefix}:resourcetag/{k}".lower(): (v,) for k, v in tags.items()
                                            for prefix in ("aws", "secretsmanager")}
     context.update(_request_tag_keys(_tags(_param(response, "Tags"))))
+    block = _param(response, "BlockPublicPolicy")
+    if block is not None:  # PutResourcePolicy's request parameter, as the condition key says
+        context["secretsmanager:blockpublicpolicy"] = ("true" if block in (True, "true", "True") else "false",)
     policy = getattr(secret, "policy", None)
     return (str(secret.arn),), context, str(policy) if policy else None
 
