@@ -15,6 +15,7 @@ import boto3
 import pytest
 from cryptography import x509
 from rollout_core.adapters.leases import DynamoLeases
+from rollout_core.domain.staging import staged_secret_name
 from rollout_core.logic.commands import installer_result
 from rollout_core.probe import format_serial_hex
 
@@ -39,7 +40,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
             targets.register(target)
             cert, chain, key = cloud.private_ca().current(arn)
             secret = cloud.client("secretsmanager").create_secret(
-                Name="cert-rollout/it-web-1", SecretString=json.dumps(
+                # a rollout's staged bundle: the node role reads only <SecretPrefix>/staged/* (issue 11)
+                Name=staged_secret_name("cert-rollout", arn, "r-1"), SecretString=json.dumps(
                     {"certificate": cert, "chain": chain, "privateKey": key.decode()}))
             serial = format_serial_hex(x509.load_pem_x509_certificate(cert.encode()).serial_number)
             # InstallTarget sends nothing unless rollout r-1 holds the certificate's lease (logic/lease.py)

@@ -193,7 +193,8 @@ class LocalCloud:
         roles = sorted(set(self.deployment.state_machine_roles.values()))
         if len(roles) != 1:
             raise DeployError(f"the local cloud runs one state machine role per stack, found {roles}")
-        session = f"arn:aws:sts::{self.account_id}:assumed-role/{roles[0].rsplit('/', 1)[-1]}/states"
+        session = build_arn(partition_for_region(self.region), "sts", "", self.account_id,
+                            f"assumed-role/{roles[0].rsplit('/', 1)[-1]}/states")
         self.iam.register(STATES_INTERPRETER_KEY, roles[0], session, "state machine")
         policy_arn = self.outputs.get("TargetNodePolicyArn")
         if not policy_arn:
@@ -349,9 +350,11 @@ class LocalCloud:
                     message = json.loads(body).get("errorMessage", "")
                 except ValueError:
                     message = ""
-                # Lambda sends to the dead-letter queue with the function's execution role.
+                # Lambda sends to the dead-letter queue with the function's execution role (its
+                # sqs:SendMessage, which SAM grants for DeadLetterQueue); the service knows the queue
+                # URL from the ARN, so the lookup is the local cloud's own, not the role's.
+                url = self.client("sqs").get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[-1])["QueueUrl"]
                 sqs = self.role_client("sqs", self.runtime.specs[name].credentials)  # type: ignore[union-attr]
-                url = sqs.get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[-1])["QueueUrl"]
                 sqs.send_message(QueueUrl=url, MessageBody=payload.decode(), MessageAttributes={
                     "RequestID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
                     "ErrorCode": {"DataType": "Number", "StringValue": "200"},
