@@ -341,9 +341,9 @@ class LocalCloud:
                     message = json.loads(body).get("errorMessage", "")
                 except ValueError:
                     message = ""
-                # Lambda sends to the dead-letter queue with the function's execution role.
+                # Lambda sends to the dead-letter queue (by ARN) with the function's execution role.
                 sqs = self.role_client("sqs", self.runtime.specs[name].credentials)  # type: ignore[union-attr]
-                url = sqs.get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[-1])["QueueUrl"]
+                url = self.client("sqs").get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[-1])["QueueUrl"]
                 sqs.send_message(QueueUrl=url, MessageBody=payload.decode(), MessageAttributes={
                     "RequestID": {"DataType": "String", "StringValue": str(uuid.uuid4())},
                     "ErrorCode": {"DataType": "Number", "StringValue": "200"},
