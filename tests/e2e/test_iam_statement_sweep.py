@@ -2,7 +2,8 @@
 template creates is taken away in turn, on one deployed local cloud, and a rollout is run again:
 it must fail at the step that needs the action (signature: failing state and error, and the
 request IAM refused), and any action whose removal changes nothing is listed and must be in
-NOT_SHOWN with a reason. Slow (one rollout per used action): runs only with
+NOT_SHOWN (never requested by the two rollouts) or TOLERATED (refused, outcome unchanged) with
+a reason. Slow (one rollout per used action): runs only with
 CERT_ROLLOUT_IAM_SWEEP=1.
 
 Cheaper than a redeploy per statement: the deployed roles' policies are edited through IAM
@@ -46,8 +47,26 @@ NOT_SHOWN: dict[tuple[str, str], str] = {
                                                           "each step's function is swept through its own statement",
     ("ValidateEventFunctionRole", "states:DescribeExecution"): "a duplicate event whose claim holder ended "
                                                                "(test_idempotency_ttl.py)",
+    ("ExportCertificateFunctionRole", "secretsmanager:PutSecretValue"): "a retried export whose secret exists "
+                                                                        "already (adapters/secrets.py)",
+    ("ExportCertificateFunctionRole", "secretsmanager:DescribeSecret"): "UNUSED: no code path calls it; a grant "
+                                                                        "to drop (left to issue 11's staging change)",
+    ("CommandCallbackFunctionRole", "states:SendTaskFailure"): "UNUSED: no code path calls it (a failed command "
+                                                               "completes its task with SendTaskSuccess); a grant to drop",
+    ("RolloutStateMachineAcm*Role", "states:StartExecution"): "the two ACM rules' roles are SAM's same statement as "
+                                                              "the Health rule's, swept; their events: test_events.py",
     ("NotifyAbnormalEndFunctionRole", "states:DescribeExecution"): "an execution that ended before Notify ran",
     ("NotifyAbnormalEndFunctionRole", "sns:Publish"): "an execution that ended before Notify ran",
+}
+
+
+#: (role logical id, action) patterns whose removal was refused at run time (or is granted twice)
+#: and still did not change the rollout, and why.
+TOLERATED: dict[tuple[str, str], str] = {
+    ("NotifyFunctionRole", "dynamodb:PutItem"): "the notification marker: a failure is logged, not raised "
+                                                "(logic/notify.py); it matters only if the execution then fails",
+    ("InstallTargetFunctionRole", "dynamodb:UpdateItem"): "granted twice: DynamoDBWritePolicy and the lease "
+                                                          "statement both allow it on RolloutTable",
 }
 
 
@@ -180,26 +199,44 @@ class Sweep:
         denials_before = len(cloud.iam.denials)
         abnormal = cloud.function_name("NotifyAbnormalEndFunction")
         invoked_before = cloud.runtime.stats[abnormal].count
+        errors_before = cloud.runtime.stats[abnormal].errors
+        started = time.monotonic()
         cloud.private_ca().renew(runner.certificate_arns[kind])
         entry, arns = runner._send(0, StepSpec.model_validate(
             {"event": "events/eventbridge/health-renewal-completed.json", "certificate": kind}))
-        runner._finish(entry, arns)
-        if entry.get("status") not in (None, "SUCCEEDED"):
-            self._wait_abnormal_end(abnormal, invoked_before)
-        failed_states = _failed_states(entry.get("history") or [])
+        try:
+            runner._finish(entry, arns)
+        except TimeoutError:  # e.g. a task token nobody may complete: the execution would wait
+            entry.update(outcome="STILL_RUNNING", status="RUNNING", history=cloud.history(arns[-1]))
+            cloud.client("stepfunctions").stop_execution(executionArn=arns[-1], error="IamSweep",
+                                                         cause="still running after the sweep's bound")
+        if entry.get("status") not in (None, "SUCCEEDED", "RUNNING"):
+            self._wait_abnormal_end(abnormal, invoked_before, errors_before)
+        # a lease the run could not release (or a stopped run held) must not hold the next run
+        # back (adapters/leases.py: one item per certificate)
+        cloud.client("dynamodb").delete_item(TableName=cloud.deployment.physical["RolloutTable"], Key={
+            "rolloutId": {"S": f"lease#{runner.certificate_arns[kind]}"}, "targetId": {"S": "-"}})
+        history = entry.get("history") or []
+        failed_states = _failed_states(history) or [(_last_state(history), entry.get("outcome") or "", "")]
         return {"outcome": entry.get("outcome"), "status": entry.get("status"),
-                "failed": failed_states[:1], "abnormal_end_errors": cloud.runtime.stats[abnormal].errors,
+                "failed": failed_states[:1], "error": entry.get("error"), "seconds": round(time.monotonic() - started, 1),
+                "abnormal_end_errors": cloud.runtime.stats[abnormal].errors - errors_before,
                 "denials": sorted({(d.principal, d.action) for d in cloud.iam.denials[denials_before:]}),
                 "grants": {k: set(v) for k, v in cloud.iam.grants.items()}}
 
-    def _wait_abnormal_end(self, name: str, before: int) -> None:
+    def _wait_abnormal_end(self, name: str, before: int, errors_before: int) -> None:
         deadline = time.time() + 20
         stats = self.cloud.runtime.stats[name]
         while time.time() < deadline and stats.count <= before:
-            time.sleep(0.2)
+            time.sleep(0.1)
         # a failed asynchronous invocation is retried after 1 s and 2 s (cloud.invoke_async)
-        while time.time() < deadline and stats.errors > 0 and stats.count < before + 3 and stats.count > before:
-            time.sleep(0.2)
+        while time.time() < deadline and stats.errors > errors_before and stats.count < before + 3:
+            time.sleep(0.1)
+
+
+def _last_state(history: list[dict[str, Any]]) -> str:
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if e.get("stateEnteredEventDetails")]
+    return entered[-1] if entered else "-"
 
 
 def _failed_states(history: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -231,18 +268,19 @@ def _not_shown_reason(unit: Unit) -> str | None:
 def _scenario() -> Scenario:
     return Scenario.model_validate({
         "name": "iam-sweep",
-        "parameters": {"PollIntervalSeconds": "1", "VerifyTimeoutSeconds": "5"},
+        # short bounds: a removed permission fails a step fast, or its task times out fast
+        "parameters": {"PollIntervalSeconds": "1", "VerifyTimeoutSeconds": "5", "CommandTimeoutSeconds": "20"},
         "certificates": {"ok": {"domain": "ok.internal.example", "key_algorithm": "EC_prime256v1"},
                          "fails": {"domain": "fails.internal.example", "key_algorithm": "EC_prime256v1"}},
         "targets": [{"id": "ok-1", "certificate": "ok"},
                     {"id": "fails-1", "certificate": "fails", "fault": "reload-fails"}],
-        "steps": [],
+        "steps": [{"sleep": 0}],  # the rollouts are run by the sweep itself
     })
 
 
 def test_every_statement_action_is_needed_by_the_step_that_uses_it_or_named_with_a_reason():
     started = time.monotonic()
-    runner = ScenarioRunner(_scenario())
+    runner = ScenarioRunner(_scenario(), execution_timeout=30)
     try:
         runner.run(keep_running=True)
         sweep = Sweep(runner)
@@ -252,6 +290,8 @@ def test_every_statement_action_is_needed_by_the_step_that_uses_it_or_named_with
         assert not baseline["ok"]["denials"] and not baseline["fails"]["denials"], baseline
         units = sweep.units()
         assert units
+        print(f"\nbaseline: ok {baseline['ok']['seconds']} s, fails {baseline['fails']['seconds']} s, "
+              f"{len(units)} statement actions", flush=True)
         shown: list[str] = []
         unused: list[Unit] = []
         tolerated: list[str] = []
@@ -263,11 +303,17 @@ def test_every_statement_action_is_needed_by_the_step_that_uses_it_or_named_with
             kind = kinds[0]
             with sweep.without(unit):
                 result = sweep.rollout(kind)
+                if not any(d[1].lower() == unit.action.lower() for d in result["denials"]):
+                    # warm environments cache what a cold start asks (the installer's URL and
+                    # SHA-256): once more from cold starts
+                    sweep.cloud.runtime.shutdown()
+                    result = sweep.rollout(kind)
             changed = (result["outcome"], result["failed"], result["abnormal_end_errors"] > 0) != \
                       (baseline[kind]["outcome"], baseline[kind]["failed"], False)
             denied = [d for d in result["denials"] if d[1].lower() == unit.action.lower()]
             line = (f"{unit.role_lid} {unit.action} [{kind}]: {result['outcome']} at {result['failed']} "
                     f"denied {denied}")
+            print(f"  {result['seconds']:5.1f} s {line}", flush=True)
             if denied and changed:
                 shown.append(line)
             else:
@@ -282,7 +328,7 @@ def test_every_statement_action_is_needed_by_the_step_that_uses_it_or_named_with
     unexplained = [f"{u.role_lid} {u.action}" for u in unused if _not_shown_reason(u) is None]
     unexplained += [t for t in tolerated
                     if not any(fnmatch.fnmatch(t.split(" ")[0], r) and fnmatch.fnmatch(t.split(" ")[1], a)
-                               for r, a in NOT_SHOWN)]
+                               for r, a in TOLERATED)]
     for u in unused:
         print("  not shown:", u.role_lid, u.action, "-", _not_shown_reason(u))
     for t in tolerated:

@@ -50,7 +50,7 @@ def test_every_role_of_the_translated_template_exists_with_its_inline_policies(c
         inline = set(iam.list_role_policies(RoleName=name)["PolicyNames"])
         expected = {p["PolicyName"] for p in resource["Properties"].get("Policies", [])}
         assert expected <= inline, lid
-    for lid, resource in cfn.items():  # stand-alone AWS::IAM::Policy resources land on their roles
+    for resource in cfn.values():  # stand-alone AWS::IAM::Policy resources land on their roles
         if resource["Type"] == "AWS::IAM::Policy":
             for role in resource["Properties"]["Roles"]:
                 name = cloud.deployment.physical[role["Ref"]]

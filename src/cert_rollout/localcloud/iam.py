@@ -81,6 +81,7 @@ class _Request:
     resources: tuple[str, ...]
     context: dict[str, tuple[str, ...]]
     resource_policy: str | None
+    also_required: tuple[str, ...] = ()  # further actions the same request needs
 
 
 class IamEnforcer:
@@ -198,6 +199,11 @@ class IamEnforcer:
             return
         request = _describe(self, service, operation, action, response)
         result, resource = self.decide(principal, action, request.resources, request.context, request.resource_policy)
+        for also in request.also_required:
+            if not result.allowed:
+                break
+            action = also
+            result, resource = self.decide(principal, also, request.resources, request.context, request.resource_policy)
         if result.allowed:
             return
         why = ("with an explicit deny in " + ("a resource-based policy" if "resource policy" in result.reason
@@ -358,4 +364,9 @@ def _describe(enforcer: IamEnforcer, service: str, operation: str, action: str, 
         resources = _SIMPLE[service](response)
     else:
         resources = ("*",)
-    return _Request(service, action, resources, context, policy)
+    also: tuple[str, ...] = ()
+    if action == "secretsmanager:CreateSecret" and _param(response, "Tags"):
+        # Secrets Manager API reference, CreateSecret: "To add tags to the secret, you also need
+        # secretsmanager:TagResource".
+        also = ("secretsmanager:TagResource",)
+    return _Request(service, action, resources, context, policy, also)
