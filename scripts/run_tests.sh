@@ -9,5 +9,7 @@ export AWS_DEFAULT_REGION=eu-west-1
 # Tests never reach AWS: no credentials from the machine, and every client points at 127.0.0.1.
 unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+# the IAM statement sweep (tests/e2e/test_iam_statement_sweep.py, about 4 minutes) runs in CI too
+export CERT_ROLLOUT_IAM_SWEEP="${CERT_ROLLOUT_IAM_SWEEP:-1}"
 mkdir -p reports
 .venv/bin/pytest tests -q -p no:cacheprovider --timeout=900 "$@"

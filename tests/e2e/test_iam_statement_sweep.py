@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from rollout_core.domain.staging import EXECUTION_TAG, staged_secret_name, staged_secret_prefix
 
 from cert_rollout.localcloud.scenario import Scenario, ScenarioRunner, StepSpec
 
@@ -49,6 +50,9 @@ NOT_SHOWN: dict[tuple[str, str], str] = {
                                                                "(test_idempotency_ttl.py)",
     ("ExportCertificateFunctionRole", "secretsmanager:PutSecretValue"): "a retried export whose secret exists "
                                                                         "already (adapters/secrets.py)",
+    ("ExportCertificateFunctionRole", "secretsmanager:GetSecretValue"): "keystore password secrets "
+        "(<SecretPrefix>/keystores/*): the sweep's targets are PEM files; test_staging_with_fakes.py and "
+        "test_installer_keystore_secret.py stage and use them",
     ("ExportCertificateFunctionRole", "secretsmanager:DescribeSecret"): "UNUSED: no code path calls it; a grant "
                                                                         "to drop (left to issue 11's staging change)",
     ("CommandCallbackFunctionRole", "states:SendTaskFailure"): "UNUSED: no code path calls it (a failed command "
@@ -201,6 +205,7 @@ class Sweep:
         invoked_before = cloud.runtime.stats[abnormal].count
         errors_before = cloud.runtime.stats[abnormal].errors
         started = time.monotonic()
+        orphan = self._plant_orphan(kind)
         cloud.private_ca().renew(runner.certificate_arns[kind])
         entry, arns = runner._send(0, StepSpec.model_validate(
             {"event": "events/eventbridge/health-renewal-completed.json", "certificate": kind}))
@@ -216,13 +221,39 @@ class Sweep:
         # back (adapters/leases.py: one item per certificate)
         cloud.client("dynamodb").delete_item(TableName=cloud.deployment.physical["RolloutTable"], Key={
             "rolloutId": {"S": f"lease#{runner.certificate_arns[kind]}"}, "targetId": {"S": "-"}})
+        staged_left = self._staged_left(orphan)
         history = entry.get("history") or []
         failed_states = _failed_states(history) or [(_last_state(history), entry.get("outcome") or "", "")]
         return {"outcome": entry.get("outcome"), "status": entry.get("status"),
                 "failed": failed_states[:1], "error": entry.get("error"), "seconds": round(time.monotonic() - started, 1),
                 "abnormal_end_errors": cloud.runtime.stats[abnormal].errors - errors_before,
+                "staged_left": staged_left,
                 "denials": sorted({(d.principal, d.action) for d in cloud.iam.denials[denials_before:]}),
                 "grants": {k: set(v) for k, v in cloud.iam.grants.items()}}
+
+    def _plant_orphan(self, kind: str) -> str:
+        """A staged secret of a rollout that crashed (its tagged execution does not exist): the
+        export's sweep must delete it (DeleteSecret, ListSecrets, DescribeExecution)."""
+        cloud = self.cloud
+        prefix = cloud.deployment.parameters["SecretPrefix"]
+        self._orphans = getattr(self, "_orphans", 0) + 1
+        arn = self.runner.certificate_arns[kind]
+        name = staged_secret_name(prefix, arn, f"crashed-{self._orphans}")
+        execution = cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + f":crashed-{self._orphans}"
+        cloud.client("secretsmanager").create_secret(Name=name, SecretString="{}", Tags=[
+            {"Key": EXECUTION_TAG, "Value": execution}])
+        return name
+
+    def _staged_left(self, orphan: str) -> int:
+        """Staged secrets left after a rollout (the planted orphan and the rollout's own); then
+        removed, so the next run starts from none."""
+        sm = self.cloud.client("secretsmanager")
+        prefix = staged_secret_prefix(self.cloud.deployment.parameters["SecretPrefix"])
+        left = [s["Name"] for s in sm.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])["SecretList"]
+                if s["Name"].startswith(prefix)]
+        for name in left:
+            sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        return len(left)
 
     def _wait_abnormal_end(self, name: str, before: int, errors_before: int) -> None:
         deadline = time.time() + 20
@@ -288,6 +319,8 @@ def test_every_statement_action_is_needed_by_the_step_that_uses_it_or_named_with
         assert baseline["ok"]["outcome"] == "ROLLED_OUT", baseline["ok"]
         assert baseline["fails"]["status"] == "FAILED", baseline["fails"]
         assert not baseline["ok"]["denials"] and not baseline["fails"]["denials"], baseline
+        # the planted crashed rollout's staging is swept, the rollout's own deleted at its end
+        assert baseline["ok"]["staged_left"] == baseline["fails"]["staged_left"] == 0, baseline
         units = sweep.units()
         assert units
         print(f"\nbaseline: ok {baseline['ok']['seconds']} s, fails {baseline['fails']['seconds']} s, "
@@ -308,10 +341,12 @@ def test_every_statement_action_is_needed_by_the_step_that_uses_it_or_named_with
                     # SHA-256): once more from cold starts
                     sweep.cloud.runtime.shutdown()
                     result = sweep.rollout(kind)
-            changed = (result["outcome"], result["failed"], result["abnormal_end_errors"] > 0) != \
-                      (baseline[kind]["outcome"], baseline[kind]["failed"], False)
+            changed = (result["outcome"], result["failed"], result["abnormal_end_errors"] > 0,
+                       result["staged_left"]) != \
+                      (baseline[kind]["outcome"], baseline[kind]["failed"], False, 0)
             denied = [d for d in result["denials"] if d[1].lower() == unit.action.lower()]
             line = (f"{unit.role_lid} {unit.action} [{kind}]: {result['outcome']} at {result['failed']} "
+                    f"staged left {result['staged_left']} "
                     f"denied {denied}")
             print(f"  {result['seconds']:5.1f} s {line}", flush=True)
             if denied and changed:

@@ -167,6 +167,7 @@ class IamEnforcer:
         compiled_resource_policy = self._resource_policy(resource_policy) if resource_policy else None
         ctx = {**principal.context, **(context or {})}
         result, resource = Evaluation("IMPLICIT_DENY", "no resource"), "*"
+        reasons: set[str] = set()  # each resource's grant (SendCommand: the document's and each node's)
         for resource in resources:
             result = evaluate(action, resource, identity=identity, resource_policy=compiled_resource_policy,
                               principal_arns=(principal.role_arn, principal.session_arn), context=ctx)
@@ -174,9 +175,10 @@ class IamEnforcer:
                 with self._lock:
                     self.denials.append(Denial(principal.label, action, resource, result.reason))
                 return result, resource
+            reasons.add(result.reason)
         with self._lock:
             self.evaluated += 1
-            self.grants.setdefault((principal.label, action), set()).add(result.reason)
+            self.grants.setdefault((principal.label, action), set()).update(reasons)
         return result, resource
 
     def authorize_request(self, response: Any) -> None:
