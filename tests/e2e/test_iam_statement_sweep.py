@@ -53,8 +53,6 @@ NOT_SHOWN: dict[tuple[str, str], str] = {
     ("ExportCertificateFunctionRole", "secretsmanager:GetSecretValue"): "keystore password secrets "
         "(<SecretPrefix>/keystores/*): the sweep's targets are PEM files; test_staging_with_fakes.py and "
         "test_installer_keystore_secret.py stage and use them",
-    ("ExportCertificateFunctionRole", "secretsmanager:DescribeSecret"): "UNUSED: no code path calls it; a grant "
-                                                                        "to drop (left to issue 11's staging change)",
     ("CommandCallbackFunctionRole", "states:SendTaskFailure"): "UNUSED: no code path calls it (a failed command "
                                                                "completes its task with SendTaskSuccess); a grant to drop",
     ("RolloutStateMachineAcm*Role", "states:StartExecution"): "the two ACM rules' roles are SAM's same statement as "
