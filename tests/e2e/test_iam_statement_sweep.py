@@ -104,6 +104,7 @@ class Sweep:
         self.cloud = runner.cloud
         assert self.cloud is not None
         self.iam = self.cloud.client("iam")
+        self._orphans = 0  # crashed rollouts' staged secrets planted so far (their names differ)
 
     # ------------------------------------------------------------------ the roles' statements
     def units(self) -> list[Unit]:
@@ -234,7 +235,7 @@ class Sweep:
         export's sweep must delete it (DeleteSecret, ListSecrets, DescribeExecution)."""
         cloud = self.cloud
         prefix = cloud.deployment.parameters["SecretPrefix"]
-        self._orphans = getattr(self, "_orphans", 0) + 1
+        self._orphans += 1
         arn = self.runner.certificate_arns[kind]
         name = staged_secret_name(prefix, arn, f"crashed-{self._orphans}")
         execution = cloud.state_machine_arn.replace(":stateMachine:", ":execution:") + f":crashed-{self._orphans}"

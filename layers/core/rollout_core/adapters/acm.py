@@ -26,14 +26,7 @@ class AcmCertificates:
         The serial is converted from ACM's colon hex (or moto's decimal) to the canonical form.
         Raises CertificateNotFound, or a named AwsError (AwsThrottled ... AwsPermanentError).
         """
-        try:
-            cert: dict[str, Any] = self._acm.describe_certificate(CertificateArn=certificate_arn)["Certificate"]
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise CertificateNotFound(f"ACM has no certificate {certificate_arn}") from None
-            raise named_aws_error(e, "DescribeCertificate") from e
-        except BotoCoreError as e:
-            raise named_aws_error(e, "DescribeCertificate") from e
+        cert: dict[str, Any] = self._read("DescribeCertificate", certificate_arn)["Certificate"]
         serial = cert.get("Serial")
         renewal = cert.get("RenewalSummary") or {}
         return CertificateDescription(
@@ -51,15 +44,24 @@ class AcmCertificates:
     def tags(self, certificate_arn: str) -> dict[str, str]:
         """ListTagsForCertificate -> {key: value} ("" for a tag without a value; ACM returns at
         most 50 tags, in one answer). Raises CertificateNotFound or a named AwsError."""
+        answer = self._read("ListTagsForCertificate", certificate_arn)
+        return {str(t["Key"]): str(t.get("Value") or "") for t in answer.get("Tags", [])}
+
+    def _read(self, operation: str, certificate_arn: str) -> dict[str, Any]:
+        """One read of a certificate by ARN (``operation``: DescribeCertificate or
+        ListTagsForCertificate) -> the answer. Raises CertificateNotFound for
+        ResourceNotFoundException, else a named AwsError."""
+        call = {"DescribeCertificate": self._acm.describe_certificate,
+                "ListTagsForCertificate": self._acm.list_tags_for_certificate}[operation]
         try:
-            answer = self._acm.list_tags_for_certificate(CertificateArn=certificate_arn)
+            answer: dict[str, Any] = call(CertificateArn=certificate_arn)
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise CertificateNotFound(f"ACM has no certificate {certificate_arn}") from None
-            raise named_aws_error(e, "ListTagsForCertificate") from e
+            raise named_aws_error(e, operation) from e
         except BotoCoreError as e:
-            raise named_aws_error(e, "ListTagsForCertificate") from e
-        return {str(t["Key"]): str(t.get("Value") or "") for t in answer.get("Tags", [])}
+            raise named_aws_error(e, operation) from e
+        return answer
 
     def export(self, certificate_arn: str, passphrase: bytes) -> ExportedCertificate:
         """ExportCertificate with ``passphrase`` (the same bytes later used to decrypt).
