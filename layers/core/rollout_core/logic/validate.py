@@ -13,6 +13,15 @@ recorded (e.g. the export failed), its rollout did not finish: the claim is rele
 (conditionally, adapters/claims.py) and this execution claims the serial and rolls it out.
 Step Functions (DescribeExecution) is asked, not an event: its status-change events are
 best effort. An execution Step Functions no longer knows (90-day retention) keeps its claim.
+
+An expiry notice (AWS Health "has expired" / "is due to expire", domain/events.py) is no
+renewal (issue 15, item 5). DescribeCertificate decides: when some target's inventory item
+records a deployed serial (lastDeployedSerial, written only once a target was verified
+serving it) other than ACM's current one, ACM holds a newer serial than that target has, the
+renewal has happened (perhaps after Health sent the notice) and it is rolled out exactly as a
+renewal (claim, duplicates and all). Otherwise (every target records ACM's serial or none, no
+target, or the certificate is no longer ISSUED) the decision is EXPIRY_NOTICE: nothing is
+exported or installed, Notify says when it expires and which targets hold it.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from rollout_core import ports
 from rollout_core.contracts import ValidateResult
 from rollout_core.domain.errors import InvalidSerial, RolloutError
 from rollout_core.domain.events import RequestKind, RolloutRequest, parse_event
+from rollout_core.domain.expiry import days_left
 from rollout_core.domain.managed import MANAGED_TAG_KEY, CertificateNotManaged, unmanaged_reason
 from rollout_core.domain.serials import serials_equal
 from rollout_core.models import Decision, TargetOutcome
@@ -59,6 +69,35 @@ def _verified_on(state: ports.DeploymentState, serial: str) -> bool:
         return serials_equal(state.last_deployed_serial, serial)
     except InvalidSerial:
         return False
+
+
+def _holds_another_serial(state: ports.DeploymentState, serial: str) -> bool:
+    """True when the target records a deployed serial that is not ``serial`` (compared as
+    integers; an unparseable recorded serial is another one); False when it records none."""
+    if state.last_deployed_serial is None:
+        return False
+    try:
+        return not serials_equal(state.last_deployed_serial, serial)
+    except InvalidSerial:
+        return True
+
+
+def expiry_notice(cert: ports.CertificateDescription, targets: list[ports.DeploymentState], base: dict[str, Any],
+                  days_to_expiry: int | None) -> ValidateResult | None:
+    """The EXPIRY_NOTICE result for an expiry notice about ``cert`` with inventory ``targets``, or
+    None when ACM holds a serial newer than one a target records (then it is a rollout as for a
+    renewal). Rule: the module docstring. ``targetIds``: every target of the certificate, in
+    inventory order (none records a newer serial; the notification lists them)."""
+    if cert.status == "ISSUED" and cert.serial and any(_holds_another_serial(t, cert.serial) for t in targets):
+        return None
+    unrecorded = [t.target_id for t in targets if t.last_deployed_serial is None]
+    reason = f"ACM status {cert.status}" if cert.status != "ISSUED" else None
+    if unrecorded:
+        reason = "; ".join(filter(None, [reason, f"{len(unrecorded)} of {len(targets)} targets record no deployed serial"]))
+    logger.warning("expiry notice: ACM holds no newer serial, nothing to install",
+                   extra={"certificate_arn": cert.arn, "serial": cert.serial, "days_to_expiry": days_to_expiry})
+    return ValidateResult(decision=Decision.EXPIRY_NOTICE, serial=cert.serial, targetIds=[t.target_id for t in targets],
+                          daysToExpiry=days_to_expiry, reason=reason, **base)
 
 
 def execution_name(execution_arn: str) -> str:
@@ -113,7 +152,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
                    now: datetime | None = None) -> ValidateResult:
     """Decide what to do with ``raw_event`` (an EventBridge event or a manual request).
 
-    Returns a ValidateResult with decision ROLLOUT, ALREADY_DEPLOYED, RENEWAL_FAILED or NO_TARGETS.
+    Returns a ValidateResult with decision ROLLOUT, ALREADY_DEPLOYED, RENEWAL_FAILED, NO_TARGETS or
+    EXPIRY_NOTICE (an expiry notice while ACM holds no newer serial: module docstring).
     Raises (the execution then ends REJECTED, with the error's name in the history):
       MalformedEvent, UnsupportedEvent, MissingCertificateArn, ForeignCertificate (domain.events),
       CertificateNotFound, CertificateNotPrivate, CertificateNotManaged (domain.managed: not tagged
@@ -134,7 +174,8 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     # net for a lost status event: delivery deadline + execution deadline + a margin.
     base: dict[str, Any] = {"certificateArn": cert.arn, "rolloutId": rollout_id, "domainName": cert.domain_name,
             "maxConcurrency": settings.max_concurrency,
-            "taskTimeoutSeconds": 2 * max(30, settings.command_timeout_seconds) + 60}
+            "taskTimeoutSeconds": 2 * max(30, settings.command_timeout_seconds) + 60,
+            "notAfter": cert.not_after}
     if cert.type != "PRIVATE":
         raise CertificateNotPrivate(f"{cert.arn} is {cert.type or 'of unknown type'}, not PRIVATE: "
                                     "only private certificates can be exported")
@@ -145,17 +186,27 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
                                     f"(tag it {MANAGED_TAG_KEY}={settings.managed_certificate_tag})")
     days_to_expiry = request.days_to_expiry
     if days_to_expiry is None and cert.not_after is not None:
-        days_to_expiry = (cert.not_after - now).days
+        days_to_expiry = days_left(cert.not_after, now)
     if request.kind in (RequestKind.RENEWAL_FAILED, RequestKind.RENEWAL_ACTION_REQUIRED):
         # ACM's own RenewalStatusReason first: an event's prose is never the basis of a decision.
         reason = cert.renewal_status_reason or request.reason or "renewal failed"
         logger.warning("renewal did not complete", extra={"certificate_arn": cert.arn, "reason": reason})
         return ValidateResult(decision=Decision.RENEWAL_FAILED, serial=cert.serial, reason=reason,
                               daysToExpiry=days_to_expiry, **base)
+    targets: list[ports.DeploymentState] | None = None
+    if request.kind is RequestKind.EXPIRY_NOTICE:
+        targets = inventory.deployment_states(cert.arn)
+        notice = expiry_notice(cert, targets, base, days_to_expiry)
+        if notice is not None:
+            return notice
+        # ACM already holds a serial newer than a target's: the renewal happened, roll it out as one.
+        logger.info("expiry notice, but ACM holds a newer serial than a target records: rollout",
+                    extra={"certificate_arn": cert.arn, "serial": cert.serial})
     if cert.status != "ISSUED" or not cert.serial:
         raise CertificateNotIssued(f"{cert.arn} is {cert.status}, not ISSUED: nothing to roll out")
 
-    targets = inventory.deployment_states(cert.arn)
+    if targets is None:
+        targets = inventory.deployment_states(cert.arn)
     if not targets:
         logger.warning("certificate has no targets in the inventory", extra={"certificate_arn": cert.arn})
         return ValidateResult(decision=Decision.NO_TARGETS, serial=cert.serial, daysToExpiry=days_to_expiry,
