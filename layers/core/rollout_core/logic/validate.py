@@ -146,6 +146,36 @@ def claim_serial(certificate_arn: str, serial: str, execution_arn: str, *, claim
     return claims.claim(certificate_arn, serial, rollout_id)
 
 
+def described_certificate(certificate_arn: str, *, certificates: ports.Certificates,
+                          settings: ValidateSettings) -> ports.CertificateDescription:
+    """DescribeCertificate of ``certificate_arn``, checked to be PRIVATE and managed by this
+    deployment (before anything else is decided or exported: IAM would deny the export,
+    domain/managed.py). Raises CertificateNotFound, CertificateNotPrivate, CertificateNotManaged,
+    or what the port raises (named AwsErrors)."""
+    try:
+        cert = certificates.describe(certificate_arn)
+    except ports.CertificateNotFound as e:
+        raise CertificateNotFound(str(e)) from None
+    if cert.type != "PRIVATE":
+        raise CertificateNotPrivate(f"{cert.arn} is {cert.type or 'of unknown type'}, not PRIVATE: "
+                                    "only private certificates can be exported")
+    not_managed = unmanaged_reason(certificates.tags(cert.arn), settings.managed_certificate_tag)
+    if not_managed is not None:
+        raise CertificateNotManaged(f"{cert.arn} is not managed by this deployment: {not_managed} "
+                                    f"(tag it {MANAGED_TAG_KEY}={settings.managed_certificate_tag})")
+    return cert
+
+
+def check_target_count(certificate_arn: str, count: int, settings: ValidateSettings) -> None:
+    """Raise TooManyTargets when ``count`` targets exceed MaxTargetsPerRollout (the class says why)."""
+    if count > settings.max_targets_per_rollout:
+        raise TooManyTargets(
+            f"{certificate_arn} has {count} targets; one rollout handles at most "
+            f"{settings.max_targets_per_rollout} (MaxTargetsPerRollout; Step Functions' 25,000 history events "
+            "per execution). Split the certificate's targets across certificates, or raise the parameter "
+            "after reading BENCHMARKS.md.")
+
+
 def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_id: str,
                    settings: ValidateSettings, certificates: ports.Certificates, inventory: ports.Inventory,
                    claims: ports.RolloutClaims, executions: ports.Executions, records: ports.RolloutRecords,
@@ -166,24 +196,13 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
     now = now or datetime.now(UTC)
     rollout_id = execution_name(execution_arn)
     request: RolloutRequest = parse_event(raw_event, region=region, account_id=account_id)
-    try:
-        cert = certificates.describe(request.certificate_arn)
-    except ports.CertificateNotFound as e:
-        raise CertificateNotFound(str(e)) from None
+    cert = described_certificate(request.certificate_arn, certificates=certificates, settings=settings)
     # SSM reports delivery and execution time-outs itself; the task's own timeout is the safety
     # net for a lost status event: delivery deadline + execution deadline + a margin.
     base: dict[str, Any] = {"certificateArn": cert.arn, "rolloutId": rollout_id, "domainName": cert.domain_name,
             "maxConcurrency": settings.max_concurrency,
             "taskTimeoutSeconds": 2 * max(30, settings.command_timeout_seconds) + 60,
             "notAfter": cert.not_after}
-    if cert.type != "PRIVATE":
-        raise CertificateNotPrivate(f"{cert.arn} is {cert.type or 'of unknown type'}, not PRIVATE: "
-                                    "only private certificates can be exported")
-    # Before anything else is decided or exported: IAM would deny the export (domain/managed.py).
-    not_managed = unmanaged_reason(certificates.tags(cert.arn), settings.managed_certificate_tag)
-    if not_managed is not None:
-        raise CertificateNotManaged(f"{cert.arn} is not managed by this deployment: {not_managed} "
-                                    f"(tag it {MANAGED_TAG_KEY}={settings.managed_certificate_tag})")
     days_to_expiry = request.days_to_expiry
     if days_to_expiry is None and cert.not_after is not None:
         days_to_expiry = days_left(cert.not_after, now)
@@ -212,12 +231,7 @@ def validate_event(raw_event: Any, execution_arn: str, *, region: str, account_i
         return ValidateResult(decision=Decision.NO_TARGETS, serial=cert.serial, daysToExpiry=days_to_expiry,
                               reason="no targets in the inventory", **base)
     target_ids = [t.target_id for t in targets]
-    if len(target_ids) > settings.max_targets_per_rollout:
-        raise TooManyTargets(
-            f"{cert.arn} has {len(target_ids)} targets; one rollout handles at most "
-            f"{settings.max_targets_per_rollout} (MaxTargetsPerRollout; Step Functions' 25,000 history events "
-            "per execution). Split the certificate's targets across certificates, or raise the parameter "
-            "after reading BENCHMARKS.md.")
+    check_target_count(cert.arn, len(target_ids), settings)
     if request.force:
         logger.info("manual redeploy requested", extra={"certificate_arn": cert.arn, "serial": cert.serial})
         return ValidateResult(decision=Decision.ROLLOUT, serial=cert.serial, targetIds=target_ids,
