@@ -75,7 +75,10 @@ def execution_name(entry: dict[str, Any]) -> str:
 
 def test_due_to_expire_without_a_newer_serial_notifies_the_expiry_and_installs_nothing(run: dict[str, Any]) -> None:
     first, notice = run["by_step"][2], run["by_step"][3]
-    assert first["outcome"] == "ROLLED_OUT", explain(first)
+    # The first rollout records ACM's serial on each target it verified. Under heavy CPU load a
+    # node's bundle fetch can time out (a FAILED target records no serial): the notice is then
+    # still one without a newer serial, and its message says how many targets record none.
+    assert first["decision"] == "ROLLOUT", explain(first)
     assert (notice["decision"], notice["outcome"], notice["status"]) == ("EXPIRY_NOTICE", "EXPIRY_NOTICE",
                                                                           "SUCCEEDED"), explain(notice)
     assert state_entered(notice["history"], "ExpiryNotified")
@@ -111,6 +114,9 @@ def test_the_expiry_message_says_when_days_left_and_which_targets(run: dict[str,
     # Notify counted from a moment within the run: whole days, UTC
     assert days_left(not_after, run["ended"]) <= int(found[2]) <= days_left(not_after, run["started"])
     assert "2 still hold this certificate (inventory; none records a newer serial): exp-1, exp-2" in text
+    unverified = [t["id"] for t in run["by_step"][2]["targets"] if t["outcome"] != "VERIFIED"]
+    note = f"Note:        {len(unverified)} of 2 targets record no deployed serial"
+    assert (note in text) == bool(unverified), (unverified, text)
     assert "renewal has NOT" in text and "private CA" in text
 
 
