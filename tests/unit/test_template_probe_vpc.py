@@ -179,10 +179,11 @@ def test_with_the_defaults_no_function_is_in_a_vpc_and_only_sams_managed_policy_
 @pytest.mark.parametrize(("given", "valid", "in_vpc"), [
     ({}, True, False),
     (VPC, True, True),
-    ({"ProbeSubnetIds": VPC["ProbeSubnetIds"]}, False, False),
+    # refused before any resource is created: the condition's value does not matter
+    ({"ProbeSubnetIds": VPC["ProbeSubnetIds"]}, False, True),
     ({"ProbeSecurityGroupIds": VPC["ProbeSecurityGroupIds"]}, False, False),
 ])
-def test_the_rule_refuses_one_without_the_other_and_the_condition_needs_both(given, valid, in_vpc):
+def test_the_rule_refuses_one_without_the_other_and_the_condition_follows_the_subnets(given, valid, in_vpc):
     sam = sam_template()
     evaluate = Evaluator(parameter_values(sam, given), sam["Conditions"])
     rule = sam["Rules"]["ProbeSubnetsAndSecurityGroupsTogether"]
