@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,30 @@ def test_the_rule_refuses_one_without_the_other_and_the_condition_follows_the_su
     assert "RuleCondition" not in rule
     assert all(evaluate(a["Assert"]) for a in rule["Assertions"]) is valid
     assert evaluate.conditions["ProbesInVpc"] is in_vpc
+
+
+def _readme_endpoint_services() -> set[str]:
+    """The services of README's "Private targets" endpoint table (com.amazonaws.<region>.<service>)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### Private targets", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "com.amazonaws." in line]
+    return {re.search(r"com\.amazonaws\.<region>\.([a-z0-9-]+)", row).group(1) for row in rows}
+
+
+def test_the_readme_names_an_endpoint_for_each_service_the_probing_roles_call():
+    resources = deployed(VPC)
+    roles = {f + "Role" for f in probing_functions()}
+    documents = [p["PolicyDocument"] for lid in roles for p in resources[lid]["Properties"].get("Policies", [])]
+    documents += [r["Properties"]["PolicyDocument"] for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+                  and roles & {ref.get("Ref") for ref in r["Properties"]["Roles"] if isinstance(ref, dict)}]
+    services = set()
+    for document in documents:
+        statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+        for statement in statements:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            services |= {a.split(":", 1)[0] for a in actions}
+    sam = sam_template()
+    if sam["Globals"]["Function"].get("Tracing") == "Active":
+        services.add("xray")
+    # the IAM service prefix of each is its endpoint's service name (dynamodb, ssm, lambda, xray ...)
+    assert services == _readme_endpoint_services()
