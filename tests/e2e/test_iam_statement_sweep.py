@@ -34,6 +34,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800),
                                  reason="slow: set CERT_ROLLOUT_IAM_SWEEP=1")]
 
 #: (role logical id, action) patterns whose removal the two rollouts cannot show, and why.
+#: Not swept at all: the ENI actions (ec2:CreateNetworkInterface ...) of the probing functions' VpcConfig
+#: (ProbeSubnetIds): they come from AWSLambdaVPCAccessExecutionRole, an AWS managed policy SAM attaches
+#: and the local cloud does not load (deploy.py), and the local cloud has no VPC;
+#: tests/unit/test_template_probe_vpc.py checks the template instead.
 NOT_SHOWN: dict[tuple[str, str], str] = {
     ("*", "kms:*"): "moto's Secrets Manager and SQS do not call KMS: kms:ViaService grants are never requested "
                     "locally (policy test: test_local_iam_policy.py evaluates the kms:ViaService condition)",

@@ -5,6 +5,8 @@ which `sam deploy` uploads as they are."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import subprocess
@@ -68,6 +70,21 @@ def template() -> dict[str, Any]:
 
 def test_sam_validate_lint_passes() -> None:
     result = run([str(SAM), "validate", "--lint", "--template-file", "template.yaml"], sam_env(), 120)
+    assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes_with_the_probe_vpc_parameters_set(tmp_path: Path, template: dict[str, Any]) -> None:
+    """The template with ProbeSubnetIds/ProbeSecurityGroupIds defaulting to ids (a copy in
+    tmp_path beside links to the folders it names): the probing functions' VpcConfig branch
+    (tests/unit/test_template_probe_vpc.py checks what it translates to)."""
+    vpc = copy.deepcopy(template)
+    vpc["Parameters"]["ProbeSubnetIds"]["Default"] = "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788"
+    vpc["Parameters"]["ProbeSecurityGroupIds"]["Default"] = "sg-0123456789abcdef0"
+    for folder in ("functions", "layers", "installer", "documents", "statemachine"):
+        (tmp_path / folder).symlink_to(ROOT / folder, target_is_directory=True)
+    (tmp_path / "template.json").write_text(json.dumps(vpc, indent=1))
+    result = run([str(SAM), "validate", "--lint", "--template-file", str(tmp_path / "template.json")], sam_env(), 120)
     assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"
     assert "is a valid SAM Template" in result.stdout + result.stderr
 

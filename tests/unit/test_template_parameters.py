@@ -62,7 +62,9 @@ ASL_FIELD_UNITS = {"MaxConcurrency": "count", "MaxAttempts": "count", "Seconds":
 RESOURCE_PROPERTY_UNITS = {("AWS::Logs::LogGroup", "RetentionInDays"): "days",
                            ("AWS::SNS::Subscription", "Endpoint"): "text",
                            # IAM reads a function's policies: a tag value in a Condition (TargetNodeTag).
-                           ("AWS::Serverless::Function", "Policies"): "text"}
+                           ("AWS::Serverless::Function", "Policies"): "text",
+                           # Lambda places the function's ENIs (ProbeSubnetIds, ProbeSecurityGroupIds).
+                           ("AWS::Serverless::Function", "VpcConfig"): "text"}
 # Environment variables read by libraries, not by our settings models.
 LIBRARY_ENV_PREFIXES = ("POWERTOOLS_",)
 # An inline Map runs at most this many iterations at once; a distributed Map up to 10,000.
@@ -82,7 +84,7 @@ def parameter_unit(name: str, spec: dict[str, Any]) -> str | None:
     for suffix, unit in CAMEL_UNIT_SUFFIXES.items():
         if name.endswith(suffix):
             return unit
-    if spec.get("Type") == "String":
+    if spec.get("Type") in ("String", "CommaDelimitedList"):
         return "text"
     if spec.get("Type") == "Number" and name.startswith(COUNT_PREFIXES):
         return "count"
