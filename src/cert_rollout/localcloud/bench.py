@@ -143,12 +143,16 @@ class MemorySampler:
 
 
 _ACTIVE_COUNTER: ApiCounter | None = None
+#: The product part of the installer's User-Agent (installer/install_bundle.py USER_AGENT,
+#: tied by tests/unit/test_installer_fetch.py).
+NODE_USER_AGENT = "acm-cert-rollout-installer/"
 
 
 class ApiCounter:
     """Counts requests reaching the local endpoint by (origin, service, action). Origin from the
-    User-Agent: "lambda" (boto3 in a function: exec-env/AWS_Lambda_*), "node" (the AWS CLI on a
-    managed node), "other" (the Step Functions interpreter, this driver)."""
+    User-Agent: "lambda" (boto3 in a function: exec-env/AWS_Lambda_*), "node" (the installer on a
+    managed node: its own User-Agent, NODE_USER_AGENT, on the standard-library and botocore fetch
+    paths, or the AWS CLI's), "other" (the Step Functions interpreter, this driver)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -184,7 +188,7 @@ class ApiCounter:
         origin = "other"
         if "exec-env/AWS_Lambda" in ua:
             origin = "lambda"
-        elif ua.startswith("aws-cli"):
+        elif ua.startswith("aws-cli") or NODE_USER_AGENT in ua:
             origin = "node"
         auth = environ.get("HTTP_AUTHORIZATION", "")
         service = "?"
