@@ -1185,8 +1185,8 @@ def _decode(data: Any) -> str:
 # The standard-library client makes the one call (JSON 1.1 protocol, X-Amz-Target
 # secretsmanager.GetSecretValue, Signature Version 4: sigv4_authorization) with credentials
 # from, in this order: the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-# AWS_SESSION_TOKEN: what the SSM Agent gives a command on an EC2 instance it has credentials
-# for), the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, profile
+# AWS_SESSION_TOKEN: set by the node owner for the agent's commands, or a local cloud's node),
+# the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, profile
 # AWS_PROFILE or "default": where the SSM Agent of a hybrid-activated node keeps its role's
 # credentials), then EC2 instance metadata, IMDSv2 (token PUT, role name, credentials; 1 s per
 # request; AWS_EC2_METADATA_DISABLED=true skips it, AWS_EC2_METADATA_SERVICE_ENDPOINT moves it).
