@@ -1424,23 +1424,67 @@ def _error_code(raw: bytes, header: str | None) -> tuple[str, str]:
     return code or "UnknownError", message[:300]
 
 
+def _signed_request(url: str, host: str, body: bytes, region: str, credentials: Credentials) -> Any:
+    """The POST of ``body`` to ``url``, signed now (SigV4), with the installer's User-Agent."""
+    from urllib.request import Request
+
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = {"Host": host, "X-Amz-Date": amz_date, "Content-Type": JSON_11, "X-Amz-Target": TARGET_GET_SECRET_VALUE}
+    if credentials.token:
+        headers["X-Amz-Security-Token"] = credentials.token
+    headers["Authorization"] = sigv4_authorization("POST", url, headers, body, region, SERVICE, credentials, amz_date)
+    headers["User-Agent"] = USER_AGENT
+    return Request(url, data=body, headers=headers, method="POST")
+
+
+def _secret_of(raw: bytes) -> str:
+    """The SecretString of a GetSecretValue answer; else RolloutFailure bundle-fetch-failed."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("SecretString"), str):
+        raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue has no SecretString")
+    return str(doc.pop("SecretString"))
+
+
+def _http_problem(exc: Any) -> str:
+    """What an HTTP error answer says, when it is worth another try (throttling, 5xx); else
+    RolloutFailure bundle-access-denied or bundle-fetch-failed."""
+    code, message = _error_code(exc.read(), exc.headers.get("x-amzn-ErrorType"))
+    if code in ACCESS_DENIED_CODES:
+        raise _bundle_failure("bundle-access-denied", f"Secrets Manager answered {code}: {message}")
+    problem = f"Secrets Manager answered HTTP {exc.code} {code}: {message}"
+    if exc.code >= 500 or code in RETRIED_CODES:
+        return problem
+    raise _bundle_failure("bundle-fetch-failed", problem)
+
+
+def _connection_problem(exc: BaseException, url: str) -> str:
+    """What a connection failure was, when it is worth another try (a dropped connection); else
+    RolloutFailure bundle-endpoint-unreachable (refused, DNS, TLS, timeout)."""
+    why = getattr(exc, "reason", exc)
+    problem = f"cannot reach {url}: {type(why).__name__}: {str(why)[:200]}"
+    if isinstance(why, ConnectionResetError) or "Remote end closed" in str(why):
+        return problem
+    raise _bundle_failure("bundle-endpoint-unreachable", problem)
+
+
 def fetch_stdlib(secret_id: str, version_id: str, timeout: float, credentials: Credentials) -> str:
     """GetSecretValue with the standard library (urllib) -> its SecretString. Bounded by
     ``timeout`` seconds in all, FETCH_ATTEMPTS tries for throttling, 5xx and dropped
     connections. Raises RolloutFailure bundle-access-denied / bundle-endpoint-unreachable /
     bundle-fetch-failed (exit 13), naming the AWS error code, never the secret."""
-    from datetime import datetime, timezone
     from urllib.error import HTTPError
     from urllib.parse import urlsplit
-    from urllib.request import Request
 
     region = secret_region(secret_id)
     endpoint = secrets_manager_endpoint(region)
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _bundle_failure("bundle-fetch-failed", f"the endpoint {endpoint!r} is not an http(s) URL")
-    host = parts.hostname + (f":{parts.port}" if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme]
-                             else "")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname + (f":{parts.port}" if parts.port and parts.port != default_port else "")
     url = f"{parts.scheme}://{host}{parts.path or '/'}"
     request_body = {"SecretId": secret_id}
     if version_id:
@@ -1449,50 +1493,22 @@ def fetch_stdlib(secret_id: str, version_id: str, timeout: float, credentials: C
     log(f"bundle fetch: standard-library client, credentials from {credentials.source}, endpoint {url}")
     deadline = time.monotonic() + timeout
     opener = _opener()
-    problem = ""
+    problem = f"no answer from {url} within {timeout:g} s"
     for attempt in range(FETCH_ATTEMPTS):
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        amz_date = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        headers = {"Host": host, "X-Amz-Date": amz_date, "Content-Type": JSON_11, "X-Amz-Target": TARGET_GET_SECRET_VALUE}
-        if credentials.token:
-            headers["X-Amz-Security-Token"] = credentials.token
-        headers["Authorization"] = sigv4_authorization("POST", url, headers, body, region, SERVICE, credentials, amz_date)
-        headers["User-Agent"] = USER_AGENT
         try:
-            with opener.open(Request(url, data=body, headers=headers, method="POST"), timeout=left) as response:
-                raw = response.read()
+            with opener.open(_signed_request(url, host, body, region, credentials), timeout=left) as response:
+                return _secret_of(response.read())
         except HTTPError as exc:
-            code, message = _error_code(exc.read(), exc.headers.get("x-amzn-ErrorType"))
-            if code in ACCESS_DENIED_CODES:
-                raise _bundle_failure("bundle-access-denied", f"Secrets Manager answered {code}: {message}") from None
-            problem = f"Secrets Manager answered HTTP {exc.code} {code}: {message}"
-            if exc.code >= 500 or code in RETRIED_CODES:
-                if attempt + 1 < FETCH_ATTEMPTS:
-                    time.sleep(min(0.2 * 2 ** attempt, max(0.0, deadline - time.monotonic())))
-                continue
-            raise _bundle_failure("bundle-fetch-failed", problem) from None
+            problem = _http_problem(exc)
         except (OSError, ValueError) as exc:  # URLError, refused, DNS, TLS, timeout, reset
-            why = getattr(exc, "reason", exc)
-            problem = f"cannot reach {url}: {type(why).__name__}: {str(why)[:200]}"
-            if isinstance(why, ConnectionResetError) or "Remote end closed" in str(why):
-                continue
-            raise _bundle_failure("bundle-endpoint-unreachable", problem) from None
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue is not JSON") from None
-        finally:
-            del raw
-        if not isinstance(doc, dict) or not isinstance(doc.get("SecretString"), str):
-            raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue has no SecretString")
-        return str(doc.pop("SecretString"))
-    if not problem:
-        problem = f"no answer from {url} within {timeout:g} s"
-        raise _bundle_failure("bundle-endpoint-unreachable", problem)
-    raise _bundle_failure("bundle-endpoint-unreachable" if problem.startswith("cannot reach") else "bundle-fetch-failed",
-                          problem + f" ({FETCH_ATTEMPTS} tries)")
+            problem = _connection_problem(exc, url)
+        if attempt + 1 < FETCH_ATTEMPTS:
+            time.sleep(min(0.2 * 2 ** attempt, max(0.0, deadline - time.monotonic())))
+    reason = "bundle-fetch-failed" if problem.startswith("Secrets Manager answered") else "bundle-endpoint-unreachable"
+    raise _bundle_failure(reason, problem + f" ({FETCH_ATTEMPTS} tries at most)")
 
 
 def fetch_botocore(secret_id: str, version_id: str, timeout: float) -> str:

@@ -224,7 +224,8 @@ def test_user_agent_is_versioned_and_counted_as_a_node_by_the_bench() -> None:
     from cert_rollout.localcloud.bench import NODE_USER_AGENT, ApiCounter
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert ib.USER_AGENT == f"acm-cert-rollout-installer/{version}" and ib.USER_AGENT.startswith(NODE_USER_AGENT)
+    assert f"acm-cert-rollout-installer/{version}" == ib.USER_AGENT
+    assert ib.USER_AGENT.startswith(NODE_USER_AGENT)
     counter = ApiCounter()
     auth = f"AWS4-HMAC-SHA256 Credential={KEY_ID}/20261202/{REGION}/secretsmanager/aws4_request, SignedHeaders=host"
     for ua in (ib.USER_AGENT, f"Botocore/1.43.127 ua/2.1 md/x {ib.USER_AGENT}", "aws-cli/1.46.3 Python/3.12"):
