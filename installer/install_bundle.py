@@ -1391,7 +1391,7 @@ def _imds_credentials() -> tuple[Credentials | None, str]:
 def find_credentials() -> tuple[Credentials | None, list[str]]:
     """(credentials, what was tried without success): the environment, the shared credentials
     file, then IMDSv2, the first source that has them (module comment above)."""
-    tried = []
+    tried: list[str] = []
     for source in (_env_credentials, _file_credentials, _imds_credentials):
         found, why = source()
         if found is not None:
@@ -1528,8 +1528,8 @@ def fetch_botocore(secret_id: str, version_id: str, timeout: float) -> str:
     if version_id:
         kwargs["VersionId"] = version_id
     try:
-        client = botocore.session.get_session().create_client(SERVICE, region_name=region, endpoint_url=endpoint,
-                                                               config=config)
+        client: Any = botocore.session.get_session().create_client(SERVICE, region_name=region,
+                                                                    endpoint_url=endpoint, config=config)
         answer = client.get_secret_value(**kwargs)
     except (errors.NoCredentialsError, errors.PartialCredentialsError, errors.ProfileNotFound) as exc:
         raise _bundle_failure("bundle-credentials-missing", f"botocore found no credentials ({type(exc).__name__})") \
