@@ -544,8 +544,7 @@ def render_markdown(results: dict[str, Any], reading: str | None) -> str:
         lines += [f"Parameters: {', '.join(f'{k}={v}' for k, v in sorted(p.items()))}; "
                   f"{runs[-1]['lambda_workers']} warm workers per function. All N targets are listeners "
                   "of ONE target_server process; every target has its own local SSM node (one shell + "
-                  "python installer "
-                  "+ AWS CLI per install).", ""]
+                  "python installer per install, fetching with its standard-library client).", ""]
     lines += [
         "| targets | status | verified | wall rollout s (setup s) | transitions (outside + inside Map) | "
         "transitions / target | Lambda invocations (/target) | Lambda-s (GB-s) | "
