@@ -3,9 +3,11 @@
 
 Run ON THE MANAGED NODE by the SSM Run Command document documents/install-bundle.ssm.yaml,
 which downloads this file (the InstallerLayer's zip), checks its SHA-256 and runs it with
-its parameters as environment variables. Standard library only (python3 >= 3.8) plus the
-AWS CLI on PATH (``aws``), called with the node's own identity to read the staged key
-material from Secrets Manager.
+its parameters as environment variables. Standard library only (python3 >= 3.8). It reads the
+staged key material from Secrets Manager with the node's own identity and needs no AWS CLI:
+botocore when this python can import it, else its own standard-library client for the one call
+(GetSecretValue, SigV4), the AWS CLI only as a fallback (CERT_ROLLOUT_FETCH below; the "fetch"
+section gives the order, the credential sources and the endpoint).
 
 Parameters (environment variables, exported by the SSM document):
     ROLLOUT_ACTION            install | rollback
@@ -14,7 +16,7 @@ Parameters (environment variables, exported by the SSM document):
     ROLLOUT_TARGET            base64 of the target config JSON (below)
     ROLLOUT_EXPECTED_SERIAL   canonical colon hex serial of the new certificate; when
                               set, a bundle whose leaf has another serial is refused
-    ROLLOUT_COMMAND_TIMEOUT   seconds for every subprocess (aws, test, reload): an integer
+    ROLLOUT_COMMAND_TIMEOUT   seconds for the fetch and every subprocess (test, reload): an integer
                               1..86400; default 60
     ROLLOUT_EXECUTION_TIMEOUT seconds the document lets the whole script run, and
     ROLLOUT_STARTED_AT        when it started (epoch seconds): both set, or both unset (no
@@ -87,13 +89,17 @@ never by the inventory):
                               none: DEFAULT_NODE_POLICY): the directories files may be written in,
                               the test and reload commands that may run, the maximum modes.
                               Checked before the lock, the fetch or any file ("node policy" below).
+    CERT_ROLLOUT_FETCH        how the bundle is fetched: auto (default: botocore when importable,
+                              else the standard-library client; the AWS CLI when that client finds
+                              no credentials and ``aws`` is on PATH), botocore, stdlib or aws-cli.
 Document parameter:
     ROLLOUT_ALLOW_OLDER       empty, or the one serial (canonical colon hex) an operator asked
                               for by name: only it may replace a NEWER certificate of the same
                               lineage (serial guard below).
 
 Every command first checks the target against the node policy (CERT_ROLLOUT_NODE_POLICY above;
-exit 19 node-policy-denied or 21 node-policy-invalid, before anything else), then takes the target's lock (fcntl.flock, waiting at most one command timeout
+exit 19 node-policy-denied or 21 node-policy-invalid, before anything else) and the programs its
+settings need (exit 22 openssl-missing, command-missing; "prerequisites" below), then takes the target's lock (fcntl.flock, waiting at most one command timeout
 and never into the time needed to restore; held: exit 16 lock-timeout, nothing changed), then
 recovers: a journal left by a killed command is rolled back to the complete old set (its staged
 files removed), then the test and reload commands run when the restored pair checks.
@@ -115,17 +121,21 @@ as one journaled change, then testCommand and reloadCommand (exit 20 on any fail
 
 Exit codes: 0 ok, 2 invalid parameters, 10 test failed (restored), 11 reload failed
 (restored), 12 files could not be built or written, a cert/key mismatch, or too little time left
-(nothing changed), 13 secret fetch (bundle or password) failed, 16 lock-timeout, 17
+(nothing changed), 13 secret fetch (bundle or password) failed (nothing changed; the bundle's
+reasons: bundle-credentials-missing, bundle-access-denied, bundle-endpoint-unreachable,
+bundle-fetch-failed), 16 lock-timeout, 17
 older-than-installed, 18 state-dir-unsafe or recovery-failed, 19 node-policy-denied (the node
 policy refused a file path, mode or command; nothing was touched), 20 rollback failed, 21
-node-policy-invalid (the node policy file cannot be used; nothing was touched). (14, 15 and
-128+N are the document's bootstrap: installer download failed, installer checksum mismatch,
-installer killed by signal N.) A named cause is also in ROLLOUT_RESULT "reason"
+node-policy-invalid (the node policy file cannot be used; nothing was touched), 22 a
+prerequisite is missing (openssl-missing, command-missing; nothing was touched). (14, 15, 22
+python-missing / python-too-old and 128+N are the document's bootstrap: installer download
+failed, installer checksum mismatch, no python3 >= 3.8, installer killed by signal N.) A named cause is also in ROLLOUT_RESULT "reason"
 (rollout_core/domain/ssm_status.py INSTALLER_REASONS).
 
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 {action, targetId, status: ok|failed, stage: fetch|write|test|reload|rollback,
-error, reason (a named cause, when there is one), files, serverOutput, exitCode, and when known
+error, reason (a named cause, when there is one), files, serverOutput, exitCode, fetchPath
+(botocore | stdlib | aws-cli, once an install fetched), and when known
 installedSerial, previousSerial, recovered {txn, action, serial, result, pairCheck, ...},
 nothingToRollBack}. Progress goes to stderr. Key material, the
 secret string and passphrases are never printed; every reported text is redacted of any
@@ -1065,6 +1075,39 @@ def check_node_policy(target: Target, policy: NodePolicy) -> None:
             raise _denied(f"{name} {shown} is not one of the node policy's commands ({policy.source})")
 
 
+# --------------------------------------------------------------------------- prerequisites
+# What a target's settings need on the node beyond python3, checked after the node policy and
+# before the lock, the fetch or any file (exit 22, nothing changed; the document's bootstrap
+# uses the same exit code for python-missing / python-too-old):
+#   openssl-missing   an encrypted-key or pkcs12 file is built and checked with the system openssl
+#   command-missing   the program of testCommand or reloadCommand is not on PATH (or not executable)
+# No other tool is run: the fetch needs no AWS CLI (fetch section), keystores are PKCS#12 made by
+# openssl (a JDK's keytool is never run; JKS keystores are not a content kind).
+
+EXIT_PREREQUISITE = 22
+OPENSSL_CONTENTS = ("encrypted-key", "pkcs12")
+
+
+def _missing(reason: str, problem: str) -> RolloutFailure:
+    return RolloutFailure("write", EXIT_PREREQUISITE, f"{reason}: {problem}: nothing changed", reason=reason)
+
+
+def check_prerequisites(target: Target) -> None:
+    """Refuse (RolloutFailure exit 22) a target whose settings need a program this node lacks:
+    openssl for encrypted-key and pkcs12 files (openssl-missing), the first element of testCommand
+    and reloadCommand (command-missing, naming it), each looked up on PATH as the installer will
+    run it (shutil.which). Nothing is touched."""
+    search = os.environ.get("PATH", os.defpath)
+    needs = [spec.path for spec in target.files if spec.content in OPENSSL_CONTENTS]
+    if needs and shutil.which("openssl") is None:
+        raise _missing("openssl-missing", f"openssl is not on PATH ({search}); it builds and checks "
+                       + ", ".join(needs) + " (encrypted-key, pkcs12)")
+    for name, argv in (("testCommand", target.test_command), ("reloadCommand", target.reload_command)):
+        if argv and shutil.which(argv[0]) is None:
+            raise _missing("command-missing", f"{name}'s program {argv[0]!r} is not "
+                           + ("an executable file" if "/" in argv[0] else f"on PATH ({search})"))
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -1130,14 +1173,401 @@ def _decode(data: Any) -> str:
 
 
 # --------------------------------------------------------------------------- fetch
+# How the node reads the staged bundle: Secrets Manager GetSecretValue, signed with the node's
+# own identity. CERT_ROLLOUT_FETCH (the node's environment, never a document parameter) picks
+# the path; the installer's log says which one it took (never the secret):
+#   auto (default)  botocore when this python can import it (the SDK's whole credential chain:
+#                   environment, shared files and profiles, SSO, credential_process, container
+#                   and instance metadata); else the standard-library client below. When that
+#                   client finds no credentials and the AWS CLI is on PATH, the AWS CLI (it knows
+#                   the credential sources the small client does not).
+#   botocore | stdlib | aws-cli   that path only.
+# The standard-library client makes the one call (JSON 1.1 protocol, X-Amz-Target
+# secretsmanager.GetSecretValue, Signature Version 4: sigv4_authorization) with credentials
+# from, in this order: the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_SESSION_TOKEN: set by the node owner for the agent's commands, or a local cloud's node),
+# the shared credentials file (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials, profile
+# AWS_PROFILE or "default": where the SSM Agent of a hybrid-activated node keeps its role's
+# credentials), then EC2 instance metadata, IMDSv2 (token PUT, role name, credentials; 1 s per
+# request; AWS_EC2_METADATA_DISABLED=true skips it, AWS_EC2_METADATA_SERVICE_ENDPOINT moves it).
+# Endpoint: AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL (unless
+# AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true), else https://secretsmanager.<region>.<dns suffix>
+# of the region's partition (partition_dns_suffix). Region: the secret ARN's, else AWS_REGION /
+# AWS_DEFAULT_REGION. Requests carry the User-Agent USER_AGENT. Every failure is exit 13 with a
+# named reason, before any target file is touched:
+#   bundle-credentials-missing   no credentials in any source the path knows
+#   bundle-access-denied         Secrets Manager refused the credentials or the policy denied
+#   bundle-endpoint-unreachable  no connection, DNS, TLS or timeout talking to the endpoint
+#   bundle-fetch-failed          anything else (the secret is gone, a malformed answer, ...)
+
+INSTALLER_VERSION = "0.1.0"  # pyproject.toml's version (tests/unit/test_installer_fetch.py ties them)
+USER_AGENT = f"acm-cert-rollout-installer/{INSTALLER_VERSION}"
+FETCH_PATHS = ("auto", "botocore", "stdlib", "aws-cli")
+SERVICE = "secretsmanager"
+TARGET_GET_SECRET_VALUE = "secretsmanager.GetSecretValue"
+JSON_11 = "application/x-amz-json-1.1"
+IMDS_ENDPOINT = "http://169.254.169.254"
+IMDS_TIMEOUT = 1.0
+FETCH_ATTEMPTS = 3  # throttling, 5xx and dropped connections are retried within the command timeout
+# Error codes that mean "these credentials may not read the bundle": the policy (AccessDenied)
+# or the credentials themselves (unknown, expired, badly signed).
+ACCESS_DENIED_CODES = frozenset({
+    "AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidClientTokenId",
+    "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature", "ExpiredTokenException",
+    "ExpiredToken", "MissingAuthenticationToken", "InvalidToken"})
+RETRIED_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "InternalServiceError",
+                           "InternalFailure", "ServiceUnavailable", "RequestTimeout"})
+# DNS suffix per partition, by region prefix (botocore/data/partitions.json "dnsSuffix"; the
+# first matching prefix wins; everything else is the "aws" partition, amazonaws.com).
+PARTITION_DNS_SUFFIXES = (
+    ("cn-", "amazonaws.com.cn"),         # aws-cn
+    ("us-isob-", "sc2s.sgov.gov"),       # aws-iso-b
+    ("us-isof-", "csp.hci.ic.gov"),      # aws-iso-f
+    ("us-iso-", "c2s.ic.gov"),           # aws-iso
+    ("eu-isoe-", "cloud.adc-e.uk"),      # aws-iso-e
+    ("eusc-", "amazonaws.eu"),           # aws-eusc
+)
 
 
-def _secret_string(secret_id: str, version_id: str, timeout: float, what: str) -> str:
+def _bundle_failure(reason: str, detail: str) -> RolloutFailure:
+    return RolloutFailure("fetch", EXIT_FETCH, f"{reason}: {REDACT(detail)}: nothing changed", reason=reason)
+
+
+def partition_dns_suffix(region: str) -> str:
+    """The DNS suffix of ``region``'s partition: "eu-west-1" -> "amazonaws.com", "cn-north-1" ->
+    "amazonaws.com.cn", "us-gov-west-1" -> "amazonaws.com" (PARTITION_DNS_SUFFIXES)."""
+    for prefix, suffix in PARTITION_DNS_SUFFIXES:
+        if region.startswith(prefix):
+            return suffix
+    return "amazonaws.com"
+
+
+def secret_region(secret_id: str) -> str:
+    """The region to call: the secret ARN's, else AWS_REGION / AWS_DEFAULT_REGION; none:
+    RolloutFailure bundle-fetch-failed."""
+    parts = secret_id.split(":")
+    if len(parts) > 3 and parts[0] == "arn" and re.fullmatch(r"[a-z0-9-]{1,32}", parts[3]):
+        return parts[3]
+    region = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "").strip()
+    if not region:
+        raise _bundle_failure("bundle-fetch-failed", "no region: the secret id is not an ARN and neither "
+                              "AWS_REGION nor AWS_DEFAULT_REGION is set")
+    return region
+
+
+def configured_endpoint() -> str | None:
+    """AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL, else None (the service's own);
+    both ignored when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true (the SDKs' rule)."""
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        return None
+    for name in ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def secrets_manager_endpoint(region: str) -> str:
+    """configured_endpoint(), else https://secretsmanager.<region>.<partition DNS suffix>."""
+    return configured_endpoint() or f"https://{SERVICE}.{region}.{partition_dns_suffix(region)}"
+
+
+class Credentials:
+    """An access key pair (and session token) and where it came from (never printed)."""
+
+    def __init__(self, access_key: str, secret_key: str, token: str | None, source: str) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token = token or None
+        self.source = source
+        for secret in (secret_key, token):
+            if secret:
+                REDACT.add_password(secret)
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
+
+
+def sigv4_authorization(method: str, url: str, headers: dict[str, str], body: bytes, region: str, service: str,
+                        credentials: Credentials, amz_date: str) -> str:
+    """The Authorization header of an AWS Signature Version 4 request (AWS General Reference,
+    "Create a signed AWS API request"; checked against the published test suite's post-vanilla
+    vector and botocore's SigV4Auth in tests/unit/test_installer_fetch.py).
+
+    ``headers``: every header to sign (Host and X-Amz-Date included, any case); ``amz_date``:
+    "YYYYMMDDTHHMMSSZ" (UTC). The canonical request is method, URI-encoded path ("/" when
+    empty), sorted query string, lowercase trimmed headers sorted by name, the signed header
+    list and the hex SHA-256 of ``body``; the string to sign is "AWS4-HMAC-SHA256", the date, the
+    scope date/region/service/aws4_request and the hex SHA-256 of the canonical request."""
+    import hashlib
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe="/-_.~")
+    query = "&".join(sorted(
+        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, _, v in
+        (pair.partition("=") for pair in parts.query.split("&") if pair)))
+    canonical_headers = {k.strip().lower(): " ".join(str(v).split()) for k, v in headers.items()}
+    names = sorted(canonical_headers)
+    signed = ";".join(names)
+    canonical = "\n".join([method.upper(), path, query, "".join(f"{n}:{canonical_headers[n]}\n" for n in names),
+                           signed, hashlib.sha256(body).hexdigest()])
+    scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode("utf-8")).hexdigest()])
+    key = _hmac(("AWS4" + credentials.secret_key).encode("utf-8"), amz_date[:8])
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    signature = _hmac(key, to_sign).hex()
+    return (f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, "
+            f"Signature={signature}")
+
+
+def _env_credentials() -> tuple[Credentials | None, str]:
+    key = os.environ.get("AWS_ACCESS_KEY_ID", "").strip()
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
+    if key and secret:
+        return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN", "").strip(), "the environment"), ""
+    if key or secret:
+        return None, "the environment has only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    return None, "no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment"
+
+
+def _file_credentials() -> tuple[Credentials | None, str]:
+    import configparser
+
+    path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "").strip() or os.path.join("~", ".aws", "credentials")
+    path = os.path.expanduser(path)  # HOME, or the user's home from the password database when unset
+    profile = (os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE") or "default").strip()
+    if not os.path.isfile(path):
+        return None, f"no shared credentials file {path}"
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error, UnicodeDecodeError) as exc:
+        return None, f"the shared credentials file {path} cannot be read ({type(exc).__name__})"
+    if not parser.has_section(profile):
+        return None, f"no profile {profile!r} in {path}"
+    section = parser[profile]
+    key, secret = section.get("aws_access_key_id", "").strip(), section.get("aws_secret_access_key", "").strip()
+    if not (key and secret):
+        return None, f"profile {profile!r} in {path} has no aws_access_key_id/aws_secret_access_key"
+    return Credentials(key, secret, section.get("aws_session_token", "").strip(),
+                       f"the shared credentials file (profile {profile})"), ""
+
+
+def _imds_credentials() -> tuple[Credentials | None, str]:
+    from urllib.request import Request
+
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() == "true":
+        return None, "instance metadata disabled (AWS_EC2_METADATA_DISABLED)"
+    base = (os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip() or IMDS_ENDPOINT).rstrip("/")
+    opener = _opener(proxies=False)  # the link-local metadata service is never reached through a proxy
+    try:
+        with opener.open(Request(base + "/latest/api/token", method="PUT",
+                                 headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"}),
+                         timeout=IMDS_TIMEOUT) as response:
+            token = response.read().decode("ascii", "replace").strip()
+        headers = {"X-aws-ec2-metadata-token": token}
+        REDACT.add_password(token)
+        path = base + "/latest/meta-data/iam/security-credentials/"
+        with opener.open(Request(path, headers=headers), timeout=IMDS_TIMEOUT) as response:
+            roles = response.read().decode("utf-8", "replace").split()
+        if not roles:
+            return None, "instance metadata: no instance profile role"
+        with opener.open(Request(path + roles[0], headers=headers), timeout=IMDS_TIMEOUT) as response:
+            doc = json.loads(response.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"instance metadata (IMDSv2) at {base}: no credentials ({type(exc).__name__})"
+    if not isinstance(doc, dict) or not doc.get("AccessKeyId") or not doc.get("SecretAccessKey"):
+        return None, "instance metadata: the role's credentials document has no access key"
+    return Credentials(str(doc["AccessKeyId"]), str(doc["SecretAccessKey"]), str(doc.get("Token") or ""),
+                       f"instance metadata (role {roles[0]})"), ""
+
+
+def find_credentials() -> tuple[Credentials | None, list[str]]:
+    """(credentials, what was tried without success): the environment, the shared credentials
+    file, then IMDSv2, the first source that has them (module comment above)."""
+    tried: list[str] = []
+    for source in (_env_credentials, _file_credentials, _imds_credentials):
+        found, why = source()
+        if found is not None:
+            return found, tried
+        tried.append(why)
+    return None, tried
+
+
+def _opener(proxies: bool = True) -> Any:
+    import ssl
+    from urllib.request import HTTPSHandler, ProxyHandler, build_opener
+
+    cafile = os.environ.get("AWS_CA_BUNDLE", "").strip() or None
+    handlers: list[Any] = [HTTPSHandler(context=ssl.create_default_context(cafile=cafile))]
+    if not proxies:
+        handlers.append(ProxyHandler({}))
+    return build_opener(*handlers)
+
+
+def _error_code(raw: bytes, header: str | None) -> tuple[str, str]:
+    """(code, message) of a JSON 1.1 error answer: "__type" (its part after "#") or the
+    x-amzn-ErrorType header (its part before ":")."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        doc = {}
+    doc = doc if isinstance(doc, dict) else {}
+    code = str(doc.get("__type") or header or "").split(":", 1)[0].rsplit("#", 1)[-1]
+    message = str(doc.get("message") or doc.get("Message") or "")
+    return code or "UnknownError", message[:300]
+
+
+def _signed_request(url: str, host: str, body: bytes, region: str, credentials: Credentials) -> Any:
+    """The POST of ``body`` to ``url``, signed now (SigV4), with the installer's User-Agent."""
+    from urllib.request import Request
+
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    headers = {"Host": host, "X-Amz-Date": amz_date, "Content-Type": JSON_11, "X-Amz-Target": TARGET_GET_SECRET_VALUE}
+    if credentials.token:
+        headers["X-Amz-Security-Token"] = credentials.token
+    headers["Authorization"] = sigv4_authorization("POST", url, headers, body, region, SERVICE, credentials, amz_date)
+    headers["User-Agent"] = USER_AGENT
+    return Request(url, data=body, headers=headers, method="POST")
+
+
+def _secret_of(raw: bytes) -> str:
+    """The SecretString of a GetSecretValue answer; else RolloutFailure bundle-fetch-failed."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("SecretString"), str):
+        raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue has no SecretString")
+    return str(doc.pop("SecretString"))
+
+
+def _http_problem(exc: Any) -> str:
+    """What an HTTP error answer says, when it is worth another try (throttling, 5xx); else
+    RolloutFailure bundle-access-denied or bundle-fetch-failed."""
+    code, message = _error_code(exc.read(), exc.headers.get("x-amzn-ErrorType"))
+    if code in ACCESS_DENIED_CODES:
+        raise _bundle_failure("bundle-access-denied", f"Secrets Manager answered {code}: {message}")
+    problem = f"Secrets Manager answered HTTP {exc.code} {code}: {message}"
+    if exc.code >= 500 or code in RETRIED_CODES:
+        return problem
+    raise _bundle_failure("bundle-fetch-failed", problem)
+
+
+def _connection_problem(exc: BaseException, url: str) -> str:
+    """What a connection failure was, when it is worth another try (a dropped connection); else
+    RolloutFailure bundle-endpoint-unreachable (refused, DNS, TLS, timeout)."""
+    why = getattr(exc, "reason", exc)
+    problem = f"cannot reach {url}: {type(why).__name__}: {str(why)[:200]}"
+    if isinstance(why, ConnectionResetError) or "Remote end closed" in str(why):
+        return problem
+    raise _bundle_failure("bundle-endpoint-unreachable", problem)
+
+
+def fetch_stdlib(secret_id: str, version_id: str, timeout: float, credentials: Credentials) -> str:
+    """GetSecretValue with the standard library (urllib) -> its SecretString. Bounded by
+    ``timeout`` seconds in all, FETCH_ATTEMPTS tries for throttling, 5xx and dropped
+    connections. Raises RolloutFailure bundle-access-denied / bundle-endpoint-unreachable /
+    bundle-fetch-failed (exit 13), naming the AWS error code, never the secret."""
+    from urllib.error import HTTPError
+    from urllib.parse import urlsplit
+
+    region = secret_region(secret_id)
+    endpoint = secrets_manager_endpoint(region)
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _bundle_failure("bundle-fetch-failed", f"the endpoint {endpoint!r} is not an http(s) URL")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    host = parts.hostname + (f":{parts.port}" if parts.port and parts.port != default_port else "")
+    url = f"{parts.scheme}://{host}{parts.path or '/'}"
+    request_body = {"SecretId": secret_id}
+    if version_id:
+        request_body["VersionId"] = version_id
+    body = json.dumps(request_body).encode("utf-8")
+    log(f"bundle fetch: standard-library client, credentials from {credentials.source}, endpoint {url}")
+    deadline = time.monotonic() + timeout
+    opener = _opener()
+    problem = f"no answer from {url} within {timeout:g} s"
+    for attempt in range(FETCH_ATTEMPTS):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with opener.open(_signed_request(url, host, body, region, credentials), timeout=left) as response:
+                return _secret_of(response.read())
+        except HTTPError as exc:
+            problem = _http_problem(exc)
+        except (OSError, ValueError) as exc:  # URLError, refused, DNS, TLS, timeout, reset
+            problem = _connection_problem(exc, url)
+        if attempt + 1 < FETCH_ATTEMPTS:
+            time.sleep(min(0.2 * 2 ** attempt, max(0.0, deadline - time.monotonic())))
+    reason = "bundle-fetch-failed" if problem.startswith("Secrets Manager answered") else "bundle-endpoint-unreachable"
+    raise _bundle_failure(reason, problem + f" ({FETCH_ATTEMPTS} tries at most)")
+
+
+def fetch_botocore(secret_id: str, version_id: str, timeout: float) -> str:
+    """GetSecretValue through botocore (its own credential chain and retries) -> SecretString.
+    Raises the RolloutFailure reasons of fetch_stdlib, and bundle-credentials-missing."""
+    import botocore.session
+    from botocore import exceptions as errors
+    from botocore.config import Config
+
+    region = secret_region(secret_id)
+    endpoint = configured_endpoint()
+    log(f"bundle fetch: botocore {getattr(botocore, '__version__', '?')}, endpoint "
+        f"{endpoint or 'of the region ' + region}")
+    config = Config(user_agent_extra=USER_AGENT, connect_timeout=min(timeout, 10.0), read_timeout=timeout,
+                    retries={"max_attempts": FETCH_ATTEMPTS, "mode": "standard"})
+    kwargs = {"SecretId": secret_id}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    try:
+        client: Any = botocore.session.get_session().create_client(SERVICE, region_name=region,
+                                                                    endpoint_url=endpoint, config=config)
+        answer = client.get_secret_value(**kwargs)
+    except (errors.NoCredentialsError, errors.PartialCredentialsError, errors.ProfileNotFound) as exc:
+        raise _bundle_failure("bundle-credentials-missing", f"botocore found no credentials ({type(exc).__name__})") \
+            from None
+    except errors.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = str(error.get("Code") or "UnknownError"), str(error.get("Message") or "")[:300]
+        reason = "bundle-access-denied" if code in ACCESS_DENIED_CODES else "bundle-fetch-failed"
+        raise _bundle_failure(reason, f"Secrets Manager answered {code}: {message}") from None
+    except (errors.EndpointConnectionError, errors.ConnectTimeoutError, errors.ReadTimeoutError,
+            errors.SSLError, errors.ConnectionClosedError) as exc:
+        raise _bundle_failure("bundle-endpoint-unreachable", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    except errors.BotoCoreError as exc:
+        raise _bundle_failure("bundle-fetch-failed", f"botocore: {type(exc).__name__}: {str(exc)[:200]}") from None
+    secret = answer.get("SecretString")
+    if not isinstance(secret, str):
+        raise _bundle_failure("bundle-fetch-failed", "the answer of GetSecretValue has no SecretString")
+    return secret
+
+
+_CLI_REASONS = (  # (text in the AWS CLI's error, reason): the first match wins
+    ("Unable to locate credentials", "bundle-credentials-missing"),
+    ("Partial credentials", "bundle-credentials-missing"),
+    ("Could not connect to the endpoint", "bundle-endpoint-unreachable"),
+    ("Connect timeout", "bundle-endpoint-unreachable"),
+    ("Read timeout", "bundle-endpoint-unreachable"),
+)
+
+
+def fetch_aws_cli(secret_id: str, version_id: str, timeout: float) -> str:
     """`aws secretsmanager get-secret-value ... --query SecretString --output text` -> its
     stdout. Output is captured, never printed. The region is ``secret_id``'s (an ARN) unless
-    AWS_REGION/AWS_DEFAULT_REGION is set. Raises
-    RolloutFailure(fetch, 13) naming ``what`` with the CLI's (redacted) error text."""
-    argv = ["aws", "secretsmanager", "get-secret-value", "--secret-id", secret_id]
+    AWS_REGION/AWS_DEFAULT_REGION is set. Raises the RolloutFailure reasons of fetch_stdlib and
+    bundle-credentials-missing, with the CLI's (redacted) error text."""
+    aws = shutil.which("aws")
+    if not aws:
+        raise _bundle_failure("bundle-fetch-failed", "the AWS CLI is not on PATH (CERT_ROLLOUT_FETCH=aws-cli)")
+    argv = [aws, "secretsmanager", "get-secret-value", "--secret-id", secret_id]
     if version_id:
         argv += ["--version-id", version_id]
     argv += ["--query", "SecretString", "--output", "text"]
@@ -1145,18 +1575,61 @@ def _secret_string(secret_id: str, version_id: str, timeout: float, what: str) -
     if len(parts) > 3 and parts[0] == "arn" and parts[3] and not (
             os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         argv += ["--region", parts[3]]
+    log(f"bundle fetch: the AWS CLI ({aws})")
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout)
-    except FileNotFoundError:
-        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} fetch failed: aws CLI not found on PATH") from None
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RolloutFailure("fetch", EXIT_FETCH,
-                             f"{what} fetch failed: aws CLI timed out after {timeout:g} s") from None
+        raise _bundle_failure("bundle-fetch-failed", f"the AWS CLI timed out after {timeout:g} s") from None
+    except OSError as exc:
+        raise _bundle_failure("bundle-fetch-failed", f"the AWS CLI could not start: {_os_error(exc)}") from None
     if proc.returncode != 0:
         err = str(REDACT(_decode(proc.stderr).strip()))[-500:]
-        raise RolloutFailure("fetch", EXIT_FETCH, f"{what} fetch failed (exit {proc.returncode}): {err}")
+        reason = next((r for text, r in _CLI_REASONS if text in err), None)
+        if reason is None:
+            codes = re.findall(r"\(([A-Za-z]+)\)", err)
+            reason = "bundle-access-denied" if any(c in ACCESS_DENIED_CODES for c in codes) else "bundle-fetch-failed"
+        raise _bundle_failure(reason, f"the AWS CLI failed (exit {proc.returncode}): {err}")
     return _decode(proc.stdout)
+
+
+def fetch_path() -> str:
+    """CERT_ROLLOUT_FETCH (default auto); another value: RolloutFailure exit 2."""
+    value = os.environ.get("CERT_ROLLOUT_FETCH", "").strip().lower() or "auto"
+    if value not in FETCH_PATHS:
+        raise RolloutFailure("fetch", EXIT_PARAMS, "CERT_ROLLOUT_FETCH must be one of " + ", ".join(FETCH_PATHS))
+    return value
+
+
+def _botocore_importable() -> bool:
+    try:
+        import botocore.session  # noqa: F401
+    except Exception:  # not installed, or broken: the standard-library client does the call
+        return False
+    return True
+
+
+def secret_string(secret_id: str, version_id: str, timeout: float, result: dict[str, Any] | None = None) -> str:
+    """The SecretString of ``secret_id`` (version ``version_id``, empty: AWSCURRENT) by the path
+    CERT_ROLLOUT_FETCH picks (module comment above); ``result["fetchPath"]`` names the path used."""
+    path = fetch_path()
+    if path == "auto":
+        path = "botocore" if _botocore_importable() else "stdlib"
+    if result is not None:
+        result["fetchPath"] = path
+    if path == "botocore":
+        return fetch_botocore(secret_id, version_id, timeout)
+    if path == "aws-cli":
+        return fetch_aws_cli(secret_id, version_id, timeout)
+    credentials, tried = find_credentials()
+    if credentials is None:
+        if fetch_path() == "auto" and shutil.which("aws"):
+            log("bundle fetch: no credentials for the standard-library client (" + "; ".join(tried)
+                + "): trying the AWS CLI")
+            if result is not None:
+                result["fetchPath"] = "aws-cli"
+            return fetch_aws_cli(secret_id, version_id, timeout)
+        raise _bundle_failure("bundle-credentials-missing", "; ".join(tried))
+    return fetch_stdlib(secret_id, version_id, timeout, credentials)
 
 
 def staged_password(secret: dict[str, Any], secret_id: str) -> str:
@@ -1183,21 +1656,21 @@ def staged_password(secret: dict[str, Any], secret_id: str) -> str:
     return password
 
 
-def fetch_secret(arn: str, version_id: str, timeout: float) -> dict[str, Any]:
-    """`aws secretsmanager get-secret-value` -> parsed secret JSON. Output is captured,
-    never printed. Raises RolloutFailure(fetch, 13) with the CLI's error text."""
+def fetch_secret(arn: str, version_id: str, timeout: float, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The staged bundle's secret string (secret_string: the fetch path of CERT_ROLLOUT_FETCH)
+    -> parsed secret JSON. Never printed. Raises RolloutFailure (fetch, 13) with a named reason
+    (bundle-credentials-missing, bundle-access-denied, bundle-endpoint-unreachable,
+    bundle-fetch-failed), before any target file is touched."""
     log("fetching secret version %s" % (version_id or "AWSCURRENT"))
-    text = _secret_string(arn, version_id, timeout, "secret").rstrip("\n")
+    text = secret_string(arn, version_id, timeout, result).rstrip("\n")
     try:
         secret = json.loads(text)
     except ValueError:
-        raise RolloutFailure("fetch", EXIT_FETCH,
-                             "secret fetch failed: the secret string is not JSON") from None
+        raise _bundle_failure("bundle-fetch-failed", "the secret string is not JSON") from None
     finally:
         del text
     if not isinstance(secret, dict):
-        raise RolloutFailure("fetch", EXIT_FETCH,
-                             "secret fetch failed: the secret string is not a JSON object")
+        raise _bundle_failure("bundle-fetch-failed", "the secret string is not a JSON object")
     return secret
 
 
@@ -1305,7 +1778,7 @@ def _openssl(argv: list[str], stdin: bytes, timeout: float, what: str, key_pipe:
     Raises RolloutFailure(write, 12) with openssl's redacted error text."""
     openssl = shutil.which("openssl")
     if not openssl:
-        raise RolloutFailure("write", EXIT_WRITE, f"cannot build {what}: openssl not found on PATH")
+        raise _missing("openssl-missing", f"cannot build {what}: openssl is not on PATH")
     fds: list[int] = []
     pipes = [("{keyfd}", "/dev/fd/", key_pipe)]
     if password is not None:
@@ -1941,7 +2414,7 @@ def _begin(target: Target, runner: Runner, result: dict[str, Any]) -> StateDir:
 def _fetch_bundle(target: Target, runner: Runner, result: dict[str, Any]) -> tuple[Bundle, dict[str, str]]:
     arn = os.environ.get("ROLLOUT_SECRET_ARN", "").strip()
     result["stage"] = "fetch"
-    secret = fetch_secret(arn, os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip(), runner.timeout)
+    secret = fetch_secret(arn, os.environ.get("ROLLOUT_SECRET_VERSION_ID", "").strip(), runner.timeout, result)
     try:
         bundle = Bundle.from_secret(secret)
         return bundle, fetch_passwords(target, secret)
@@ -2116,6 +2589,7 @@ def main() -> int:
         target = Target(raw)
         result["files"] = [f.path for f in target.files]
         check_node_policy(target, load_node_policy())  # before the lock, the fetch or any file
+        check_prerequisites(target)  # so are the programs the target's settings need
         runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
         time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
         do_action = do_install if action == "install" else do_rollback

@@ -214,13 +214,41 @@ def test_download_is_bounded_by_the_command_timeout(tmp_path: Path, server: Serv
     assert time.monotonic() - started < 15
 
 
-def test_no_python_on_the_node_is_a_named_failure(tmp_path: Path) -> None:
+def _bootstrap_without_python(tmp_path: Path, python: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The document's script with a PATH holding only the tools it calls before python (date,
+    tr), and ``python`` (a shell script) as python3 when given: no python3 of this machine."""
     doc = document()
-    script = "\n".join(doc["mainSteps"][0]["inputs"]["runCommand"])
-    empty = tmp_path / "bin"
-    empty.mkdir()
-    for tool in ("date",):
-        os.symlink(f"/bin/{tool}" if os.path.exists(f"/bin/{tool}") else f"/usr/bin/{tool}", empty / tool)
-    proc = subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(empty)}, capture_output=True, text=True,
-                          timeout=30)
-    assert proc.returncode == 13 and "python3 is required" in proc.stderr
+    script = "\n".join(_substitute(line, {"Action": "install"}) for line in doc["mainSteps"][0]["inputs"]["runCommand"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("date", "tr"):
+        os.symlink(f"/bin/{tool}" if os.path.exists(f"/bin/{tool}") else f"/usr/bin/{tool}", bin_dir / tool)
+    if python is not None:
+        (bin_dir / "python3").write_text(python)
+        (bin_dir / "python3").chmod(0o755)
+    marker = tmp_path / "touched"
+    return subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(bin_dir), "MARKER": str(marker)}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_no_python_on_the_node_is_a_named_failure(tmp_path: Path) -> None:
+    proc = _bootstrap_without_python(tmp_path)
+    result = installer_result(proc.stdout)
+    assert proc.returncode == 22 and result is not None, proc.stdout + proc.stderr
+    assert (result["reason"], result["stage"], result["exitCode"], result["action"]) == (
+        "python-missing", "installer", 22, "install")
+    assert "python3 >= 3.8" in result["error"] and "nothing changed" in result["error"]
+    assert "python-missing" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin"]  # nothing written beside it
+    status = command_status("cmd-1", "i-1", invocation={"Status": "Failed", "StatusDetails": "Failed",
+                                                        "ResponseCode": 22, "StandardOutputContent": proc.stdout,
+                                                        "StandardErrorContent": proc.stderr})
+    assert (status.reason, status.filesChanged) == ("python-missing", "no"), status
+
+
+def test_too_old_python_is_a_named_failure(tmp_path: Path) -> None:
+    # a python3 that fails the version check and says 3.6.8 (RHEL 8's platform python)
+    proc = _bootstrap_without_python(tmp_path, '#!/bin/sh\ncase "$2" in *"(3, 8)"*) exit 1;; esac\necho 3.6.8\n')
+    result = installer_result(proc.stdout)
+    assert proc.returncode == 22 and result is not None, proc.stdout + proc.stderr
+    assert result["reason"] == "python-too-old" and "python3 3.6.8 is older than 3.8" in result["error"], result

@@ -1,7 +1,8 @@
 """installer/install_bundle.py, the script the SSM document runs on the managed node.
 
-The AWS CLI is a fake `aws` first on PATH (prints a secret JSON from a file); the real
-CLI path is covered by the end-to-end tests. Everything else is real: files, modes,
+The bundle is fetched by a fake `aws` first on PATH (CERT_ROLLOUT_FETCH=aws-cli; prints a secret
+JSON from a file); the other fetch paths are tests/unit/test_installer_fetch.py's, the real CLI
+path is covered by the end-to-end tests. Everything else is real: files, modes,
 commands, and (in the last tests) the embedded TLS server plus the probe.
 """
 
@@ -128,6 +129,8 @@ class Node:
             "CERT_ROLLOUT_NODE_POLICY": str(self.allow(target)),
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.tmp),
+            # the fake aws above; the other fetch paths: tests/unit/test_installer_fetch.py
+            "CERT_ROLLOUT_FETCH": "aws-cli",
             # the node-local state directory (lock, journal, backup); never /var/lib here
             "CERT_ROLLOUT_STATE_DIR": str(self.state),
             "FAKE_SECRET_FILE": str(self.secret_file),

@@ -83,6 +83,7 @@ class SecretNode:
         env = {
             "PATH": f"{self.node.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": str(self.node.tmp),
+            "CERT_ROLLOUT_FETCH": "aws-cli",  # the fake aws on PATH
             "CERT_ROLLOUT_STATE_DIR": str(self.node.state),
             "CERT_ROLLOUT_NODE_POLICY": str(self.node.allow(target)),
             "FAKE_SECRET_FILE": str(self.node.secret_file),

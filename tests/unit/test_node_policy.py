@@ -97,6 +97,7 @@ class PolicyNode:
     def run(self, target: dict[str, Any], action: str = "install", policy: str | None = None) -> tuple[int, dict]:
         """The installer with a crafted payload: no inventory validation in between."""
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(self.tmp),
+               "CERT_ROLLOUT_FETCH": "aws-cli",  # the fake aws above (tests/unit/test_installer_fetch.py: the others)
                "CERT_ROLLOUT_STATE_DIR": str(self.state),
                "CERT_ROLLOUT_NODE_POLICY": str(self.policy) if policy is None else policy,
                "ROLLOUT_ACTION": action, "ROLLOUT_SECRET_ARN": SECRET_ARN,
@@ -259,7 +260,7 @@ def test_an_allowed_target_gets_past_the_policy(node: PolicyNode) -> None:
     code, result = node.run(node.target([pem(node), {"path": str(node.ssl / "a.key"), "content": "key"}],
                                         reload=["true"]))
     assert (code, result["stage"]) == (ib.EXIT_FETCH, "fetch"), result
-    assert node.aws_log.exists() and "reason" not in result
+    assert node.aws_log.exists() and result["reason"] == "bundle-fetch-failed", result  # not a policy reason
 
 
 def test_a_rollback_is_checked_too(node: PolicyNode) -> None:

@@ -143,12 +143,16 @@ class MemorySampler:
 
 
 _ACTIVE_COUNTER: ApiCounter | None = None
+#: The product part of the installer's User-Agent (installer/install_bundle.py USER_AGENT,
+#: tied by tests/unit/test_installer_fetch.py).
+NODE_USER_AGENT = "acm-cert-rollout-installer/"
 
 
 class ApiCounter:
     """Counts requests reaching the local endpoint by (origin, service, action). Origin from the
-    User-Agent: "lambda" (boto3 in a function: exec-env/AWS_Lambda_*), "node" (the AWS CLI on a
-    managed node), "other" (the Step Functions interpreter, this driver)."""
+    User-Agent: "lambda" (boto3 in a function: exec-env/AWS_Lambda_*), "node" (the installer on a
+    managed node: its own User-Agent, NODE_USER_AGENT, on the standard-library and botocore fetch
+    paths, or the AWS CLI's), "other" (the Step Functions interpreter, this driver)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -184,7 +188,7 @@ class ApiCounter:
         origin = "other"
         if "exec-env/AWS_Lambda" in ua:
             origin = "lambda"
-        elif ua.startswith("aws-cli"):
+        elif ua.startswith("aws-cli") or NODE_USER_AGENT in ua:
             origin = "node"
         auth = environ.get("HTTP_AUTHORIZATION", "")
         service = "?"
@@ -540,8 +544,7 @@ def render_markdown(results: dict[str, Any], reading: str | None) -> str:
         lines += [f"Parameters: {', '.join(f'{k}={v}' for k, v in sorted(p.items()))}; "
                   f"{runs[-1]['lambda_workers']} warm workers per function. All N targets are listeners "
                   "of ONE target_server process; every target has its own local SSM node (one shell + "
-                  "python installer "
-                  "+ AWS CLI per install).", ""]
+                  "python installer per install, fetching with its standard-library client).", ""]
     lines += [
         "| targets | status | verified | wall rollout s (setup s) | transitions (outside + inside Map) | "
         "transitions / target | Lambda invocations (/target) | Lambda-s (GB-s) | "

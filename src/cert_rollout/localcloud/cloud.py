@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -39,6 +40,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 ServiceName = Literal["acm", "acm-pca", "cloudformation", "cloudwatch", "dynamodb", "events", "iam", "kms", "lambda", "logs",
                       "s3", "secretsmanager", "sns", "sqs", "ssm", "stepfunctions", "sts"]
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "localcloud", "AWS_SECRET_ACCESS_KEY": "localcloud"}
+NodeFetch = Literal["stdlib", "botocore", "aws-cli", "auto"]  # a local node's CERT_ROLLOUT_FETCH
+NodeCredentials = Literal["own", "none", "foreign"]
+
+
+def node_bin(workdir: str, *, aws_cli: bool = False) -> Path:
+    """``<workdir>/bin`` with ``python3`` (a shell script that runs this interpreter) and, with
+    ``aws_cli``, ``aws`` (a link to the project's AWS CLI, beside this interpreter). Raises
+    FileNotFoundError when the AWS CLI is asked for and not installed."""
+    bin_dir = Path(workdir) / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    python = bin_dir / "python3"
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    if aws_cli:
+        aws = Path(sys.executable).parent / "aws"
+        if not aws.exists():
+            raise FileNotFoundError(f"no AWS CLI at {aws} (pip install awscli)")
+        (bin_dir / "aws").unlink(missing_ok=True)
+        (bin_dir / "aws").symlink_to(aws)
+    return bin_dir
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -251,33 +272,47 @@ class LocalCloud:
         # No X-Ray daemon here: tracing is disabled in the local runtime (Tracer stays in the code).
         return {**self.aws_env(), "AWS_SESSION_TOKEN": "localcloud", "POWERTOOLS_TRACE_DISABLED": "true"}
 
-    def node_env(self, workdir: str) -> dict[str, str]:
+    def node_env(self, workdir: str, fetch: NodeFetch = "stdlib") -> dict[str, str]:
         """The environment a local node's SSM agent gives its commands: the node's own identity,
         its own installer state directory (lock, journal, backup; /var/lib/cert-rollout on a real
         node) and the installer's test hooks switched on (a scenario fault such as crash-mid-swap
         is then passed once, through CERT_ROLLOUT_FAULT, by nodes.py), and its owner's node policy
-        file (CERT_ROLLOUT_NODE_POLICY; /etc/cert-rollout/node-policy.json on a real node)."""
-        bin_dir = str(Path(sys.executable).parent)
+        file (CERT_ROLLOUT_NODE_POLICY; /etc/cert-rollout/node-policy.json on a real node).
+
+        PATH is a stock node's: the node's own bin directory (a ``python3`` that runs this
+        interpreter) before the system directories, so no ``aws`` unless ``fetch`` is "aws-cli"
+        (then the project's AWS CLI is linked there). CERT_ROLLOUT_FETCH is ``fetch`` (default
+        stdlib: the standard-library client a node without botocore and the AWS CLI uses; this
+        interpreter has botocore, so "auto" would pick botocore). Instance metadata is switched
+        off (AWS_EC2_METADATA_DISABLED): a local node never asks this machine's IMDS."""
+        bin_dir = node_bin(workdir, aws_cli=fetch == "aws-cli")
         return {"PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME": workdir, "LANG": "C.UTF-8", "CERT_ROLLOUT_STATE_DIR": str(Path(workdir) / "state"),
                 "CERT_ROLLOUT_TEST_HOOKS": "1", "CERT_ROLLOUT_NODE_POLICY": str(Path(workdir) / "node-policy.json"),
-                **self.aws_env()}
+                "CERT_ROLLOUT_FETCH": fetch, "AWS_EC2_METADATA_DISABLED": "true", **self.aws_env()}
 
-    def add_node(self, instance_id: str, online: bool = True, lose_status_events: int = 0) -> LocalNode:
+    def add_node(self, instance_id: str, online: bool = True, lose_status_events: int = 0, *,
+                 fetch: NodeFetch = "stdlib", credentials: NodeCredentials = "own") -> LocalNode:
         """Register a local managed node; ``lose_status_events`` of its final status events are
-        dropped before EventBridge (nodes.py)."""
+        dropped before EventBridge (nodes.py); ``fetch``: its CERT_ROLLOUT_FETCH (node_env).
+        ``credentials``: "own" (its instance-role session), "none" (no credentials anywhere: the
+        installer's fetch fails bundle-credentials-missing) or "foreign" (a session of the node
+        role for an instance that is no target: the staged bundle's policy denies it)."""
         from rollout_core.domain.staging import node_source_arn
 
         node = LocalNode(instance_id=instance_id, env={}, online=online, lose_status_events=lose_status_events)
         # The node's instance-role session: its requests carry the node's ARN as the condition
         # key AWS adds for that kind of node (ec2:/ssm:SourceInstanceARN, domain/staging.py).
-        key, arn = node_source_arn(instance_id, partition=partition_for_region(self.region), region=self.region, account=self.account_id)
-        credentials = self.iam.issue(self.client("sts"), self.node_role_arn, instance_id, f"node {instance_id}",
-                                     {key: arn})
-        node.env = {**self.node_env(node.workdir), **credentials}
+        session_for = instance_id if credentials == "own" else "mi-0" + uuid.uuid4().hex[:16]
+        key, arn = node_source_arn(session_for, partition=partition_for_region(self.region), region=self.region,
+                                   account=self.account_id)
+        issued = self.iam.issue(self.client("sts"), self.node_role_arn, session_for, f"node {session_for}",
+                                {key: arn})
+        node.env = {**self.node_env(node.workdir, fetch), **issued}
+        if credentials == "none":
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+                node.env.pop(name, None)
         assert node.env["CERT_ROLLOUT_NODE_POLICY"] == str(node.policy_path)
-        partition = partition_for_region(self.region)
-        key, arn = node_source_arn(instance_id, partition=partition, region=self.region, account=self.account_id)
         self.fleet.register(node)
         return node
 

@@ -80,9 +80,13 @@ class TargetSpec(BaseModel):
     # localcloud/targets.py names each fault; dies-after-reload, status-event-lost, crash-mid-swap: issue 10;
     # prints-key-text, leaves-key-text: issue 11.
     fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                   "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text"] | None = None
+                   "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text",
+                   "no-credentials", "foreign-credentials"] | None = None
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
+    # The node installer's fetch path (CERT_ROLLOUT_FETCH; localcloud/cloud.py node_env): the
+    # AWS CLI is on the node's PATH only with aws-cli. Embedded targets only.
+    fetch: Literal["stdlib", "botocore", "aws-cli", "auto"] = "stdlib"
 
 
 DYNAMODB_OPERATIONS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
@@ -358,7 +362,7 @@ class ScenarioRunner:
                     raise ScenarioError(f"target {t.id}: {e}") from None
             else:
                 target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate],
-                                                   t.sni or spec.domain, port=t.port, fault=t.fault)
+                                                   t.sni or spec.domain, port=t.port, fault=t.fault, fetch=t.fetch)
             if t.inventory_overrides:
                 target.inventory_item.update(t.inventory_overrides)
                 self.targets.register(target)

@@ -21,6 +21,11 @@ Faults (scenario `fault:`), what operators meet in the field:
   leaves-key-text  the test command writes that text to ``key-text.txt`` in its working
                  directory (the node's) instead: it never passes a redaction, and the leak
                  check's node_files surface must find it
+  no-credentials  the node has no AWS credentials at all (no environment, no shared file, no
+                 instance metadata): its installer fails bundle-credentials-missing
+  foreign-credentials  the node signs with a node-role session of another instance, not a
+                 target of the certificate: the staged bundle's policy denies it
+                 (bundle-access-denied)
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cert_rollout.localcloud.cloud import LocalCloud, free_port
+from cert_rollout.localcloud.cloud import LocalCloud, NodeCredentials, NodeFetch, free_port
 from cert_rollout.localcloud.target_server import start_server, stop_server
 
 Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
@@ -46,6 +51,8 @@ Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", 
 SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert", "dies-after-reload"}
 #: Faults of the node's installer (nodes.LocalNode.fault_once -> the installer's test hook).
 NODE_FAULTS = {"crash-mid-swap": "crash-after-rename-1"}
+#: Faults of the node's identity (cloud.add_node credentials): none at all, or another instance's.
+NODE_CREDENTIAL_FAULTS: dict[str, NodeCredentials] = {"no-credentials": "none", "foreign-credentials": "foreign"}
 #: Faults of the target's test command (target_server check's flags).
 TEST_COMMAND_FAULTS = {"prints-key-text": ["--print-key-text"], "leaves-key-text": ["--key-text-file", "key-text.txt"]}
 
@@ -95,8 +102,9 @@ class LocalTargets:
         self.targets: dict[str, LocalTarget] = {}
 
     def add_embedded(self, target_id: str, certificate_arn: str, sni: str, *, port: int | None = None,
-                     fault: str | None = None) -> LocalTarget:
-        """An embedded TLS server target serving the certificate's current version."""
+                     fault: str | None = None, fetch: NodeFetch = "stdlib") -> LocalTarget:
+        """An embedded TLS server target serving the certificate's current version, on its own
+        node whose installer fetches the bundle by ``fetch`` (cloud.node_env)."""
         directory = self.workdir / "targets" / target_id
         directory.mkdir(parents=True, exist_ok=True)
         cert_pem, chain_pem, key_pem = self.cloud.private_ca().current(certificate_arn)
@@ -116,7 +124,8 @@ class LocalTargets:
         config.write_text(json.dumps({"listeners": [listener]}, indent=2))
         instance_id = "mi-" + secrets.token_hex(8) + "a"
         node = self.cloud.add_node(instance_id, online=fault != "agent-offline",
-                                   lose_status_events=1 if fault == "status-event-lost" else 0)
+                                   lose_status_events=1 if fault == "status-event-lost" else 0,
+                                   fetch=fetch, credentials=NODE_CREDENTIAL_FAULTS.get(fault or "", "own"))
         node.fault_once = NODE_FAULTS.get(fault or "")
         target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault)
         if fault != "down":

@@ -151,6 +151,14 @@ INSTALLER_REASONS: dict[str, bool] = {
     "no-backup": False,                    # exit 20: rollback found no backup
     "node-policy-denied": False,           # exit 19: the node's policy refused a path, mode or command
     "node-policy-invalid": False,          # exit 21: the node's policy file cannot be used
+    "bundle-credentials-missing": False,   # exit 13: the node has no credentials to fetch the bundle
+    "bundle-access-denied": False,         # exit 13: Secrets Manager refused the node's credentials
+    "bundle-endpoint-unreachable": False,  # exit 13: no connection to the Secrets Manager endpoint
+    "bundle-fetch-failed": False,          # exit 13: any other fetch failure (secret gone, bad answer)
+    "openssl-missing": False,              # exit 22: an encrypted-key/pkcs12 file needs openssl
+    "command-missing": False,              # exit 22: the test or reload command's program is missing
+    "python-missing": False,               # exit 22, bootstrap: no python3 on the node's PATH
+    "python-too-old": False,               # exit 22, bootstrap: python3 older than 3.8
 }
 
 
