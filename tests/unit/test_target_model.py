@@ -142,8 +142,10 @@ def test_sni_must_be_a_dns_host_name(sni: str, rule: str) -> None:
     refused(item(sni=sni), "sni", rule)
 
 
-def test_ip_host_needs_an_sni_name() -> None:
-    refused(item(host="10.0.0.7"), "SNI name is required")
+def test_ip_host_sends_its_sni_name_or_none_and_is_then_checked_as_an_ip() -> None:
+    # Without sni no SNI is sent (RFC 6066 s3: no IP literal) and verification matches the IP
+    # against the certificate's IP SANs (domain.tls_checks.hostname_problem, test_tls_checks).
+    assert Target.model_validate(item(host="10.0.0.7")).sni is None
     assert Target.model_validate(item(host="10.0.0.7", sni="web.internal.example")).sni == "web.internal.example"
 
 
