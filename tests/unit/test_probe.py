@@ -7,7 +7,6 @@ import hashlib
 import socket
 import ssl
 import struct
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -135,11 +134,15 @@ def test_served_certificate_fields(two_sites, pki):
     assert served.fingerprint_sha256 == hashlib.sha256(der).hexdigest()
     assert served.tls_version in ("TLSv1.2", "TLSv1.3")
     assert served.verified is None
-    if sys.version_info >= (3, 13):
-        assert served.chain_length == 2  # leaf + intermediate (fullchain file)
-    else:
-        assert served.chain_length is None
-    assert served.to_dict()["not_after"].startswith(str(cert.not_valid_after_utc.year))
+    # leaf + intermediate (fullchain file), read on 3.12 (this venv, Lambda python3.12) as on 3.13
+    assert (served.chain_length, served.chain_error) == (2, None)
+    assert served.chain_der[0] == der
+    chain = [x509.load_der_x509_certificate(d) for d in served.chain_der]
+    assert chain[0].issuer == chain[1].subject  # as sent: leaf first, then its issuer
+    data = served.to_dict()
+    assert data["not_after"].startswith(str(cert.not_valid_after_utc.year))
+    assert "chain_der" not in data and [c["subject"] for c in data["chain"]] == [c.subject.rfc4514_string() for c in chain]
+    assert data["chain"][0]["issuer"] == served.issuer
     with pytest.raises(AttributeError):
         served.serial = 1  # type: ignore[misc]  # frozen
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from cryptography import x509
 
 from rollout_core import ports
+from rollout_core.contracts import VerifyReason
 from rollout_core.domain.serials import canonical_serial
 from rollout_core.domain.tls_checks import TlsCheck, check_served_chain
 from rollout_core.models import Target
@@ -50,7 +51,7 @@ class Observation:
         return self.served.serial_hex if self.served is not None else None
 
     @property
-    def reason(self) -> str | None:
+    def reason(self) -> VerifyReason | None:
         """Why the endpoint does not pass: ``unreachable`` (no TLS conversation),
         ``not-serving-new-serial`` for a failed handshake (no certificate: the new one is not
         served), the check's reason, or None when it passed (or nothing was expected)."""

@@ -92,7 +92,7 @@ def _rollback_cause(state: IterationState) -> tuple[str, str | None]:
     if verify.state == "UNREACHABLE":
         return "unreachable-after-install", verify.detail
     if verify.reason in FINAL_REASONS:  # the new serial served, refused by a client: chain-invalid, ...
-        return verify.reason or "not-serving-new-serial", verify.detail
+        return verify.reason, verify.detail
     return "not-serving-new-serial", verify.detail
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 
 from rollout_core import ports
-from rollout_core.contracts import EndpointResult, VerifyResult
+from rollout_core.contracts import EndpointResult, VerifyResult, VerifyStateName
 from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.domain.tls_checks import FINAL_REASONS
 from rollout_core.logic.observe import Expectation, Observation, check_name, endpoint_text, observe
@@ -61,7 +61,7 @@ def probe_endpoint(probe: ports.TlsProbe, host: str, port: int, target: Target, 
     served = canonical_serial(obs.served.serial) if obs.served is not None else None
     reason = obs.reason
     return EndpointResult(endpoint=endpoint_text(host, port), passed=reason is None,
-                          reason=reason,  # type: ignore[arg-type]  # Observation.reason is a VerifyReason
+                          reason=reason,
                           servedSerial=served, chainLength=chain_length,
                           detail=obs.detail[:400] if obs.detail else None), obs
 
@@ -100,7 +100,7 @@ def verify_target(certificate_arn: str, target_id: str, expected_serial: str, si
     if not past_deadline:
         return VerifyResult(state="WAITING", reason=failing[0].reason, detail=detail, **common)
     worst = min(failing, key=lambda r: _WAITING_ORDER.index(r.reason or "unreachable"))
-    state = "UNREACHABLE" if worst.reason == "unreachable" else "NOT_SERVING"
+    state: VerifyStateName = "UNREACHABLE" if worst.reason == "unreachable" else "NOT_SERVING"
     return VerifyResult(state=state, reason=worst.reason, detail=detail, **common)
 
 
