@@ -3,11 +3,13 @@ handshake failure vs serial mismatch (S4), serial formats (S1)."""
 
 from __future__ import annotations
 
+import _ssl
 import hashlib
 import socket
 import ssl
 import struct
 import threading
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +23,7 @@ from rollout_core.probe import (
     TlsHandshakeFailed,
     format_serial_hex,
     probe_served_certificate,
+    served_chain,
     verify_served_serial,
 )
 
@@ -246,3 +249,29 @@ def test_parameters_are_checked():
         probe_served_certificate(HOST, 0, None)
     with pytest.raises(TypeError):
         verify_served_serial(HOST, 443, None, "08:04:e5")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the served chain
+
+
+class _Cert:
+    """What Python 3.12's private _ssl chain returns: an object with public_bytes(encoding)."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def public_bytes(self, encoding: int) -> bytes:
+        assert encoding == _ssl.ENCODING_DER
+        return self.der
+
+
+def test_served_chain_reads_the_public_api_the_private_one_or_says_why_not():
+    public = types.SimpleNamespace(get_unverified_chain=lambda: [b"leaf", b"int"])  # Python >= 3.13: DER bytes
+    assert served_chain(public) == ((b"leaf", b"int"), None)  # type: ignore[arg-type]
+    private = types.SimpleNamespace(_sslobj=types.SimpleNamespace(get_unverified_chain=lambda: [_Cert(b"leaf")]))
+    assert served_chain(private) == ((b"leaf",), None)  # type: ignore[arg-type]
+    neither = types.SimpleNamespace(_sslobj=None)
+    chain, why = served_chain(neither)  # type: ignore[arg-type]
+    assert chain == () and why and "cannot read the peer's certificate chain" in why
+    empty = types.SimpleNamespace(get_unverified_chain=lambda: None)
+    assert served_chain(empty)[1] == "the TLS library returned no peer certificate chain"  # type: ignore[arg-type]
