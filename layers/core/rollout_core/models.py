@@ -344,7 +344,7 @@ def split_backend(entry: Any, what: str) -> tuple[str, int]:
     if not m:
         raise ValueError(f"{what} {_show(entry)} is not host:port (IPv6 as [addr]:port)")
     host, port_text = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-    if m.group(1) and not _is_ip(host):
+    if m.group(1) and (":" not in host or not _is_ip(host)):
         raise ValueError(f"{what} {_show(entry)}: {host} in brackets is not an IPv6 address")
     if not _is_ip(host):
         problem = _dns_name_problem(host, trailing_dot=True)
