@@ -86,22 +86,14 @@ def _probe(host: str, port: int, sni: str | None, timeout: float, as_json: bool)
 
 def _checks(served: ServedCertificate, anchors: list[x509.Certificate], name: str,
             expected: int | None) -> TlsCheck:
-    """VerifyTarget's checks (domain.tls_checks.check_served_chain) on the served chain, against
-    ``anchors`` and ``name``; the serial check passes when no serial is expected. A chain the
-    probe could not read is chain-invalid with the reason it could not be read."""
+    """VerifyTarget's checks (rollout_core.logic.observe.check_served) on the served chain,
+    against ``anchors`` and ``name``; the serial check passes when no serial is expected."""
     from datetime import UTC, datetime
 
-    from rollout_core.domain.tls_checks import TlsCheck, check_served_chain
+    from rollout_core.logic.observe import Expectation, check_served
 
     serial = served.serial if expected is None else expected
-    if not served.chain_der:
-        if serial != served.serial:
-            return TlsCheck(reason="not-serving-new-serial", detail=f"expected serial {canonical(serial)}, served "
-                            f"{canonical(served.serial)}", served_serial=served.serial, chain_length=0)
-        return TlsCheck(reason="chain-invalid", detail=f"the served chain could not be read: {served.chain_error}",
-                        served_serial=served.serial, chain_length=0)
-    return check_served_chain(served.chain_der, expected_serial=serial, anchors=anchors, name=name,
-                              now=datetime.now(UTC))
+    return check_served(served, Expectation(serial=serial, anchors=tuple(anchors), name=name, now=datetime.now(UTC)))
 
 
 def _served_info(endpoint: str, sni: str | None, served: ServedCertificate,

@@ -97,12 +97,18 @@ def observe(probe: ports.TlsProbe, host: str, port: int, sni: str | None, *, tim
         return Observation(endpoint=endpoint, served=None, error=e, check=None)
     if expectation is None:
         return Observation(endpoint=endpoint, served=served, error=None, check=None)
-    if not served.chain_der:
-        check = _unreadable_chain(served, expectation)
-    else:
-        check = check_served_chain(served.chain_der, expected_serial=expectation.serial,
-                                   anchors=expectation.anchors, name=expectation.name, now=expectation.now)
-    return Observation(endpoint=endpoint, served=served, error=None, check=check)
+    return Observation(endpoint=endpoint, served=served, error=None, check=check_served(served, expectation))
+
+
+def check_served(served: ServedCertificate, expectation: Expectation) -> TlsCheck:
+    """domain.tls_checks.check_served_chain on what one handshake served (VerifyTarget and
+    ``cert-rollout check`` both use this). A chain the probe could not read
+    (ServedCertificate.chain_error) is checked on the leaf for serial and validity, then
+    chain-invalid naming why it could not be read."""
+    if served.chain_der:
+        return check_served_chain(served.chain_der, expected_serial=expectation.serial,
+                                  anchors=expectation.anchors, name=expectation.name, now=expectation.now)
+    return _unreadable_chain(served, expectation)
 
 
 def _unreadable_chain(served: ServedCertificate, expectation: Expectation) -> TlsCheck:
