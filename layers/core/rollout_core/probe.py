@@ -2,7 +2,9 @@
 
 Writing files is never success (case S2): success is a TLS handshake to the target's
 configured ``host:port``, with the configured SNI name, that presents the new serial.
-This module does that handshake and reports the served leaf certificate.
+This module does that handshake and reports the served leaf certificate and the chain the
+server sent (``ServedCertificate.chain_der``, :func:`served_chain`), which
+rollout_core.domain.tls_checks checks the way a client does (logic/observe.py).
 
 Shapes and units
 ----------------
