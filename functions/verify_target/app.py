@@ -1,4 +1,4 @@
-"""VerifyTarget: TLS handshake with SNI; is the served serial the expected one?"""
+"""VerifyTarget: TLS handshakes with SNI; would a client accept what the target serves (logic/verify.py)?"""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +21,9 @@ PROBE = SocketTlsProbe()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """VerifyInput in, VerifyResult out ($.verify)."""
     r = VerifyInput.model_validate(event)
-    result: VerifyResult = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since,
+    result: VerifyResult = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since, r.trustAnchor,
                                          settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE)
     logger.info("verification", extra={"target_id": r.targetId, "state": result.state,
-                                       "served_serial": result.servedSerial})
+                                       "served_serial": result.servedSerial, "reason": result.reason,
+                                       "chain_length": result.chainLength})
     return result.model_dump(mode="json")

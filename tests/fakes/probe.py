@@ -1,7 +1,8 @@
 """A scripted TLS probe (port rollout_core/ports.py TlsProbe; adapter adapters/tls.py).
 
-Per (host, port): a queue of answers, each a certificate the target serves (parsed by the
-real rollout_core.probe.parse_served_certificate from its DER) or a ProbeError to raise;
+Per (host, port): a queue of answers, each a chain the target serves (a tuple of certificates,
+leaf first, as a server sends them; a lone certificate is a server sending only its leaf), parsed
+by the real rollout_core.probe.parse_served_certificate from its DER, or a ProbeError to raise;
 the last answer repeats once the queue is down to one. An endpoint never scripted is
 unreachable (TargetUnreachable), as a closed port is.
 """
@@ -14,7 +15,7 @@ from rollout_core.probe import ProbeError, ServedCertificate, TargetUnreachable,
 
 from tests.fakes.recording import Recording
 
-Answer = x509.Certificate | ProbeError
+Answer = x509.Certificate | tuple[x509.Certificate, ...] | ProbeError
 
 
 class FakeProbe(Recording):
@@ -37,5 +38,12 @@ class FakeProbe(Recording):
         answer = queue.pop(0) if len(queue) > 1 else queue[0]
         if isinstance(answer, ProbeError):
             raise answer
-        return parse_served_certificate(answer.public_bytes(Encoding.DER), chain_length=None, verified=None,
+        chain = answer if isinstance(answer, tuple) else (answer,)
+        ders = tuple(c.public_bytes(Encoding.DER) for c in chain)
+        return parse_served_certificate(ders[0], chain_length=len(ders), verified=None, chain_der=ders,
                                         tls_version="TLSv1.3", host=host, port=port, sni=sni)
+
+    def handshakes(self, host: str | None = None, port: int | None = None) -> int:
+        """How many handshakes were made (to ``host:port`` when given)."""
+        return sum(1 for name, args in self.calls if name == "served_certificate"
+                   and (host is None or args["host"] == host) and (port is None or args["port"] == port))

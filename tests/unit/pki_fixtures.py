@@ -130,6 +130,11 @@ class Pki:
         return to_pem(self.root_cert)
 
     @property
+    def served(self) -> tuple[x509.Certificate, x509.Certificate]:
+        """What a well-configured server sends: the leaf, then the intermediate."""
+        return (self.leaf_cert, self.intermediate_cert)
+
+    @property
     def chain_pem(self) -> str:
         """ACM ExportCertificate ``CertificateChain``: intermediate then root."""
         return self.intermediate_pem + self.root_pem

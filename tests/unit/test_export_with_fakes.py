@@ -49,6 +49,8 @@ def test_export_stages_a_decrypted_matching_bundle_and_returns_references(algori
     chain = x509.load_pem_x509_certificates(staged["chain"].encode())
     assert chain[0].subject == leaf.issuer
     assert w.staging.kms_keys[NAME] == "alias/cert-rollout"
+    # the trust anchor VerifyTarget checks served chains against: the root ending the exported chain
+    assert result.trustAnchor == pki(algorithm).root_pem and "PRIVATE" not in result.model_dump_json()
 
 
 def test_key_material_and_passphrase_reach_only_the_staging_store(caplog: pytest.LogCaptureFixture) -> None:

@@ -240,7 +240,7 @@ def test_release_for_execution_releases_only_that_executions_lease(leases: ports
 def iteration(error: str, cause: str) -> IterationState:
     return IterationState(targetId="web-2", certificateArn=ARN, rolloutId="r1", expectedSerial=serial(1),
                           secretArn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:x", secretVersionId="v",
-                          taskTimeoutSeconds=120, error=StateError(Error=error, Cause=cause))
+                          taskTimeoutSeconds=120, trustAnchor="-----BEGIN CERTIFICATE-----\n", error=StateError(Error=error, Cause=cause))
 
 
 def test_a_superseded_install_is_a_superseded_target_naming_the_serial() -> None:

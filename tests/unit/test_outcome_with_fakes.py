@@ -29,7 +29,7 @@ def state(target_id: str = "web-1", **paths: Any) -> dict[str, Any]:
     """An iteration state as the Map builds it (contracts.IterationState) with the steps' results."""
     return {"targetId": target_id, "certificateArn": ARN, "rolloutId": ROLLOUT_ID, "expectedSerial": NEW_SERIAL,
             "secretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cert-rollout/x-AbCdEf",
-            "secretVersionId": "v-1", "taskTimeoutSeconds": 1260, **paths}
+            "secretVersionId": "v-1", "taskTimeoutSeconds": 1260, "trustAnchor": pki().root_pem, **paths}
 
 
 VERIFIED = {"installCommand": {"state": "SUCCEEDED", "endpoint": "127.0.0.1:8443", "servedSerialBefore": "01:02"},

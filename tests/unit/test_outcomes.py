@@ -11,9 +11,11 @@ from rollout_core.logic.notify import format_message, rollout_outcome, target_li
 from rollout_core.logic.outcome import classify, restore_result
 from rollout_core.models import RolloutOutcome, TargetOutcome
 
+from tests.unit.pki_fixtures import pki
+
 ITEM = {"targetId": "web-1", "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
         "rolloutId": "r1", "expectedSerial": "0a:bc", "secretArn": "arn:aws:secretsmanager:eu-west-1:1:secret:s",
-        "secretVersionId": "v1", "taskTimeoutSeconds": 1260}
+        "secretVersionId": "v1", "taskTimeoutSeconds": 1260, "trustAnchor": pki().root_pem}
 VERIFY = {"since": "2026-11-28T06:01:41.207Z", "pollIntervalSeconds": 5}
 
 

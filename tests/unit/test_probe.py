@@ -3,12 +3,13 @@ handshake failure vs serial mismatch (S4), serial formats (S1)."""
 
 from __future__ import annotations
 
+import _ssl
 import hashlib
 import socket
 import ssl
 import struct
-import sys
 import threading
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,7 @@ from rollout_core.probe import (
     TlsHandshakeFailed,
     format_serial_hex,
     probe_served_certificate,
+    served_chain,
     verify_served_serial,
 )
 
@@ -135,11 +137,15 @@ def test_served_certificate_fields(two_sites, pki):
     assert served.fingerprint_sha256 == hashlib.sha256(der).hexdigest()
     assert served.tls_version in ("TLSv1.2", "TLSv1.3")
     assert served.verified is None
-    if sys.version_info >= (3, 13):
-        assert served.chain_length == 2  # leaf + intermediate (fullchain file)
-    else:
-        assert served.chain_length is None
-    assert served.to_dict()["not_after"].startswith(str(cert.not_valid_after_utc.year))
+    # leaf + intermediate (fullchain file), read on 3.12 (this venv, Lambda python3.12) as on 3.13
+    assert (served.chain_length, served.chain_error) == (2, None)
+    assert served.chain_der[0] == der
+    chain = [x509.load_der_x509_certificate(d) for d in served.chain_der]
+    assert chain[0].issuer == chain[1].subject  # as sent: leaf first, then its issuer
+    data = served.to_dict()
+    assert data["not_after"].startswith(str(cert.not_valid_after_utc.year))
+    assert "chain_der" not in data and [c["subject"] for c in data["chain"]] == [c.subject.rfc4514_string() for c in chain]
+    assert data["chain"][0]["issuer"] == served.issuer
     with pytest.raises(AttributeError):
         served.serial = 1  # type: ignore[misc]  # frozen
 
@@ -243,3 +249,29 @@ def test_parameters_are_checked():
         probe_served_certificate(HOST, 0, None)
     with pytest.raises(TypeError):
         verify_served_serial(HOST, 443, None, "08:04:e5")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the served chain
+
+
+class _Cert:
+    """What Python 3.12's private _ssl chain returns: an object with public_bytes(encoding)."""
+
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def public_bytes(self, encoding: int) -> bytes:
+        assert encoding == _ssl.ENCODING_DER
+        return self.der
+
+
+def test_served_chain_reads_the_public_api_the_private_one_or_says_why_not():
+    public = types.SimpleNamespace(get_unverified_chain=lambda: [b"leaf", b"int"])  # Python >= 3.13: DER bytes
+    assert served_chain(public) == ((b"leaf", b"int"), None)  # type: ignore[arg-type]
+    private = types.SimpleNamespace(_sslobj=types.SimpleNamespace(get_unverified_chain=lambda: [_Cert(b"leaf")]))
+    assert served_chain(private) == ((b"leaf",), None)  # type: ignore[arg-type]
+    neither = types.SimpleNamespace(_sslobj=None)
+    chain, why = served_chain(neither)  # type: ignore[arg-type]
+    assert chain == () and why and "cannot read the peer's certificate chain" in why
+    empty = types.SimpleNamespace(get_unverified_chain=lambda: None)
+    assert served_chain(empty)[1] == "the TLS library returned no peer certificate chain"  # type: ignore[arg-type]

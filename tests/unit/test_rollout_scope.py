@@ -97,7 +97,7 @@ def test_target_not_in_rollout_fails_only_that_target_with_its_own_reason() -> N
     state = IterationState.model_validate({
         "targetId": "web-1", "certificateArn": ARN, "rolloutId": ROLLOUT_ID, "expectedSerial": "0a:bc",
         "secretArn": SECRET_ARN, "secretVersionId": "v1", "taskTimeoutSeconds": 1260,
-        "error": {"Error": "TargetNotInRollout", "Cause": json.dumps({"errorType": "TargetNotInRollout",
+        "trustAnchor": "-----BEGIN CERTIFICATE-----\n", "error": {"Error": "TargetNotInRollout", "Cause": json.dumps({"errorType": "TargetNotInRollout",
                                                                      "errorMessage": "no command sent"})}})
     assert classify(state)[:2] == (TargetOutcome.FAILED, "target-not-in-rollout")
 

@@ -42,7 +42,7 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
     caplog.set_level("INFO")
     w = world("EC_prime256v1")
     w.inventory.add(target("web-1"))
-    new = pki("EC_prime256v1").leaf_cert
+    new = pki("EC_prime256v1").served  # leaf and intermediate
     w.probe.script("127.0.0.1", 8443, pki("RSA_2048", label="old").leaf_cert)
     outputs: list[str] = []
 
@@ -76,14 +76,14 @@ def test_one_target_rollout_keeps_key_material_in_the_staging_store_only(caplog:
     install_output = w.callbacks.succeeded[0][1]
     w.probe.script("127.0.0.1", 8443, new)  # the node reloaded with the new files
     since = datetime.now(UTC) - timedelta(seconds=1)
-    verified = verify_target(ARN, "web-1", exported.serial, since.isoformat(),
+    verified = verify_target(ARN, "web-1", exported.serial, since.isoformat(), exported.trustAnchor,
                              settings=VerifySettings(inventory_table="inv"), now=datetime.now(UTC),
                              inventory=w.inventory, probe=w.probe)
     outputs.append(verified.model_dump_json())
     recorded = record_outcome(IterationState.model_validate(
                                   {"targetId": "web-1", "certificateArn": ARN, "rolloutId": decided.rolloutId,
                                    "expectedSerial": exported.serial, "secretArn": exported.secretArn,
-                                   "secretVersionId": exported.secretVersionId,
+                                   "secretVersionId": exported.secretVersionId, "trustAnchor": exported.trustAnchor,
                                    "taskTimeoutSeconds": decided.taskTimeoutSeconds, "installCommand": install_output,
                                    "verify": verified.model_dump(mode="json")}),
                               settings=RecordSettings(inventory_table="inv", rollout_table="rollouts"),

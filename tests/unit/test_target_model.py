@@ -142,8 +142,10 @@ def test_sni_must_be_a_dns_host_name(sni: str, rule: str) -> None:
     refused(item(sni=sni), "sni", rule)
 
 
-def test_ip_host_needs_an_sni_name() -> None:
-    refused(item(host="10.0.0.7"), "SNI name is required")
+def test_ip_host_sends_its_sni_name_or_none_and_is_then_checked_as_an_ip() -> None:
+    # Without sni no SNI is sent (RFC 6066 s3: no IP literal) and verification matches the IP
+    # against the certificate's IP SANs (domain.tls_checks.hostname_problem, test_tls_checks).
+    assert Target.model_validate(item(host="10.0.0.7")).sni is None
     assert Target.model_validate(item(host="10.0.0.7", sni="web.internal.example")).sni == "web.internal.example"
 
 
@@ -477,3 +479,40 @@ def test_password_secret_without_password_file_has_no_password_path() -> None:
     both = TargetFile.model_validate({"path": "/etc/tls/a.p12", "content": "pkcs12", "passwordFile": "/etc/tls/pw",
                                       "passwordSecret": "cert-rollout/keystores/web"})
     assert both.password_path == "/etc/tls/pw"
+
+
+# --- verification settings: probes and backends -------------------------------------------------
+
+
+def test_probes_default_to_three_and_must_be_an_integer_1_to_20() -> None:
+    assert Target.model_validate(item()).probes == 3
+    assert Target.model_validate(item(probes=20)).probes == 20
+    for bad in (0, 21, "3", 2.0, True):
+        refused(item(probes=bad), "probes")
+
+
+def test_backends_are_host_port_each_checked() -> None:
+    t = Target.model_validate(item(backends=["10.0.0.11:443", "web-b.internal.example:8443", "[fd00::13]:443"]))
+    assert t.backend_endpoints() == [("10.0.0.11", 443), ("web-b.internal.example", 8443), ("fd00::13", 443)]
+    assert Target.model_validate(item()).backend_endpoints() == []
+
+
+@pytest.mark.parametrize(
+    ("backends", "rule"),
+    [
+        (["10.0.0.11"], "not host:port"),
+        (["10.0.0.11:0"], "port 0 is not in 1-65535"),
+        (["10.0.0.11:65536"], "port 65536 is not in 1-65535"),
+        (["fd00::13:443"], "not host:port"),
+        (["[web.example]:443"], "not host:port"),
+        (["[10.0.0.11]:443"], "not an IPv6 address"),
+        (["bad_host:443"], "neither an IP address nor a DNS name"),
+        (["10.0.0.11:443", "10.0.0.11:443"], "listed twice"),
+        (["WEB.example:443", "web.example:443"], "listed twice"),
+        ([f"10.0.0.{i}:443" for i in range(33)], "at most 32"),
+        ([], "at least one"),
+        ([443], "valid string"),
+    ],
+)
+def test_bad_backends_are_refused_by_name(backends: list[Any], rule: str) -> None:
+    refused(item(backends=backends), "backends", rule)

@@ -153,13 +153,18 @@ class ExportInput(_State):
 
 
 class ExportResult(_State):
-    """ExportCertificate's output ($.export): the staged secret's references, never its value."""
+    """ExportCertificate's output ($.export): the staged secret's references, never its value,
+    and ``trustAnchor``: the PEM of the root certificate of the certificate's issuing CA (the last
+    certificate of the exported CertificateChain, domain.tls_checks.trust_anchor), which every
+    iteration's VerifyTarget checks served chains against. Certificates are public; the key and
+    the passphrase never ride here."""
 
     secretArn: str
     secretVersionId: str
     serial: str
     notAfter: str
     keyAlgorithm: str
+    trustAnchor: str
 
 
 # --- the certificate's lease (logic/lease.py) ------------------------------------------
@@ -209,7 +214,8 @@ class LeaseReleaseResult(_State):
 
 
 class TargetItem(_State):
-    """One Map item (InstallTargets' ItemSelector): the target and the rollout's references."""
+    """One Map item (InstallTargets' ItemSelector): the target and the rollout's references,
+    with the export's trust anchor (ExportResult.trustAnchor, public PEM)."""
 
     targetId: str
     certificateArn: str
@@ -218,6 +224,7 @@ class TargetItem(_State):
     secretArn: str
     secretVersionId: str
     taskTimeoutSeconds: int
+    trustAnchor: str
 
 
 class TargetCommandInput(_State):
@@ -304,13 +311,32 @@ class VerificationStart(_State):
 
 
 class VerifyInput(_State):
-    """VerifyTarget's payload: the item's references and $.verify.since."""
+    """VerifyTarget's payload: the item's references, its trust anchor (PEM of the issuing CA's
+    root) and $.verify.since."""
 
     targetId: str
     certificateArn: str
     rolloutId: str
     expectedSerial: str
     since: str
+    trustAnchor: str
+
+
+# Why a probed endpoint does not pass (domain.tls_checks.CHECK_REASONS, or no certificate read).
+VerifyReason = Literal["not-serving-new-serial", "expired", "chain-invalid", "hostname-mismatch", "unreachable"]
+
+
+class EndpointResult(_State):
+    """One probed endpoint of a target (its host:port, or one of its backends): ``passed`` when
+    every handshake passed every check; else ``reason`` and ``detail`` of the first that did not,
+    and what it served (``servedSerial``, ``chainLength``; None when nothing was read)."""
+
+    endpoint: str
+    passed: bool
+    reason: VerifyReason | None = None
+    servedSerial: str | None = None
+    chainLength: int | None = None
+    detail: str | None = None
 
 
 class VerifyResult(_State):
@@ -322,6 +348,9 @@ class VerifyResult(_State):
     servedSerial: str | None = None
     pollIntervalSeconds: int
     detail: str | None = None
+    reason: VerifyReason | None = None  # why not VERIFIED (None when VERIFIED)
+    chainLength: int | None = None  # certificates the target's host:port sent (leaf included)
+    backends: list[EndpointResult] | None = None  # one per Target.backends entry, None without backends
 
 
 class IterationState(TargetItem):

@@ -337,6 +337,29 @@ class TargetFile(BaseModel):
         return self.passwordFile or self.path + PASSWORD_SUFFIX
 
 
+MAX_BACKENDS = 32
+_BACKEND = re.compile(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]]+):([0-9]{1,5})")
+
+
+def split_backend(entry: Any, what: str) -> tuple[str, int]:
+    """``"host:port"`` (IPv6: ``"[addr]:port"``) -> (host, port). ``host`` an IP address or a DNS
+    name (as Target.host), ``port`` 1-65535. Raises ValueError naming ``what`` and the rule."""
+    m = _BACKEND.fullmatch(entry) if isinstance(entry, str) else None
+    if not m:
+        raise ValueError(f"{what} {_show(entry)} is not host:port (IPv6 as [addr]:port)")
+    host, port_text = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if m.group(1) and (":" not in host or not _is_ip(host)):
+        raise ValueError(f"{what} {_show(entry)}: {host} in brackets is not an IPv6 address")
+    if not _is_ip(host):
+        problem = _dns_name_problem(host, trailing_dot=True)
+        if problem:
+            raise ValueError(f"{what} {_show(entry)}: host is neither an IP address nor a DNS name: it {problem}")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{what} {_show(entry)}: port {port} is not in 1-65535")
+    return host, port
+
+
 class Target(BaseModel):
     """One host:port that must serve a certificate, and how files get there (inventory item).
 
@@ -344,9 +367,15 @@ class Target(BaseModel):
     "443", 443.0 or true); ``host`` an IP address or a DNS name (RFC 1123: letters, digits,
     hyphens; a last label that is all-numeric, like "256.1.1.1" or "12345", is neither);
     ``sni`` a DNS host name (no IP, no wildcard, no trailing dot: RFC 6066 section 3),
-    required when ``host`` is an IP; unique file paths and password files; commands, when
+    defaulting to a DNS ``host``; an IP ``host`` without ``sni`` sends none and must be an IP
+    address SAN of the certificate (verification, RFC 6125 section 1.7.2); unique file paths and password files; commands, when
     given, non-empty lists of non-empty strings without NUL or newline, never an inline shell
-    script (a shell of SHELLS followed by -c; the node policy lists what may run). Unknown fields are
+    script (a shell of SHELLS followed by -c; the node policy lists what may run). ``probes``
+    (1-20, default 3): TLS handshakes to the endpoint (and to each backend) that must all pass
+    verification (a reloading server answers some handshakes from old workers for a while).
+    ``backends``: "host:port" (IPv6 as "[addr]:port") of each server behind a load-balanced
+    endpoint, each probed on its own with the target's SNI name; at most MAX_BACKENDS, unique,
+    port 1-65535. Unknown fields are
     refused (a "testcommand" typo is not silently dropped); the state the rollout writes on
     the item (lastDeployedSerial, lastDeployedAt, lastOutcome) is accepted.
 
@@ -365,6 +394,8 @@ class Target(BaseModel):
     files: list[TargetFile] = Field(default_factory=list)
     testCommand: list[str] | None = None
     reloadCommand: list[str] | None = None
+    probes: int = Field(default=3, strict=True, ge=1, le=20)  # handshakes that must all pass
+    backends: list[str] | None = None  # "host:port" of each backend behind a load-balanced endpoint, each checked on its own
     # state written by the rollout (not part of the settings; adapters.dynamo.mark_deployed)
     lastDeployedSerial: str | None = None
     lastDeployedAt: str | None = None
@@ -434,6 +465,27 @@ class Target(BaseModel):
             raise ValueError(f"sni {_show(value)} is not a DNS host name (RFC 6066 section 3): it {problem}")
         return value
 
+    @field_validator("backends")
+    @classmethod
+    def _backends(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("backends must list at least one host:port, or be left out")
+        if len(value) > MAX_BACKENDS:
+            raise ValueError(f"backends lists {len(value)} endpoints; at most {MAX_BACKENDS} are probed")
+        seen: set[tuple[str, int]] = set()
+        for index, entry in enumerate(value):
+            host, port = split_backend(entry, f"backends[{index}]")
+            if (host.lower(), port) in seen:
+                raise ValueError(f"backends[{index}] {_show(entry)} is listed twice")
+            seen.add((host.lower(), port))
+        return value
+
+    def backend_endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of each backend (``backends`` as validated), in the order listed."""
+        return [split_backend(entry, "backend") for entry in self.backends or []]
+
     @field_validator("testCommand", "reloadCommand")
     @classmethod
     def _command(cls, value: list[str] | None, info: Any) -> list[str] | None:
@@ -453,12 +505,10 @@ class Target(BaseModel):
 
     @model_validator(mode="after")
     def _settings_complete(self) -> Target:
-        if self.sni is None:
-            if _is_ip(self.host):
-                raise ValueError(
-                    f"target {self.targetId}: host {self.host} is an IP address, so an SNI name "
-                    "is required (the name the server selects its certificate by, RFC 6066 s3)")
+        if self.sni is None and not _is_ip(self.host):
             self.sni = self.host.removesuffix(".")  # SNI carries no trailing dot (RFC 6066 s3)
+        # An IP host without sni sends no SNI (RFC 6066 s3 forbids IP literals there) and is
+        # verified against the certificate's IP address SANs (domain.tls_checks.hostname_problem).
         if not self.files:
             raise ValueError(f"target {self.targetId}: no files to install")
         self._files_are_distinct()

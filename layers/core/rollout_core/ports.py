@@ -15,7 +15,7 @@ pass them in; unit tests pass the in-memory fakes of tests/fakes/.
   RolloutRecords   one outcome record per target per rollout (rollout table)
   RolloutClaims    the idempotent claim on (certificate ARN, serial)
   Executions       Step Functions DescribeExecution (how an execution ended, its input)
-  TlsProbe         one TLS handshake with SNI: the leaf a target serves
+  TlsProbe         one TLS handshake with SNI: the leaf and chain a target serves
   InstallerSource  where a node downloads the installer (the InstallerLayer version's zip)
   Leases           one writer per certificate: the rollout lease (rollout table, logic/lease.py)
 
@@ -411,8 +411,10 @@ class TlsProbe(Protocol):
     """One TLS handshake to a target (rollout_core/probe.py)."""
 
     def served_certificate(self, host: str, port: int, sni: str | None, *, timeout: float) -> ServedCertificate:
-        """The leaf the target presents with SNI ``sni``. Raises TargetUnreachable or
-        TlsHandshakeFailed (both ProbeError)."""
+        """The leaf the target presents with SNI ``sni``, with the chain it sent
+        (ServedCertificate.chain_der, leaf first; chain_error when it could not be read). Called
+        only through logic/observe.py observe. Raises TargetUnreachable or TlsHandshakeFailed
+        (both ProbeError)."""
         ...
 
 

@@ -2,7 +2,9 @@
 
 Writing files is never success (case S2): success is a TLS handshake to the target's
 configured ``host:port``, with the configured SNI name, that presents the new serial.
-This module does that handshake and reports the served leaf certificate.
+This module does that handshake and reports the served leaf certificate and the chain the
+server sent (``ServedCertificate.chain_der``, :func:`served_chain`), which
+rollout_core.domain.tls_checks checks the way a client does (logic/observe.py).
 
 Shapes and units
 ----------------
@@ -38,10 +40,12 @@ Dependencies: standard library + ``cryptography`` (ships in the Lambda layer).
 
 from __future__ import annotations
 
+import _ssl
 import hashlib
 import ipaddress
 import socket
 import ssl
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -57,9 +61,11 @@ __all__ = [
     "TargetUnreachable",
     "TlsHandshakeFailed",
     "VerificationResult",
+    "chain_names",
     "format_serial_hex",
     "parse_served_certificate",
     "probe_served_certificate",
+    "served_chain",
     "verify_served_serial",
 ]
 
@@ -126,9 +132,10 @@ class ServedCertificate:
     subject / issuer: RFC 4514 strings; common_name: first CN of the subject or None;
     sans: DNS names and IP addresses (as text) of the subjectAltName extension;
     not_before / not_after: timezone-aware UTC datetimes; fingerprint_sha256:
-    lowercase hex of SHA-256 over the DER leaf (no colons); chain_length: number of
-    certificates the server sent (leaf included) when Python >= 3.13 exposes
-    ``SSLSocket.get_unverified_chain()``, else None; verified: result of a second,
+    lowercase hex of SHA-256 over the DER leaf (no colons); chain_der: the certificates
+    the server sent, DER, leaf first, in the order sent (public data: no key material), empty
+    when the chain could not be read, and then chain_error says why; chain_length: their
+    number (leaf included), None when the chain could not be read; verified: result of a second,
     verifying handshake when a CA bundle was given, else None (verify_error then
     says why it failed); tls_version: e.g. ``"TLSv1.3"``; host/port/sni: what was probed.
     """
@@ -149,13 +156,31 @@ class ServedCertificate:
     port: int | None = None
     sni: str | None = None
     verify_error: str | None = None
+    chain_der: tuple[bytes, ...] = field(default=(), hash=False, repr=False)
+    chain_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (datetimes as ISO 8601 strings). Holds no key material."""
+        """JSON-ready dict (datetimes as ISO 8601 strings). Holds no key material; the chain
+        appears as its length and each certificate's subject and issuer (RFC 4514), not as DER."""
         data = asdict(self)
+        data.pop("chain_der")
         data["not_before"] = self.not_before.isoformat()
         data["not_after"] = self.not_after.isoformat()
+        data["chain"] = chain_names(self.chain_der)
         return data
+
+
+def chain_names(chain_der: tuple[bytes, ...]) -> list[dict[str, str]]:
+    """[{"subject", "issuer"}] (RFC 4514 strings) of each DER certificate, in the order given;
+    an unparseable one shows as ``{"subject": "<unparseable>", "issuer": "<unparseable>"}``."""
+    names: list[dict[str, str]] = []
+    for der in chain_der:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            names.append({"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string()})
+        except ValueError:
+            names.append({"subject": "<unparseable>", "issuer": "<unparseable>"})
+    return names
 
 
 @dataclass(frozen=True)
@@ -216,8 +241,11 @@ def parse_served_certificate(
     port: int | None = None,
     sni: str | None = None,
     verify_error: str | None = None,
+    chain_der: tuple[bytes, ...] = (),
+    chain_error: str | None = None,
 ) -> ServedCertificate:
-    """DER leaf (bytes) -> :class:`ServedCertificate`. Raises CertificateParseError."""
+    """DER leaf (bytes) -> :class:`ServedCertificate`; ``chain_der`` the sent chain (DER, leaf
+    first) or () with ``chain_error`` saying why it could not be read. Raises CertificateParseError."""
     try:
         cert = x509.load_der_x509_certificate(der)
         serial = cert.serial_number
@@ -252,6 +280,8 @@ def parse_served_certificate(
         port=port,
         sni=sni,
         verify_error=verify_error,
+        chain_der=chain_der,
+        chain_error=chain_error,
     )
 
 
@@ -337,6 +367,33 @@ def _handshake(
         ) from exc
 
 
+def served_chain(tls: ssl.SSLSocket) -> tuple[tuple[bytes, ...], str | None]:
+    """(the certificates the peer sent, DER, leaf first, as sent; None) or ((), why not).
+
+    Python 3.13 has ``SSLSocket.get_unverified_chain()`` (DER bytes). Python 3.12 (this
+    project's venv and the Lambda runtime python3.12) has the same call only on the private
+    ``_ssl._SSLSocket`` object behind ``tls._sslobj`` (since 3.10), returning ``_ssl.Certificate``
+    objects whose ``public_bytes(_ssl.ENCODING_DER)`` is the DER; that private path is used
+    there, and an interpreter offering neither is said so (never a silent "unknown")."""
+    public = getattr(tls, "get_unverified_chain", None)  # Python >= 3.13
+    private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)  # 3.10-3.12 (_ssl)
+    try:
+        if public is not None:
+            raw_chain: Any = public()
+        elif private is not None:
+            raw_chain = private()
+        else:
+            return (), f"this Python ({sys.version.split()[0]}) cannot read the peer's certificate chain"
+    except (ssl.SSLError, ValueError) as exc:
+        return (), f"the peer's certificate chain could not be read: {exc}"
+    if not raw_chain:
+        return (), "the TLS library returned no peer certificate chain"
+    out: list[bytes] = []
+    for item in raw_chain:
+        out.append(bytes(item) if isinstance(item, bytes | bytearray) else item.public_bytes(_ssl.ENCODING_DER))
+    return tuple(out), None
+
+
 def _verify_with_ca(
     host: str, port: int, sni: str | None, ca_bundle_pem: str, timeout: float
 ) -> tuple[bool, str | None]:
@@ -394,14 +451,7 @@ def probe_served_certificate(
     try:
         der = tls.getpeercert(binary_form=True)
         tls_version = tls.version()
-        chain_length: int | None = None
-        get_chain = getattr(tls, "get_unverified_chain", None)  # public since Python 3.13
-        if get_chain is not None:
-            try:
-                chain = get_chain()
-                chain_length = len(chain) if chain is not None else None
-            except (ssl.SSLError, ValueError):
-                chain_length = None
+        chain_der, chain_error = served_chain(tls)
     finally:
         tls.close()
     if not der:
@@ -417,7 +467,9 @@ def probe_served_certificate(
 
     return parse_served_certificate(
         der,
-        chain_length=chain_length,
+        chain_length=len(chain_der) if chain_der else None,
+        chain_der=chain_der,
+        chain_error=chain_error,
         verified=verified,
         tls_version=tls_version,
         host=host,

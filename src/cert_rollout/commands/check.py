@@ -1,5 +1,7 @@
 """`cert-rollout check HOST:PORT`: TLS-handshake a target (with SNI) and show the served leaf
-certificate, optionally against the serial it must serve and the CAs it must chain to."""
+certificate and chain, optionally against the serial it must serve and the roots it must chain
+to, with the checks VerifyTarget makes (rollout_core.domain.tls_checks: serial, validity, chain,
+host name, in that order)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from rich.table import Table
 from cert_rollout.commands.common import AsJson, canonical, emit_json, fail, out_console
 
 if TYPE_CHECKING:
+    from cryptography import x509
+    from rollout_core.domain.tls_checks import TlsCheck
     from rollout_core.probe import ServedCertificate
 
 
@@ -52,22 +56,27 @@ def _expected_serial(expect_serial: str | None, as_json: bool) -> int | None:
         fail(f"--expect-serial: {e}", 2, as_json)
 
 
-def _read_ca_bundle(ca_bundle: Path | None, as_json: bool) -> str | None:
-    """The text of --ca-bundle (None when not given); an unreadable file is a usage error (exit 2)."""
+def _read_ca_bundle(ca_bundle: Path | None, as_json: bool) -> list[x509.Certificate] | None:
+    """The certificates of --ca-bundle (None when not given): the trust anchors, as the rollout
+    uses the issuing CA's root. An unreadable file or one without a PEM certificate is a usage
+    error (exit 2)."""
+    from cryptography import x509
+
+    if ca_bundle is None:
+        return None
     try:
-        return ca_bundle.read_text() if ca_bundle else None
-    except (OSError, UnicodeDecodeError) as e:
-        fail(f"--ca-bundle {ca_bundle}: not a readable PEM file ({type(e).__name__})", 2, as_json)
+        return x509.load_pem_x509_certificates(ca_bundle.read_bytes())
+    except (OSError, ValueError) as e:
+        fail(f"--ca-bundle {ca_bundle}: not a readable PEM certificate file ({type(e).__name__})", 2, as_json)
 
 
-def _probe(host: str, port: int, sni: str | None, timeout: float, ca_pem: str | None,
-           as_json: bool) -> ServedCertificate:
-    """The served certificate (rollout_core.probe.ServedCertificate); exit 2 naming the error
-    when the target is unreachable or the handshake fails."""
+def _probe(host: str, port: int, sni: str | None, timeout: float, as_json: bool) -> ServedCertificate:
+    """The served certificate and chain (rollout_core.probe.ServedCertificate); exit 2 naming the
+    error when the target is unreachable or the handshake fails."""
     from rollout_core.probe import ProbeError, probe_served_certificate
 
     try:
-        return probe_served_certificate(host, port, sni, timeout=timeout, ca_bundle_pem=ca_pem)
+        return probe_served_certificate(host, port, sni, timeout=timeout)
     except ProbeError as e:
         fail(f"{type(e).__name__}: {e}", 2, as_json, errorType=type(e).__name__, reason=e.reason,
               host=host, port=port, sni=sni)
@@ -75,15 +84,31 @@ def _probe(host: str, port: int, sni: str | None, timeout: float, ca_pem: str | 
         fail(str(e), 2, as_json)
 
 
+def _checks(served: ServedCertificate, anchors: list[x509.Certificate], name: str,
+            expected: int | None) -> TlsCheck:
+    """VerifyTarget's checks (rollout_core.logic.observe.check_served) on the served chain,
+    against ``anchors`` and ``name``; the serial check passes when no serial is expected."""
+    from datetime import UTC, datetime
+
+    from rollout_core.logic.observe import Expectation, check_served
+
+    serial = served.serial if expected is None else expected
+    return check_served(served, Expectation(serial=serial, anchors=tuple(anchors), name=name, now=datetime.now(UTC)))
+
+
 def _served_info(endpoint: str, sni: str | None, served: ServedCertificate,
-                 expected: int | None) -> dict[str, Any]:
-    """The JSON view of the served certificate; with an expected serial also ``expectedSerial``
-    and ``matches`` (serials compared as integers)."""
+                 expected: int | None, check: TlsCheck | None) -> dict[str, Any]:
+    """The JSON view of the served certificate and chain; with an expected serial also
+    ``expectedSerial`` and ``matches`` (serials compared as integers); with --ca-bundle
+    ``verified`` and ``reason`` / ``verifyError`` (domain.tls_checks), else ``verified`` None."""
     info: dict[str, Any] = {
         "endpoint": endpoint, "sni": sni, "subject": served.subject, "sans": served.sans,
         "serial": canonical(served.serial), "serialDecimal": str(served.serial), "issuer": served.issuer,
         "notBefore": served.not_before.isoformat(), "notAfter": served.not_after.isoformat(),
-        "chainLength": served.chain_length, "verified": served.verified, "verifyError": served.verify_error,
+        "chainLength": served.chain_length, "chain": served.to_dict()["chain"], "chainError": served.chain_error,
+        "verified": check.passed if check is not None else None,
+        "reason": check.reason if check is not None else None,
+        "verifyError": check.detail if check is not None else None,
         "tlsVersion": served.tls_version, "fingerprintSha256": served.fingerprint_sha256,
     }
     if expected is not None:
@@ -102,10 +127,13 @@ def _print_served(info: dict[str, Any], served: ServedCertificate, verified_row:
     # Certificate text is the server's, not ours: shown literally, never as markup.
     rows = [("Subject", escape(served.subject)), ("SANs", escape(", ".join(served.sans)) or "-"),
             ("Serial", info["serial"]), ("Issuer", escape(served.issuer)), ("Not after", info["notAfter"]),
-            ("Chain length", str(served.chain_length) if served.chain_length is not None else "unknown"),
+            ("Chain length", str(served.chain_length) if served.chain_length is not None
+             else f"not read: {escape(served.chain_error or '-')}"),
+            *((f"  [{i}]", escape(f"{c['subject']} (issuer {c['issuer']})")) for i, c in enumerate(info["chain"])),
             ("TLS", served.tls_version or "-")]
     if verified_row:
-        rows.append(("Verified", "[green]yes[/]" if served.verified else f"[red]no[/] {escape(served.verify_error or '')}"))
+        rows.append(("Verified", "[green]yes[/]" if info["verified"]
+                     else f"[red]no[/] {info['reason']}: {escape(info['verifyError'] or '')}"))
     if "matches" in info:
         rows.append(("Expected serial", f"{info['expectedSerial']} "
                      + ("[green]matches[/]" if info["matches"] else "[red]MISMATCH[/]")))
@@ -118,15 +146,18 @@ def check(
     endpoint: str = typer.Argument(..., metavar="HOST:PORT", help="The target to probe."),
     sni: str | None = typer.Option(None, "--sni", help="SNI name to send (default: none when HOST is an IP, else HOST)."),
     ca_bundle: Path | None = typer.Option(None, "--ca-bundle", exists=True, dir_okay=False,
-                                             help="PEM of trusted CAs: also verify chain and hostname."),
+                                             help="PEM of the trusted root(s) (the issuing CA's root): also "
+                                                  "check validity, chain and host name as VerifyTarget does."),
     expect_serial: str | None = typer.Option(None, "--expect-serial", help="Serial the target must serve (colon hex or decimal)."),
     timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds for connect + handshake."),
     as_json: AsJson = False,
 ) -> None:
-    """TLS-handshake HOST:PORT (with SNI) and show the served leaf certificate.
+    """TLS-handshake HOST:PORT (with SNI) and show the served leaf certificate and chain.
 
-    Exit 1 when --expect-serial differs from the served serial (compared as integers),
-    2 when unreachable or the handshake fails (the error is named)."""
+    With --ca-bundle, VerifyTarget's checks in its order (serial, validity, chain to those
+    roots, host name: the SNI, or HOST when it is an IP and no --sni is given), naming the first
+    that fails. Exit 1 when any check fails (--expect-serial compared as integers), 2 when
+    unreachable or the handshake fails (the error is named)."""
     try:
         host, port = split_endpoint(endpoint)
     except ValueError as e:
@@ -134,14 +165,15 @@ def check(
     if sni is None:
         sni = _default_sni(host)
     expected = _expected_serial(expect_serial, as_json)
-    ca_pem = _read_ca_bundle(ca_bundle, as_json)
-    served = _probe(host, port, sni, timeout, ca_pem, as_json)
-    info = _served_info(endpoint, sni, served, expected)
+    anchors = _read_ca_bundle(ca_bundle, as_json)
+    served = _probe(host, port, sni, timeout, as_json)
+    check = _checks(served, anchors, sni or host, expected) if anchors is not None else None
+    info = _served_info(endpoint, sni, served, expected, check)
     if as_json:
         emit_json(info)
     else:
-        _print_served(info, served, verified_row=bool(ca_bundle))
-    raise typer.Exit(1 if info.get("matches") is False else 0)
+        _print_served(info, served, verified_row=check is not None)
+    raise typer.Exit(1 if info.get("matches") is False or info["verified"] is False else 0)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,6 @@ class SocketTlsProbe:
     """Connects from this process (the Lambda's network) to the target."""
 
     def served_certificate(self, host: str, port: int, sni: str | None, *, timeout: float) -> ServedCertificate:
-        """The leaf ``host:port`` presents for SNI ``sni``; ``timeout`` seconds for connect and
-        handshake together. Raises TargetUnreachable or TlsHandshakeFailed."""
+        """The leaf and chain ``host:port`` presents for SNI ``sni``; ``timeout`` seconds for
+        connect and handshake together. Raises TargetUnreachable or TlsHandshakeFailed."""
         return probe_served_certificate(host, port, sni, timeout=timeout)

@@ -23,10 +23,10 @@ from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
 from rollout_core.domain.errors import RolloutError
 from rollout_core.domain.key_text import redact_key_text
 from rollout_core.domain.ssm_status import CommandState, classify_invocation, installer_reason
+from rollout_core.logic.observe import observe
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.models import Target
 from rollout_core.observability import logger
-from rollout_core.probe import ProbeError
 from rollout_core.settings import InstallSettings
 
 
@@ -86,12 +86,11 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     instance_id = rollout_instance_id(action, target, certificate_arn, target_id, rollout_id,
                                       waiting_tasks=waiting_tasks)
     before = None
-    if action == "install":
-        try:
-            before = probe.served_certificate(target.host, target.port, target.sni,
-                                              timeout=settings.probe_timeout_seconds).serial_hex
-        except ProbeError as e:
-            logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(e)})
+    if action == "install":  # one handshake, through the one probe path (logic.observe)
+        seen = observe(probe, target.host, target.port, target.sni, timeout=settings.probe_timeout_seconds)
+        before = seen.served_serial_hex
+        if seen.error is not None:
+            logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(seen.error)})
     config = target.install_settings_b64()
     wait_key = waiting_task_key(rollout_id, target_id, action)
     if task_token:

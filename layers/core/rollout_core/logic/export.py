@@ -6,7 +6,9 @@ targets name; then sweep the staged bundles of rollouts that have ended.
 Rules: K1 (one canonical passphrase byte string for export and decrypt, ACM's alphabet),
 K2 (decrypt right after export and match the key to the certificate by public key, else
 ExportMismatch and nothing is installed anywhere), K5 (leaf first, each signed by the next).
-Only references leave this function: the secret's ARN and version id, the serial.
+Only references leave this function: the secret's ARN and version id, the serial, and the
+trust anchor (the public root certificate ending the exported chain: what VerifyTarget checks
+served chains against; NoTrustAnchor when the chain does not end in a self-signed CA).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import ValidationError
 
 from rollout_core import ports
@@ -30,6 +33,7 @@ from rollout_core.domain.keys import (
 from rollout_core.domain.pem import build_bundle, certificate_facts
 from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.domain.staging import PasswordSecretOutsidePrefix, keystore_secret_name
+from rollout_core.domain.tls_checks import trust_anchor
 from rollout_core.logic.staging import stage_rollout_bundle, sweep_ended_rollouts
 from rollout_core.models import Target
 from rollout_core.observability import logger
@@ -93,7 +97,7 @@ def export_certificate(certificate_arn: str, expected_serial: str | None, execut
     ``expected_serial`` is what ValidateEvent saw; when ACM has renewed again since, the
     exported (newer) serial is the one rolled out, and a warning says so. ``execution_arn``:
     the rollout's execution ($$.Execution.Id; its name is the rollout id).
-    Raises InvalidPassphrase, KeyDecryptionFailed, ExportMismatch, InvalidBundle,
+    Raises InvalidPassphrase, KeyDecryptionFailed, ExportMismatch, InvalidBundle, NoTrustAnchor,
     StagingPolicyTooLarge, InvalidStagingName (domain errors), or a named AwsError
     (AwsRequestInProgress and AwsThrottled are retried by the state machine).
     Ports: ``certificates`` (ExportCertificate), ``inventory`` (the targets' nodes and password
@@ -108,6 +112,7 @@ def export_certificate(certificate_arn: str, expected_serial: str | None, execut
     leaf = x509.load_pem_x509_certificate(exported.certificate.encode())
     assert_key_matches_certificate(key, leaf)
     bundle = build_bundle(exported.certificate, exported.chain, private_key=key)
+    anchor = trust_anchor([x509.load_pem_x509_certificate(pem.encode()) for pem in bundle.chain_pems])
     facts = certificate_facts(bundle.leaf_pem)
     serial = canonical_serial(facts.serial)
     if expected_serial and parse_serial(expected_serial) != facts.serial:
@@ -133,4 +138,5 @@ def export_certificate(certificate_arn: str, expected_serial: str | None, execut
     sweep_ended_rollouts(settings.secret_prefix, current_execution_arn=execution_arn, staging=staging,
                          executions=executions)
     return ExportResult(secretArn=staged.arn, secretVersionId=staged.version_id, serial=serial,
-                        notAfter=facts.not_after.isoformat(), keyAlgorithm=facts.key_algorithm)
+                        notAfter=facts.not_after.isoformat(), keyAlgorithm=facts.key_algorithm,
+                        trustAnchor=anchor.public_bytes(Encoding.PEM).decode("ascii"))

@@ -15,7 +15,9 @@ step (statemachine/rollout.asl.json: one RollbackTarget state, reached from each
     install TIMED_OUT / CANCELLED, files unknown             command-timed-out / command-cancelled
     VerifyTarget raised (verification could not run)        verify-failed
     answered before the install, unreachable after it        unreachable-after-install
-    serves another serial                                    not-serving-new-serial
+    serves another serial, or no certificate (handshake)     not-serving-new-serial
+    serves the new serial but a client would refuse it       chain-invalid | expired | hostname-mismatch
+                                                             (logic/verify.py, domain/tls_checks.py)
   and the restore ended:
     SUCCEEDED, previous files restored                    -> ROLLED_BACK / <cause>
     SUCCEEDED, nothing to restore                         -> FAILED / <cause> (detail says so)
@@ -23,8 +25,9 @@ step (statemachine/rollout.asl.json: one RollbackTarget state, reached from each
 
 (CANCELLED: someone cancelled the command in SSM, or ReconcileInstall cancelled a command still
 running at the task's deadline.) The record also names the restore attempt and its result
-(restore_result), and what the target serves after (one probe), so the notification says
-whether the old certificate is served again.
+(restore_result), and what the target serves after, so the notification says whether the old
+certificate is served again: VerifyTarget's servedSerial when nothing was restored since (no
+handshake), else one handshake through logic.observe.
   install refused: a newer request holds or waits for the lease -> SUPERSEDED / superseded
     (logic/lease.py fence_target_command raised Superseded; nothing was sent to the target)
 """
@@ -38,9 +41,10 @@ from pydantic import ValidationError
 
 from rollout_core import ports
 from rollout_core.contracts import IterationState, OutcomeRecord, StateError, VerifyResult
+from rollout_core.domain.tls_checks import FINAL_REASONS
+from rollout_core.logic.observe import observe
 from rollout_core.models import TargetOutcome
 from rollout_core.observability import logger
-from rollout_core.probe import ProbeError
 from rollout_core.settings import RecordSettings
 
 ERROR_REASONS = {
@@ -87,6 +91,8 @@ def _rollback_cause(state: IterationState) -> tuple[str, str | None]:
         return "verify-failed", None
     if verify.state == "UNREACHABLE":
         return "unreachable-after-install", verify.detail
+    if verify.reason in FINAL_REASONS:  # the new serial served, refused by a client: chain-invalid, ...
+        return verify.reason, verify.detail
     return "not-serving-new-serial", verify.detail
 
 
@@ -146,10 +152,22 @@ def restore_result(state: IterationState) -> tuple[bool, str | None]:
     return True, f"restore {rollback.state.lower()}: {rollback.detail or rollback.reason or '-'}{reconcile}"[:500]
 
 
+def served_after(state: IterationState) -> str | None:
+    """What the target serves at the end of the iteration when the state already says it:
+    VerifyTarget's servedSerial, provided no rollback command was sent since (a restore changes
+    what is served); else None (then record_outcome probes once)."""
+    verify = state.verify if isinstance(state.verify, VerifyResult) else None
+    if verify is None or verify.servedSerial is None:
+        return None
+    if state.rollbackCommand is not None or state.rollbackError is not None or state.rollbackTimeout is not None:
+        return None
+    return verify.servedSerial
+
+
 def record_outcome(state: IterationState, *, settings: RecordSettings, inventory: ports.Inventory,
                    records: ports.RolloutRecords, probe: ports.TlsProbe,
                    now: datetime | None = None) -> OutcomeRecord:
-    """Classify, probe once what the target serves now, write the rollout record, and on
+    """Classify, read what the target serves now (served_after, else one handshake), write the rollout record, and on
     VERIFIED mark the inventory item as deployed. Returns the record (no key material).
     Ports: ``inventory`` (the target; mark_deployed), ``records`` (the rollout record),
     ``probe`` (served serial after).
@@ -161,14 +179,19 @@ def record_outcome(state: IterationState, *, settings: RecordSettings, inventory
     certificate_arn, target_id = state.certificateArn, state.targetId
     install = state.installCommand  # CommandCallback's output: status + endpoint, served serial before
     endpoint = install.endpoint if install is not None else None
-    after = None
-    try:
-        target = inventory.get(certificate_arn, target_id)
-        endpoint = endpoint or target.endpoint
-        after = probe.served_certificate(target.host, target.port, target.sni,
-                                         timeout=settings.probe_timeout_seconds).serial_hex
-    except (ProbeError, ports.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
-        logger.info("served serial after the rollout unknown", extra={"target_id": target_id, "error": str(e)})
+    after = served_after(state)
+    if after is None or endpoint is None:
+        try:
+            target = inventory.get(certificate_arn, target_id)
+            endpoint = endpoint or target.endpoint
+            if after is None:
+                seen = observe(probe, target.host, target.port, target.sni, timeout=settings.probe_timeout_seconds)
+                after = seen.served_serial_hex
+                if seen.error is not None:
+                    logger.info("served serial after the rollout unknown",
+                                extra={"target_id": target_id, "error": str(seen.error)})
+        except (ports.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
+            logger.info("served serial after the rollout unknown", extra={"target_id": target_id, "error": str(e)})
     record = OutcomeRecord(
         rolloutId=state.rolloutId, targetId=target_id, certificateArn=certificate_arn, endpoint=endpoint,
         outcome=outcome, reason=reason, detail=detail, expectedSerial=state.expectedSerial,
