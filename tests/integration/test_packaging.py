@@ -279,7 +279,7 @@ def test_operator_commands_run_without_the_extra(operator_venv: Path, tmp_path: 
                    " host: 10.0.0.1, port: 443, server: nginx, instanceId: i-0123456789abcdef0}\n")
     imported = run_cli(operator_venv, "targets", "import", str(bad), "--inventory-table", "t", "--json", cwd=tmp_path)
     assert imported.returncode == 2, imported.stdout + imported.stderr
-    assert "nothing imported" in imported.stdout and "SNI name is required" in imported.stdout
+    assert "nothing imported" in imported.stdout and "no files to install" in imported.stdout
 
     port = _closed_port()
     checked = run_cli(operator_venv, "check", f"127.0.0.1:{port}", "--timeout", "2", "--json", cwd=tmp_path)

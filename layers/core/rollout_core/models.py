@@ -339,8 +339,9 @@ class Target(BaseModel):
     Settings are checked whole, strictly, and never coerced: ``port`` an integer 1-65535 (not
     "443", 443.0 or true); ``host`` an IP address or a DNS name (RFC 1123: letters, digits,
     hyphens; a last label that is all-numeric, like "256.1.1.1" or "12345", is neither);
-    ``sni`` a DNS host name (no IP, no wildcard, no trailing dot: RFC 6066 section 3),
-    required when ``host`` is an IP; unique file paths and password files; commands, when
+    ``sni`` a DNS host name (no IP, no wildcard, no trailing dot: RFC 6066 section 3); left
+    out, it is ``host`` without its trailing dot, or None for an IP host (no SNI is sent and
+    the served certificate must name the IP); unique file paths and password files; commands, when
     given, non-empty lists of non-empty strings without NUL or newline, never an inline shell
     script (a shell of SHELLS followed by -c; the node policy lists what may run). Unknown fields are
     refused (a "testcommand" typo is not silently dropped); the state the rollout writes on
@@ -361,6 +362,8 @@ class Target(BaseModel):
     files: list[TargetFile] = Field(default_factory=list)
     testCommand: list[str] | None = None
     reloadCommand: list[str] | None = None
+    probes: int = Field(default=3, strict=True, ge=1, le=20)
+    backends: list[str] | None = None
     # state written by the rollout (not part of the settings; adapters.dynamo.mark_deployed)
     lastDeployedSerial: str | None = None
     lastDeployedAt: str | None = None
@@ -449,12 +452,9 @@ class Target(BaseModel):
 
     @model_validator(mode="after")
     def _settings_complete(self) -> Target:
-        if self.sni is None:
-            if _is_ip(self.host):
-                raise ValueError(
-                    f"target {self.targetId}: host {self.host} is an IP address, so an SNI name "
-                    "is required (the name the server selects its certificate by, RFC 6066 s3)")
+        if self.sni is None and not _is_ip(self.host):
             self.sni = self.host.removesuffix(".")  # SNI carries no trailing dot (RFC 6066 s3)
+        # An IP host without sni keeps None: no SNI is sent (RFC 6066 s3 allows no IP in it).
         if not self.files:
             raise ValueError(f"target {self.targetId}: no files to install")
         self._files_are_distinct()

@@ -155,7 +155,7 @@ def targets_add(
     target_id: str = typer.Option(..., "--id", help="Target id (unique per certificate)."),
     host: str = typer.Option(..., "--host", help="DNS name or IP address to connect to."),
     port: int = typer.Option(443, "--port"),
-    sni: str | None = typer.Option(None, "--sni", help="SNI name (required when --host is an IP)."),
+    sni: str | None = typer.Option(None, "--sni", help="SNI name (default: HOST; none sent when HOST is an IP)."),
     server: str = typer.Option("generic", "--server", help="embedded|nginx|apache|haproxy|java|generic"),
     instance_id: str = typer.Option(..., "--instance-id", help="SSM managed node id (i-... or mi-...)."),
     files: list[str] | None = typer.Option(None, "--file", help="PATH:CONTENT[:MODE], CONTENT one of "
@@ -169,7 +169,7 @@ def targets_add(
     as_json: AsJson = False,
 ) -> None:
     """Add (or replace) a target of a certificate. Refused (exit 2, naming the field) when
-    invalid: a bad port, an unknown server kind, an IP host without --sni, ..."""
+    invalid: a bad port, an unknown server kind, an IP given as --sni, ..."""
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
@@ -191,7 +191,7 @@ def targets_add(
     if as_json:
         emit_json({"added": target.model_dump(exclude_none=True)})
     else:
-        out_console().print(f"Added target [bold]{target.targetId}[/] ({target.endpoint}, SNI {target.sni}) "
+        out_console().print(f"Added target [bold]{target.targetId}[/] ({target.endpoint}, SNI {target.sni or 'none'}) "
                             f"of {certificate_arn}", highlight=False)
 
 
