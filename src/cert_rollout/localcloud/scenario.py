@@ -63,7 +63,9 @@ def certificate_name_problem(name: str, max_length: int = 253) -> str | None:
     of 1-63 letters, digits or hyphens, no hyphen first or last), at most 253 characters (the
     DomainName at most 64: it is the subject CN, RFC 5280 ub-common-name), optionally with
     ``*`` as its whole leftmost label for a wildcard certificate (``*.example.com``); DNS names
-    only, never an IP address."""
+    only: a name that looks like an IP address is refused (a client matches an IP only against
+    IP SANs, which ACM never issues). The rule is botocore's acm/2015-12-08 DomainNameString
+    pattern and the RequestCertificate documentation of DomainName and SubjectAlternativeNames."""
     if not name:
         return "is empty"
     if len(name) > max_length:
@@ -79,7 +81,8 @@ def certificate_name_problem(name: str, max_length: int = 253) -> str | None:
             return (f"has the label {label!r}: a label is 1-63 letters, digits or hyphens, "
                     "not starting or ending with a hyphen")
     if body[-1].isdigit():
-        return "ends with an all-numeric label: ACM certificates name DNS names only, never an IP address"
+        return ("ends with an all-numeric label: ACM certificates name DNS names only, never an IP address "
+                "(an IP written as a DNS SAN matches no client)")
     return None
 
 

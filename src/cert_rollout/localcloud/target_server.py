@@ -520,27 +520,9 @@ def _die_after_reload() -> None:
     os._exit(DIES_AFTER_RELOAD_EXIT)
 
 
-async def _serve(cfg: ServerConfig, pid_file: str) -> int:
-    loop = asyncio.get_running_loop()
-
-    def exception_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        LOG.debug("asyncio: %s %s", context.get("message"), exc)
-
-    loop.set_exception_handler(exception_handler)
-    listeners = [_Listener(lc) for lc in cfg.listeners]
-    _raise_nofile_limit(sum(len(lc.ports) for lc in cfg.listeners) * 2 + 256)
-    stop = asyncio.Event()
-
-    def on_hup() -> None:
-        LOG.info("SIGHUP: reloading certificates")
-        if _reload_all(listeners):
-            loop.call_later(0.05, _die_after_reload)
-
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-
+async def _listen(listeners: list[_Listener]) -> bool:
+    """Bind every listener's port and its backends' ports. False (every server opened so far
+    closed, the error logged and on stderr) when a port cannot be bound."""
     for listener in listeners:
         contexts = [(listener.config.port, listener.dispatch),
                     *zip(listener.config.backends, listener.backend_dispatch, strict=True)]
@@ -562,7 +544,33 @@ async def _serve(cfg: ServerConfig, pid_file: str) -> int:
                 for other in listeners:
                     for server in other.servers:
                         server.close()
-                return 1
+                return False
+    return True
+
+
+async def _serve(cfg: ServerConfig, pid_file: str) -> int:
+    loop = asyncio.get_running_loop()
+
+    def exception_handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        LOG.debug("asyncio: %s %s", context.get("message"), exc)
+
+    loop.set_exception_handler(exception_handler)
+    listeners = [_Listener(lc) for lc in cfg.listeners]
+    _raise_nofile_limit(sum(len(lc.ports) for lc in cfg.listeners) * 2 + 256)
+    stop = asyncio.Event()
+
+    def on_hup() -> None:
+        LOG.info("SIGHUP: reloading certificates")
+        if _reload_all(listeners):
+            loop.call_later(0.05, _die_after_reload)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    if not await _listen(listeners):
+        return 1
     _write_pid_file(pid_file)
     LOG.info("serving %d listener(s), pid %d", len(listeners), os.getpid())
     await stop.wait()
