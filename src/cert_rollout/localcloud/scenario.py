@@ -437,7 +437,8 @@ class ScenarioRunner:
                 target.inventory_item.update(t.inventory_overrides)
                 self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
-                         + (f" (fault: {t.fault})" if t.fault else ""))
+                         + (f" (fault: {t.fault})" if t.fault else "")
+                         + (f", backends {', '.join(target.backends)}" if target.backends else ""))
 
     def _run_steps(self, report: dict[str, Any]) -> None:
         """Every step in order; executions started with ``wait: false`` are finished at the end

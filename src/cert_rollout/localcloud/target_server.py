@@ -442,10 +442,6 @@ class _Listener:
     def _next_backend(self) -> _Backend:
         return self.backends[next(self._turn) % len(self.backends)]
 
-    def site_for(self, server_name: str | None) -> _Site:
-        """The site the first backend serves for ``server_name`` (its default for None/unknown)."""
-        return self.backends[0].site_for(server_name)
-
     def reload(self) -> int:
         """Reload every backend (a stale one ignores it); returns how many sites were reloaded."""
         reloaded = sum(backend.reload() for backend in self.backends)
