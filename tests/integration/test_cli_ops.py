@@ -176,23 +176,32 @@ def test_targets_add_list_remove(cloud):
     run("targets", "remove", "--certificate-arn", CERT, "--id", "web-1", *table_opts(cloud))
 
 
-def test_targets_add_refuses_bad_port_and_ip_without_sni(cloud):
+def test_targets_add_refuses_bad_port_and_ip_as_sni(cloud):
     r = _add(cloud, target_id="bad-port", port="70000")
     assert r.exit_code == 2 and "port" in r.stderr
-    r = _add(cloud, target_id="ip-no-sni", host="10.0.0.8")
+    r = _add(cloud, "--sni", "10.0.0.8", target_id="ip-as-sni", host="10.0.0.8")  # RFC 6066 s3: no IP in SNI
     assert r.exit_code == 2 and "SNI" in r.stderr
     r = run("targets", "add", "--certificate-arn", CERT, "--id", "bad-kind", "--host", "x.example", "--server", "iis",
             "--instance-id", "mi-0123456789abcdef0", "--file", "/x.pem:fullchain", *table_opts(cloud))
     assert r.exit_code == 2 and "server" in r.stderr
     rows = json.loads(run("targets", "list", "--certificate-arn", CERT, "--json", *table_opts(cloud)).stdout)
-    assert not {"bad-port", "ip-no-sni", "bad-kind"} & {x["targetId"] for x in rows}
+    assert not {"bad-port", "ip-as-sni", "bad-kind"} & {x["targetId"] for x in rows}
+
+
+def test_targets_add_ip_host_without_sni_sends_none(cloud):
+    r = _add(cloud, target_id="ip-no-sni", host="10.0.0.8")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "SNI none" in r.stdout
+    rows = json.loads(run("targets", "list", "--certificate-arn", CERT, "--json", *table_opts(cloud)).stdout)
+    assert [x.get("sni") for x in rows if x["targetId"] == "ip-no-sni"] == [None]
+    run("targets", "remove", "--certificate-arn", CERT, "--id", "ip-no-sni", *table_opts(cloud))
 
 
 def test_targets_import_validates_all_before_writing(cloud, tmp_path):
     good = {"certificateArn": CERT, "targetId": "imp-1", "host": "imp1.internal.example", "port": 443,
             "server": "nginx", "instanceId": "mi-0123456789abcdef0",
             "files": [{"path": "/etc/ssl/imp.pem", "content": "fullchain"}]}
-    bad = {**good, "targetId": "imp-2", "host": "10.1.1.1"}
+    bad = {**good, "targetId": "imp-2", "host": "10.1.1.1", "sni": "10.1.1.1"}  # no IP in SNI (RFC 6066 s3)
     f = tmp_path / "t.json"
     f.write_text(json.dumps([good, bad]))
     r = run("targets", "import", str(f), *table_opts(cloud))

@@ -276,10 +276,10 @@ def test_operator_commands_run_without_the_extra(operator_venv: Path, tmp_path: 
     runs (yaml, pydantic, boto3, rollout_core ...) are all installed."""
     bad = tmp_path / "targets.yaml"
     bad.write_text("- {certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x', targetId: web-1,"
-                   " host: 10.0.0.1, port: 443, server: nginx, instanceId: i-0123456789abcdef0}\n")
+                   " host: 10.0.0.1, sni: 10.0.0.1, port: 443, server: nginx, instanceId: i-0123456789abcdef0}\n")
     imported = run_cli(operator_venv, "targets", "import", str(bad), "--inventory-table", "t", "--json", cwd=tmp_path)
     assert imported.returncode == 2, imported.stdout + imported.stderr
-    assert "nothing imported" in imported.stdout and "no files to install" in imported.stdout
+    assert "nothing imported" in imported.stdout and "forbids IP addresses in SNI" in imported.stdout
 
     port = _closed_port()
     checked = run_cli(operator_venv, "check", f"127.0.0.1:{port}", "--timeout", "2", "--json", cwd=tmp_path)
