@@ -189,6 +189,15 @@ def test_targets_add_refuses_bad_port_and_an_ip_as_sni(cloud):
     assert not {"bad-port", "ip-as-sni", "bad-kind"} & {x["targetId"] for x in rows}
 
 
+def test_targets_add_ip_host_without_sni_sends_none(cloud):
+    r = _add(cloud, target_id="ip-no-sni", host="10.0.0.8")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "SNI none" in r.stdout
+    rows = json.loads(run("targets", "list", "--certificate-arn", CERT, "--json", *table_opts(cloud)).stdout)
+    assert [x.get("sni") for x in rows if x["targetId"] == "ip-no-sni"] == [None]
+    run("targets", "remove", "--certificate-arn", CERT, "--id", "ip-no-sni", *table_opts(cloud))
+
+
 def test_targets_import_validates_all_before_writing(cloud, tmp_path):
     good = {"certificateArn": CERT, "targetId": "imp-1", "host": "imp1.internal.example", "port": 443,
             "server": "nginx", "instanceId": "mi-0123456789abcdef0",

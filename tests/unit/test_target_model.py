@@ -142,11 +142,23 @@ def test_sni_must_be_a_dns_host_name(sni: str, rule: str) -> None:
     refused(item(sni=sni), "sni", rule)
 
 
-def test_ip_host_sends_its_sni_name_or_none_and_is_then_checked_as_an_ip() -> None:
-    # Without sni no SNI is sent (RFC 6066 s3: no IP literal) and verification matches the IP
-    # against the certificate's IP SANs (domain.tls_checks.hostname_problem, test_tls_checks).
-    assert Target.model_validate(item(host="10.0.0.7")).sni is None
+def test_ip_host_may_leave_out_sni_and_then_sends_none() -> None:
+    # RFC 6066 s3: no IP in SNI, so an IP host without sni is probed without SNI (the host-name
+    # check then matches the IP against the certificate's IP SANs); the sni itself is never an IP.
+    for host in ("10.0.0.7", "::1"):
+        assert Target.model_validate(item(host=host, sni=None)).sni is None
     assert Target.model_validate(item(host="10.0.0.7", sni="web.internal.example")).sni == "web.internal.example"
+    refused(item(host="10.0.0.7", sni="10.0.0.7"), "RFC 6066 section 3 forbids IP addresses in SNI")
+
+
+def test_probes_and_backends_fields_are_accepted() -> None:
+    target = Target.model_validate(item())
+    assert (target.probes, target.backends) == (3, None)  # the defaults
+    target = Target.model_validate(item(probes=5, backends=["127.0.0.1:9001", "127.0.0.1:9002"]))
+    assert (target.probes, target.backends) == (5, ["127.0.0.1:9001", "127.0.0.1:9002"])
+    refused(item(probes="5"), "probes")  # strict: never coerced
+    refused(item(probes=0), "probes")
+    refused(item(probes=21), "probes")
 
 
 def test_sni_defaults_to_the_host_name_without_trailing_dot() -> None:

@@ -326,3 +326,89 @@ def test_answers_http_after_handshake(tmp_path, ca, servers):
             ctx.wrap_socket(raw, server_hostname="web.internal.example") as tls:
         tls.sendall(b"GET / HTTP/1.1\r\nHost: web.internal.example\r\n\r\n")
         assert tls.recv(1024).startswith(b"HTTP/1.1 200 OK")
+
+
+# --------------------------------------------------------------------------- issue 12 faults
+
+
+def served_chain(port: int, sni: str) -> list[bytes]:
+    """DER of every certificate the server sent in one handshake (leaf first), unverified.
+    Python 3.12: SSLSocket has no public get_unverified_chain (3.13); its _sslobj has."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((HOST, port), timeout=3) as raw, ctx.wrap_socket(raw, server_hostname=sni) as tls:
+        getter = getattr(tls, "get_unverified_chain", None) or tls._sslobj.get_unverified_chain
+        return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in getter()]
+
+
+@pytest.fixture(scope="module")
+def issuing_ca(ca) -> trustme.CA:
+    """An intermediate under ``ca``: its leaves' cert_chain_pems are leaf + intermediate."""
+    return ca.create_child_ca()
+
+
+@pytest.mark.timeout(30)
+def test_missing_intermediate_serves_only_the_leaf_at_start_and_after_reload(tmp_path, issuing_ca, servers):
+    old, new = issuing_ca.issue_cert("web.internal.example"), issuing_ca.issue_cert("web.internal.example")
+    cert, key = write_site(tmp_path, "web", old)
+    assert Path(cert).read_text().count("BEGIN CERTIFICATE") == 2  # the file holds leaf + intermediate
+    full, leaf_only = free_ports(2)
+    config = write_config(tmp_path / "c.json", [
+        listener(full, site(["web.internal.example"], cert, key)),
+        listener(leaf_only, site(["web.internal.example"], cert, key), fault="missing-intermediate")])
+    assert check_config(config) == []  # the config test reads the whole file: nothing to see there
+    pid = tmp_path / "t.pid"
+    servers(config, pid, tmp_path / "t.log")
+    assert len(served_chain(full, "web.internal.example")) == 2
+    chain = served_chain(leaf_only, "web.internal.example")
+    assert len(chain) == 1
+    assert x509.load_der_x509_certificate(chain[0]).serial_number == serial_of(old)
+    assert len(served_chain(leaf_only, "unknown.example")) == 1  # the default site too
+
+    write_site(tmp_path, "web", new)
+    assert run_cli("reload", "--pid-file", str(pid), "--config", config).returncode == 0
+    wait_for_serial(leaf_only, "web.internal.example", serial_of(new))
+    chain = served_chain(leaf_only, "web.internal.example")
+    assert len(chain) == 1
+    assert x509.load_der_x509_certificate(chain[0]).serial_number == serial_of(new)
+    assert "leaf only, fault: missing-intermediate" in (tmp_path / "t.log").read_text()
+
+
+@pytest.mark.timeout(60)
+def test_one_stale_backend_serves_the_old_certificate_on_one_connection_in_four(tmp_path, ca, servers):
+    old, new = ca.issue_cert("web.internal.example"), ca.issue_cert("web.internal.example")
+    cert, key = write_site(tmp_path, "web", old)
+    front, *backends = free_ports(5)
+    config = write_config(tmp_path / "c.json", [
+        {**listener(front, site(["web.internal.example"], cert, key), fault="one-stale-backend"),
+         "backends": backends}])
+    pid = tmp_path / "t.pid"
+    servers(config, pid, tmp_path / "t.log")
+    for port in (front, *backends):  # every port answers, with the certificate loaded at start
+        assert probe_served_certificate(HOST, port, "web.internal.example").serial == serial_of(old)
+
+    write_site(tmp_path, "web", new)
+    assert run_cli("reload", "--pid-file", str(pid), "--config", config).returncode == 0
+    for port in backends[:-1]:
+        wait_for_serial(port, "web.internal.example", serial_of(new))
+    served = [probe_served_certificate(HOST, front, "web.internal.example").serial for _ in range(20)]
+    assert served.count(serial_of(old)) == 5 and served.count(serial_of(new)) == 15, served  # round-robin
+    for _ in range(3):  # the stale backend's own port: still the old one
+        assert probe_served_certificate(HOST, backends[-1], "web.internal.example").serial == serial_of(old)
+    assert f"backend {HOST}:{backends[-1]}: SIGHUP ignored (fault: one-stale-backend)" in (
+        tmp_path / "t.log").read_text()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"fault": "one-stale-backend"}, "fault one-stale-backend needs backends"),
+    ({"backends": [9001]}, "at least 2 backend ports"),
+    ({"backends": [9001, "9002"]}, "backends must be a list of ports"),
+    ({"backends": [9001, 8443]}, "duplicate listener 127.0.0.1:8443"),
+])
+def test_backends_config_is_checked(tmp_path, extra, message):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    config = write_config(tmp_path / "c.json", [{**listener(8443, site([], str(cert), str(key))), **extra}])
+    [error] = check_config(config)
+    assert message in error

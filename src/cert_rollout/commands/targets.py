@@ -191,7 +191,7 @@ def targets_add(
     if as_json:
         emit_json({"added": target.model_dump(exclude_none=True)})
     else:
-        out_console().print(f"Added target [bold]{target.targetId}[/] ({target.endpoint}, SNI {target.sni}) "
+        out_console().print(f"Added target [bold]{target.targetId}[/] ({target.endpoint}, SNI {target.sni or 'none'}) "
                             f"of {certificate_arn}", highlight=False)
 
 

@@ -5,8 +5,10 @@ Format (YAML):
   parameters: {PollIntervalSeconds: "1"}        # template.yaml parameter overrides
   certificates:
     web: {domain: web.internal.example, sans: [api.internal.example], key_algorithm: RSA_2048}
+    wild: {domain: "*.svc.example.internal"}     # a wildcard: its targets name their sni
   targets:
     - {id: web-1, certificate: web, server: embedded, sni: ..., port: ..., fault: stale}
+    - {id: wild-1, certificate: wild, sni: a.svc.example.internal}
   steps:
     - renew: web                                  # ACM managed renewal (new key, new serial)
     - fail_renewal: web                           # ACM renewal failed (RenewalSummary FAILED)
@@ -29,6 +31,7 @@ Format (YAML):
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,12 +39,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from rollout_core.domain.serials import canonical_serial, parse_serial
 
 from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
 from cert_rollout.localcloud.pki import KEY_ALGORITHMS
-from cert_rollout.localcloud.targets import LocalTargets
+from cert_rollout.localcloud.targets import Fault, LocalTargets
 
 DEFAULT_PARAMETERS = {"PollIntervalSeconds": "1", "VerifyTimeoutSeconds": "6", "CommandTimeoutSeconds": "30",
                       "ProbeTimeoutSeconds": "2"}
@@ -51,17 +54,76 @@ class ScenarioError(Exception):
     """The scenario file is invalid (names the field) or a step could not run."""
 
 
-# pydantic's regex engine (Rust): "$" is the end of the text, never before a trailing newline.
-DNS_NAME = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+_LABEL = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def certificate_name_problem(name: str, max_length: int = 253) -> str | None:
+    """Why ``name`` cannot be an ACM certificate's DomainName or SubjectAlternativeNames entry
+    (None when it can). ACM RequestCertificate: a fully qualified DNS name (at least two labels
+    of 1-63 letters, digits or hyphens, no hyphen first or last), at most 253 characters (the
+    DomainName at most 64: it is the subject CN, RFC 5280 ub-common-name), optionally with
+    ``*`` as its whole leftmost label for a wildcard certificate (``*.example.com``); DNS names
+    only: a name that looks like an IP address is refused (a client matches an IP only against
+    IP SANs, which ACM never issues). The rule is botocore's acm/2015-12-08 DomainNameString
+    pattern and the RequestCertificate documentation of DomainName and SubjectAlternativeNames."""
+    if not name:
+        return "is empty"
+    if len(name) > max_length:
+        return f"is longer than {max_length} characters"
+    labels = name.split(".")
+    body = labels[1:] if labels[0] == "*" else labels
+    if "*" in ".".join(body):
+        return "has a '*' that is not the whole leftmost label: a wildcard is '*.' followed by a DNS name"
+    if len(body) < 2:
+        return "has fewer than two labels: ACM requests a fully qualified name like www.example.com"
+    for label in body:
+        if not _LABEL.fullmatch(label):
+            return (f"has the label {label!r}: a label is 1-63 letters, digits or hyphens, "
+                    "not starting or ending with a hyphen")
+    if body[-1].isdigit():
+        return ("ends with an all-numeric label: ACM certificates name DNS names only, never an IP address "
+                "(an IP written as a DNS SAN matches no client)")
+    return None
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 class CertificateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    domain: str = Field(pattern=DNS_NAME, max_length=253)
+    domain: str  # the certificate's DomainName: a DNS name, or a wildcard "*.svc.example.internal"
     sans: list[str] = []
     key_algorithm: str = "RSA_2048"
     # False: not tagged acm-cert-rollout=<ManagedCertificateTag> (ValidateEvent: CertificateNotManaged).
     managed: bool = True
+
+    @field_validator("domain")
+    @classmethod
+    def _domain_name(cls, value: str) -> str:
+        problem = certificate_name_problem(value, max_length=64)
+        if problem:
+            raise ValueError(f"domain {value!r} is not a certificate name: it {problem}")
+        return value
+
+    @field_validator("sans")
+    @classmethod
+    def _san_names(cls, values: list[str]) -> list[str]:
+        for index, value in enumerate(values):
+            problem = certificate_name_problem(value)
+            if problem:
+                raise ValueError(f"sans[{index}] {value!r} is not a certificate name: it {problem}")
+        return values
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.domain.startswith("*.")
 
     @model_validator(mode="after")
     def _known_algorithm(self) -> CertificateSpec:
@@ -77,16 +139,23 @@ class TargetSpec(BaseModel):
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    # localcloud/targets.py names each fault; dies-after-reload, status-event-lost, crash-mid-swap: issue 10;
-    # prints-key-text, leaves-key-text: issue 11.
-    fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                   "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text",
-                   "no-credentials", "foreign-credentials"] | None = None
+    # localcloud/targets.py names and describes each fault (its Fault literal is the one list).
+    fault: Fault | None = None
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
     # The node installer's fetch path (CERT_ROLLOUT_FETCH; localcloud/cloud.py node_env): the
     # AWS CLI is on the node's PATH only with aws-cli. Embedded targets only.
     fetch: Literal["stdlib", "botocore", "aws-cli", "auto"] = "stdlib"
+
+    @field_validator("sni")
+    @classmethod
+    def _sni_is_a_host_name(cls, value: str | None) -> str | None:
+        if value is not None and "*" in value:
+            raise ValueError(f"sni {value!r} is a wildcard: SNI is the literal host name a client sends "
+                             "(RFC 6066 section 3), not a certificate pattern")
+        if value is not None and _is_ip(value):
+            raise ValueError(f"sni {value!r} is an IP address: RFC 6066 section 3 forbids IP addresses in SNI")
+        return value
 
 
 DYNAMODB_OPERATIONS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
@@ -154,6 +223,11 @@ class Scenario(BaseModel):
         for t in self.targets:
             if t.certificate not in self.certificates:
                 raise ValueError(f"target {t.id}: unknown certificate {t.certificate!r}")
+            domain = self.certificates[t.certificate].domain
+            if t.sni is None and self.certificates[t.certificate].is_wildcard:
+                raise ValueError(f"target {t.id}: certificate {t.certificate} is the wildcard {domain}, which is "
+                                 "no host name to send as SNI: give the target an sni (the host name its "
+                                 f"clients use, e.g. a{domain[1:]})")
         for i, s in enumerate(self.steps, 1):
             for ref in (s.renew, s.fail_renewal, s.certificate):
                 if ref is not None and ref not in self.certificates:
@@ -367,7 +441,8 @@ class ScenarioRunner:
                 target.inventory_item.update(t.inventory_overrides)
                 self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
-                         + (f" (fault: {t.fault})" if t.fault else ""))
+                         + (f" (fault: {t.fault})" if t.fault else "")
+                         + (f", backends {', '.join(target.backends)}" if target.backends else ""))
 
     def _run_steps(self, report: dict[str, Any]) -> None:
         """Every step in order; executions started with ``wait: false`` are finished at the end

@@ -34,8 +34,9 @@ Config format (JSON)::
 
     {"listeners": [
         {"host": "127.0.0.1", "port": 8443,
-         "fault": null,                # null | "stale" | "wrong-cert" | "reload-fails" | "dies-after-reload"
+         "fault": null,                # null or one of FAULTS (below)
          "fault_cert": null, "fault_key": null,   # only for "wrong-cert"
+         "backends": [9001, 9002, 9003, 9004],    # optional: ports of a load balancer's backends
          "sites": [
             {"server_names": ["web.internal.example"],
              "cert": "/path/fullchain.pem",   # PEM: leaf first, then the chain
@@ -46,6 +47,12 @@ Config format (JSON)::
 Relative paths are resolved against the config file's directory. ``server_names``
 match the SNI name case-insensitively; ``"*.example.com"`` matches one label.
 
+``backends`` (optional, at least 2 ports): the listener is a load balancer in front of that
+many backends, each holding its own copy of the sites (loaded at start, reloaded on SIGHUP on
+its own). ``port`` answers from them round-robin, one backend per connection; each backend also
+listens on ``host:<its port>`` so a client can check it directly (like a backend's own address
+behind an ELB). ``fault`` applies to every backend, except ``one-stale-backend``.
+
 Faults (per listener), to reproduce what operators see on real servers:
     stale        ignores SIGHUP: keeps serving what it loaded at start.
     wrong-cert   always serves fault_cert/fault_key, whatever the SNI or the files.
@@ -53,6 +60,13 @@ Faults (per listener), to reproduce what operators see on real servers:
     dies-after-reload  a SIGHUP that reloads a site's changed files successfully is followed by
                  the process exiting (code 70, pid file left behind, like a crash): the reload
                  command itself succeeded, then nothing answers on any port.
+    missing-intermediate  serves only the leaf: the certificate file may hold leaf + chain, but
+                 everything after its first certificate is dropped whenever an SSL context is
+                 built (at start and at every reload), like a server pointed at cert.pem instead
+                 of fullchain.pem. The ``check`` command still reads the whole file.
+    one-stale-backend  needs ``backends``: the last backend never reloads (keeps serving what
+                 it loaded at start); the others reload as usual, so after a reload 1 connection
+                 in N to ``port`` gets the old certificate.
 
 Python API (tests, local cloud): :func:`start_server`, :func:`stop_server`,
 :func:`check_config`, :func:`reload_server`, :func:`load_config`.
@@ -63,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -88,7 +103,8 @@ __all__ = [
     "stop_server",
 ]
 
-FAULTS = (None, "stale", "wrong-cert", "reload-fails", "dies-after-reload")
+FAULTS = (None, "stale", "wrong-cert", "reload-fails", "dies-after-reload", "missing-intermediate",
+          "one-stale-backend")
 DIES_AFTER_RELOAD_EXIT = 70
 LOG = logging.getLogger("target_server")
 IDLE_SECONDS = 2.0  # how long to wait for a request after the handshake
@@ -126,10 +142,16 @@ class ListenerConfig:
     sites: list[SiteConfig]
     fault_cert: str | None = None
     fault_key: str | None = None
+    backends: list[int] = field(default_factory=list)  # ports of the backends ([]: a plain server)
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port this listener binds: its own, then each backend's."""
+        return [self.port, *self.backends]
 
 
 @dataclass
@@ -162,9 +184,10 @@ def load_config(config_path: str | os.PathLike[str]) -> ServerConfig:
     seen: set[tuple[str, int]] = set()
     for i, item in enumerate(raw["listeners"]):
         listener = _listener(item, f"listeners[{i}]", base, path)
-        if (listener.host, listener.port) in seen:
-            raise ConfigError(path, f"listeners[{i}]: duplicate listener {listener.host}:{listener.port}")
-        seen.add((listener.host, listener.port))
+        for port in listener.ports:
+            if (listener.host, port) in seen:
+                raise ConfigError(path, f"listeners[{i}]: duplicate listener {listener.host}:{port}")
+            seen.add((listener.host, port))
         cfg.listeners.append(listener)
     return cfg
 
@@ -186,7 +209,15 @@ def _listener(item: Any, where: str, base: Path, path: str) -> ListenerConfig:
     if not isinstance(sites_raw, list) or not sites_raw:
         raise ConfigError(path, f"{where}.sites must be a non-empty list")
     sites = [_site(s, f"{where}.sites[{j}]", base, path) for j, s in enumerate(sites_raw)]
-    listener = ListenerConfig(host=host, port=port, fault=fault, sites=sites)
+    backends = item.get("backends") or []
+    if not isinstance(backends, list) or not all(
+            isinstance(b, int) and not isinstance(b, bool) and 0 < b < 65536 for b in backends):
+        raise ConfigError(path, f"{where}.backends must be a list of ports (ints in 1..65535)")
+    if backends and len(backends) < 2:
+        raise ConfigError(path, f"{where}.backends must name at least 2 backend ports (or be left out)")
+    if fault == "one-stale-backend" and not backends:
+        raise ConfigError(path, f"{where}: fault one-stale-backend needs backends (at least 2 ports)")
+    listener = ListenerConfig(host=host, port=port, fault=fault, sites=sites, backends=list(backends))
     if fault == "wrong-cert":
         listener.fault_cert = _resolve(base, item.get("fault_cert"), f"{where}.fault_cert", path)
         listener.fault_key = _resolve(base, item.get("fault_key"), f"{where}.fault_key", path)
@@ -209,8 +240,30 @@ def _no_password() -> bytes:
     raise ConfigError("", "private key is encrypted and no password is configured")
 
 
-def load_site_context(cert: str, key: str) -> ssl.SSLContext:
-    """Server SSLContext with ``cert`` (fullchain PEM, leaf first) and ``key``.
+def first_certificate(pem: str) -> str:
+    """The first PEM certificate block of ``pem`` (the leaf of a fullchain), with its markers
+    and a final newline. Raises ValueError when ``pem`` holds no complete certificate block."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start + len(begin)) if start >= 0 else -1
+    if stop < 0:
+        raise ValueError("no complete PEM certificate block")
+    return pem[start:stop + len(end)] + "\n"
+
+
+def _load_leaf_only(ctx: ssl.SSLContext, cert_text: str, key: str) -> None:
+    """load_cert_chain with only the first certificate of ``cert_text`` (fault missing-intermediate).
+    ssl loads certificates from files only: the leaf goes to a private temporary file (0600 in
+    a fresh 0700 directory), removed at once."""
+    with tempfile.TemporaryDirectory(prefix="target-server-leaf-") as directory:
+        leaf = Path(directory) / "leaf.pem"
+        leaf.write_text(first_certificate(cert_text), encoding="ascii")
+        ctx.load_cert_chain(str(leaf), key, password=_no_password)
+
+
+def load_site_context(cert: str, key: str, *, leaf_only: bool = False) -> ssl.SSLContext:
+    """Server SSLContext with ``cert`` (fullchain PEM, leaf first) and ``key``; ``leaf_only``:
+    with the first certificate of ``cert`` only (the chain dropped: fault missing-intermediate).
     Raises ConfigError naming the faulty file: missing/unreadable file, no
     certificate, no or encrypted key, key not matching the first certificate."""
     texts = {}
@@ -230,7 +283,10 @@ def load_site_context(cert: str, key: str) -> ssl.SSLContext:
         raise ConfigError(cert, f"invalid certificate PEM: {exc}") from None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        ctx.load_cert_chain(cert, key, password=_no_password)
+        if leaf_only:
+            _load_leaf_only(ctx, texts["certificate"], key)
+        else:
+            ctx.load_cert_chain(cert, key, password=_no_password)
     except ConfigError as exc:
         raise ConfigError(key, exc.reason) from None
     except ssl.SSLError as exc:
@@ -287,26 +343,17 @@ class _Site:
     stamp: tuple[float, float, int, int] = (0.0, 0.0, 0, 0)
 
 
-class _Listener:
-    """One listening port: SNI dispatch to the current SSLContext of each site."""
+class _Backend:
+    """One copy of a listener's sites, each with its current SSLContext: a plain listener has
+    one, a load balancer (``backends`` in the config) one per backend. ``stale``: never reloads."""
 
-    def __init__(self, config: ListenerConfig) -> None:
+    def __init__(self, config: ListenerConfig, name: str, *, stale: bool) -> None:
         self.config = config
-        self.sites = [_Site(s, load_site_context(s.cert, s.key), _stamp(s)) for s in config.sites]
-        self.fault_context: ssl.SSLContext | None = None
-        fallback_cert, fallback_key = config.sites[0].cert, config.sites[0].key
-        if config.fault == "wrong-cert":
-            assert config.fault_cert and config.fault_key
-            self.fault_context = load_site_context(config.fault_cert, config.fault_key)
-            fallback_cert, fallback_key = config.fault_cert, config.fault_key
-        # The dispatch context: its SNI callback (called also without SNI) swaps in the
-        # site's current context, so a reload takes effect for every new handshake. Its
-        # own certificate (the default site's at start, the wrong one for that fault) is only
-        # a fallback.
-        self.dispatch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.dispatch.load_cert_chain(fallback_cert, fallback_key)
-        self.dispatch.sni_callback = self._select
-        self.server: asyncio.base_events.Server | None = None
+        self.name = name  # in the log: the listener's address, "+ backend host:port" for a backend
+        self.stale = stale
+        self.leaf_only = config.fault == "missing-intermediate"
+        self.sites = [_Site(s, load_site_context(s.cert, s.key, leaf_only=self.leaf_only), _stamp(s))
+                      for s in config.sites]
 
     def site_for(self, server_name: str | None) -> _Site:
         if server_name:
@@ -320,37 +367,86 @@ class _Listener:
                         return site
         return self.sites[0]
 
-    def _select(self, sslobj: Any, server_name: str | None, _ctx: ssl.SSLContext) -> None:
-        try:
-            sslobj.context = self.fault_context or self.site_for(server_name).context
-        except Exception:  # never let a callback error go unnoticed
-            LOG.exception("%s: SNI selection failed for %r", self.config.address, server_name)
-            return None
-        return None
-
     def reload(self) -> int:
         """Re-read every site whose files changed; returns how many were reloaded successfully."""
-        address = self.config.address
-        reloaded = 0
-        if self.config.fault == "stale":
-            LOG.info("%s: SIGHUP ignored (fault: stale)", address)
+        if self.stale:
+            LOG.info("%s: SIGHUP ignored (fault: %s)", self.name, self.config.fault)
             return 0
+        reloaded = 0
         for site in self.sites:
             names = ",".join(site.config.server_names) or "(default)"
             stamp = _stamp(site.config)
             if stamp == site.stamp:
                 continue  # files unchanged: one process may serve a thousand sites
             try:
-                site.context = load_site_context(site.config.cert, site.config.key)
+                site.context = load_site_context(site.config.cert, site.config.key, leaf_only=self.leaf_only)
                 site.stamp = stamp
             except ConfigError as exc:
                 LOG.error("%s site %s: reload failed, keeping the previous certificate: %s",
-                          address, names, exc)
+                          self.name, names, exc)
             else:
                 reloaded += 1
-                LOG.info("%s site %s: reloaded %s", address, names, site.config.cert)
+                LOG.info("%s site %s: reloaded %s%s", self.name, names, site.config.cert,
+                         " (leaf only, fault: missing-intermediate)" if self.leaf_only else "")
+        return reloaded
+
+
+class _Listener:
+    """One listening port (and its backends' ports): SNI dispatch to the current SSLContext of
+    each site; a load balancer's port picks the backend round-robin, one per connection."""
+
+    def __init__(self, config: ListenerConfig) -> None:
+        self.config = config
+        if config.backends:
+            last = len(config.backends) - 1
+            self.backends = [
+                _Backend(config, f"{config.address} backend {config.host}:{port}",
+                         stale=config.fault == "stale" or (config.fault == "one-stale-backend" and i == last))
+                for i, port in enumerate(config.backends)]
+        else:
+            self.backends = [_Backend(config, config.address, stale=config.fault == "stale")]
+        self._turn = itertools.count()
+        self.fault_context: ssl.SSLContext | None = None
+        fallback_cert, fallback_key = config.sites[0].cert, config.sites[0].key
+        if config.fault == "wrong-cert":
+            assert config.fault_cert and config.fault_key
+            self.fault_context = load_site_context(config.fault_cert, config.fault_key)
+            fallback_cert, fallback_key = config.fault_cert, config.fault_key
+        # The dispatch contexts: their SNI callback (called also without SNI) swaps in the
+        # site's current context, so a reload takes effect for every new handshake. Their
+        # own certificate (the default site's at start, the wrong one for that fault) is only
+        # a fallback. ``dispatch`` serves ``port``; ``backend_dispatch[i]`` backend i's own port.
+        self.dispatch = self._dispatch_context(fallback_cert, fallback_key, self._next_backend)
+        self.backend_dispatch = [self._dispatch_context(fallback_cert, fallback_key, lambda b=b: b)
+                                 for b in self.backends] if config.backends else []
+        self.servers: list[asyncio.base_events.Server] = []
+
+    def _dispatch_context(self, cert: str, key: str, backend: Any) -> ssl.SSLContext:
+        """A server context whose SNI callback picks the site of ``backend()`` (a callable)."""
+        if self.config.fault == "missing-intermediate" and self.fault_context is None:
+            context = load_site_context(cert, key, leaf_only=True)
+        else:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+
+        def select(sslobj: Any, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+            try:
+                sslobj.context = self.fault_context or backend().site_for(server_name).context
+            except Exception:  # never let a callback error go unnoticed
+                LOG.exception("%s: SNI selection failed for %r", self.config.address, server_name)
+            return None
+
+        context.sni_callback = select
+        return context
+
+    def _next_backend(self) -> _Backend:
+        return self.backends[next(self._turn) % len(self.backends)]
+
+    def reload(self) -> int:
+        """Reload every backend (a stale one ignores it); returns how many sites were reloaded."""
+        reloaded = sum(backend.reload() for backend in self.backends)
         if self.fault_context is not None:
-            LOG.info("%s: serving the fault certificate (fault: wrong-cert)", address)
+            LOG.info("%s: serving the fault certificate (fault: wrong-cert)", self.config.address)
         return reloaded
 
 
@@ -420,6 +516,34 @@ def _die_after_reload() -> None:
     os._exit(DIES_AFTER_RELOAD_EXIT)
 
 
+async def _listen(listeners: list[_Listener]) -> bool:
+    """Bind every listener's port and its backends' ports. False (every server opened so far
+    closed, the error logged and on stderr) when a port cannot be bound."""
+    for listener in listeners:
+        contexts = [(listener.config.port, listener.dispatch),
+                    *zip(listener.config.backends, listener.backend_dispatch, strict=True)]
+        for port, context in contexts:
+            try:
+                listener.servers.append(await asyncio.start_server(
+                    _handle,
+                    listener.config.host,
+                    port,
+                    ssl=context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                    reuse_address=True,
+                    backlog=128,
+                ))
+            except OSError as exc:
+                address = f"{listener.config.host}:{port}"
+                LOG.error("cannot listen on %s: %s", address, exc)
+                print(f"cannot listen on {address}: {exc.strerror or exc}", file=sys.stderr)
+                for other in listeners:
+                    for server in other.servers:
+                        server.close()
+                return False
+    return True
+
+
 async def _serve(cfg: ServerConfig, pid_file: str) -> int:
     loop = asyncio.get_running_loop()
 
@@ -429,7 +553,7 @@ async def _serve(cfg: ServerConfig, pid_file: str) -> int:
 
     loop.set_exception_handler(exception_handler)
     listeners = [_Listener(lc) for lc in cfg.listeners]
-    _raise_nofile_limit(len(listeners) * 2 + 256)
+    _raise_nofile_limit(sum(len(lc.ports) for lc in cfg.listeners) * 2 + 256)
     stop = asyncio.Event()
 
     def on_hup() -> None:
@@ -441,31 +565,15 @@ async def _serve(cfg: ServerConfig, pid_file: str) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
-    for listener in listeners:
-        try:
-            listener.server = await asyncio.start_server(
-                _handle,
-                listener.config.host,
-                listener.config.port,
-                ssl=listener.dispatch,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-                reuse_address=True,
-                backlog=128,
-            )
-        except OSError as exc:
-            LOG.error("cannot listen on %s: %s", listener.config.address, exc)
-            print(f"cannot listen on {listener.config.address}: {exc.strerror or exc}", file=sys.stderr)
-            for other in listeners:
-                if other.server is not None:
-                    other.server.close()
-            return 1
+    if not await _listen(listeners):
+        return 1
     _write_pid_file(pid_file)
     LOG.info("serving %d listener(s), pid %d", len(listeners), os.getpid())
     await stop.wait()
     LOG.info("stopping")
     for listener in listeners:
-        if listener.server is not None:
-            listener.server.close()
+        for server in listener.servers:
+            server.close()
     try:
         if Path(pid_file).read_text().strip() == str(os.getpid()):
             os.unlink(pid_file)
@@ -623,7 +731,7 @@ def start_server(
         errfile.close()
         raise
     deadline = time.monotonic() + timeout
-    pending = [(lc.host, lc.port) for lc in cfg.listeners]
+    pending = [(lc.host, port) for lc in cfg.listeners for port in lc.ports]
     while True:
         code = proc.poll()
         if code is not None:

@@ -26,6 +26,12 @@ Faults (scenario `fault:`), what operators meet in the field:
   foreign-credentials  the node signs with a node-role session of another instance, not a
                  target of the certificate: the staged bundle's policy denies it
                  (bundle-access-denied)
+  missing-intermediate  the server sends only the leaf: its file holds leaf + chain, but it
+                 drops the chain whenever it loads the file (a server pointed at cert.pem)
+  one-stale-backend  a load balancer: the target's port answers round-robin from
+                 STALE_BACKEND_COUNT backends, one of which never reloads; each backend also
+                 listens on its own 127.0.0.1 port, and the inventory item lists them all as
+                 ``backends`` (host:port), the stale one last
 """
 
 from __future__ import annotations
@@ -47,8 +53,13 @@ from cert_rollout.localcloud.cloud import LocalCloud, NodeCredentials, NodeFetch
 from cert_rollout.localcloud.target_server import start_server, stop_server
 
 Fault = Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
-                "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text"]
-SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert", "dies-after-reload"}
+                "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text",
+                "missing-intermediate", "one-stale-backend", "no-credentials", "foreign-credentials"]
+#: Faults of the embedded server itself (target_server.py's listener ``fault``).
+SERVER_FAULTS = {"stale", "reload-fails", "wrong-cert", "dies-after-reload", "missing-intermediate",
+                 "one-stale-backend"}
+#: How many backends a one-stale-backend target's load balancer answers from (one of them stale).
+STALE_BACKEND_COUNT = 4
 #: Faults of the node's installer (nodes.LocalNode.fault_once -> the installer's test hook).
 NODE_FAULTS = {"crash-mid-swap": "crash-after-rename-1"}
 #: Faults of the node's identity (cloud.add_node credentials): none at all, or another instance's.
@@ -69,10 +80,28 @@ class LocalTarget:
     server: str = "embedded"
     process: Any = None
     inventory_item: dict[str, Any] = field(default_factory=dict)
+    backends: list[str] = field(default_factory=list)  # "127.0.0.1:PORT" of each backend (one-stale-backend)
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1: all bound at once (so they differ), then
+    released for the server to bind."""
+    import socket
+
+    holders = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            holders.append(s)
+        return [int(s.getsockname()[1]) for s in holders]
+    finally:
+        for s in holders:
+            s.close()
 
 
 def _imposter(directory: Path, sni: str) -> tuple[Path, Path]:
@@ -112,9 +141,15 @@ class LocalTargets:
         fullchain.write_text(cert_pem.strip() + "\n" + chain_pem.strip() + "\n")
         privkey.write_bytes(key_pem)
         privkey.chmod(0o600)
+        backend_ports = free_ports(STALE_BACKEND_COUNT + 1) if fault == "one-stale-backend" else []
+        if backend_ports:
+            port = port or backend_ports[0]
+            backend_ports = [p for p in backend_ports if p != port][:STALE_BACKEND_COUNT]
         port = port or free_port()
         listener: dict[str, Any] = {"host": "127.0.0.1", "port": port, "fault": None,
                                     "sites": [{"server_names": [sni], "cert": str(fullchain), "key": str(privkey)}]}
+        if backend_ports:
+            listener["backends"] = backend_ports  # the server's last backend is the stale one
         if fault in SERVER_FAULTS:
             listener["fault"] = fault
         if fault == "wrong-cert":
@@ -127,7 +162,8 @@ class LocalTargets:
                                    lose_status_events=1 if fault == "status-event-lost" else 0,
                                    fetch=fetch, credentials=NODE_CREDENTIAL_FAULTS.get(fault or "", "own"))
         node.fault_once = NODE_FAULTS.get(fault or "")
-        target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault)
+        target = LocalTarget(target_id, certificate_arn, sni, port, instance_id, directory, fault,
+                             backends=[f"127.0.0.1:{p}" for p in backend_ports])
         if fault != "down":
             target.process = start_server(config, pid_file, directory / "server.log")
         python = sys.executable
@@ -141,6 +177,8 @@ class LocalTargets:
             "reloadCommand": [python, "-m", "cert_rollout.localcloud.target_server", "reload",
                               "--pid-file", str(pid_file), "--config", str(config)],
         }
+        if target.backends:
+            target.inventory_item["backends"] = list(target.backends)
         self.allow_on_node(target)
         self.register(target)
         self.targets[target_id] = target
@@ -202,19 +240,7 @@ class LocalTargets:
         shared = self.workdir / "targets" / "_shared"
         shared.mkdir(parents=True, exist_ok=True)
         config, pid_file = shared / "server.json", shared / "server.pid"
-        # Reserve every port at once (sockets held open) so the batch gets distinct ports.
-        import socket
-
-        holders = []
-        try:
-            for _ in specs:
-                s = socket.socket()
-                s.bind(("127.0.0.1", 0))
-                holders.append(s)
-            ports = [int(s.getsockname()[1]) for s in holders]
-        finally:
-            for s in holders:
-                s.close()
+        ports = free_ports(len(specs))  # reserved at once: the batch gets distinct ports
         pca = self.cloud.private_ca()
         python = sys.executable
         listeners: list[dict[str, Any]] = []
