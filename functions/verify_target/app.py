@@ -22,7 +22,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """VerifyInput in, VerifyResult out ($.verify)."""
     r = VerifyInput.model_validate(event)
     result: VerifyResult = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since,
-                                         settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE)
+                                         settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE,
+                                         served=r.served)
     logger.info("verification", extra={"target_id": r.targetId, "state": result.state,
                                        "served_serial": result.servedSerial})
     return result.model_dump(mode="json")

@@ -204,6 +204,9 @@ def _same_path(path: str) -> str:
 
 # template.yaml InstallBundleDocument: TargetConfig allowedPattern "^[A-Za-z0-9+/=]{1,8000}$".
 INSTALL_SETTINGS_MAX_B64 = 8000
+#: Handshakes in a row that must serve the new serial when the node probes (verifyFrom node);
+#: the integrator ties it to Target.probes (issue 12, item 2) where that field exists.
+NODE_PROBES = 3
 
 
 class TargetFile(BaseModel):
@@ -361,6 +364,11 @@ class Target(BaseModel):
     files: list[TargetFile] = Field(default_factory=list)
     testCommand: list[str] | None = None
     reloadCommand: list[str] | None = None
+    #: Where the TLS check runs: "lambda" (VerifyTarget's own handshakes) or "node" (the target's
+    #: own managed node probes host:port after the reload and reports the served chain in the
+    #: install command's result; VerifyTarget judges that evidence: logic/verify_node.py), for
+    #: targets the Lambda cannot reach (on-premises, another network).
+    verifyFrom: Literal["lambda", "node"] = "lambda"
     # state written by the rollout (not part of the settings; adapters.dynamo.mark_deployed)
     lastDeployedSerial: str | None = None
     lastDeployedAt: str | None = None
@@ -507,6 +515,9 @@ class Target(BaseModel):
             "files": [f.model_dump(exclude_none=True) for f in self.files],  # small: SSM parameter cap
             "testCommand": self.testCommand,
             "reloadCommand": self.reloadCommand,
+            # verifyFrom node: where the node probes (installer/install_bundle.py VerifySpec)
+            **({"verify": {"host": self.host, "port": self.port, "sni": self.sni,
+                           "probes": getattr(self, "probes", NODE_PROBES)}} if self.verifyFrom == "node" else {}),
         }
 
 

@@ -23,6 +23,7 @@ from rollout_core.domain.command_timeouts import subprocess_timeout_seconds
 from rollout_core.domain.errors import RolloutError
 from rollout_core.domain.key_text import redact_key_text
 from rollout_core.domain.ssm_status import CommandState, classify_invocation, installer_reason
+from rollout_core.logic.verify_node import parse_served
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.models import Target
 from rollout_core.observability import logger
@@ -86,7 +87,7 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     instance_id = rollout_instance_id(action, target, certificate_arn, target_id, rollout_id,
                                       waiting_tasks=waiting_tasks)
     before = None
-    if action == "install":
+    if action == "install" and target.verifyFrom != "node":  # a node-verified target: its node probes
         try:
             before = probe.served_certificate(target.host, target.port, target.sni,
                                               timeout=settings.probe_timeout_seconds).serial_hex
@@ -229,7 +230,7 @@ def command_status(command_id: str, instance_id: str, *, event_status: str | Non
     stage = str(result["stage"]) if result.get("stage") else None
     changed = files_changed(action, state, parsed, invocation.get("StatusDetails"))
     if state == CommandState.SUCCEEDED:
-        return CommandStatus(state="SUCCEEDED", stage=stage, filesChanged=changed,
+        return CommandStatus(state="SUCCEEDED", stage=stage, filesChanged=changed, served=parse_served(parsed),
                              detail="nothing to restore" if action == "rollback" and changed == "no" else None)
     server_text = redact(str(result.get("serverOutput") or invocation.get("StandardErrorContent") or ""))[-600:]
     if state == CommandState.TIMED_OUT:

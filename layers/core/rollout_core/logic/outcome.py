@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from rollout_core import ports
 from rollout_core.contracts import IterationState, OutcomeRecord, StateError, VerifyResult
+from rollout_core.logic.verify_node import node_served_after
 from rollout_core.models import TargetOutcome
 from rollout_core.observability import logger
 from rollout_core.probe import ProbeError
@@ -165,8 +166,11 @@ def record_outcome(state: IterationState, *, settings: RecordSettings, inventory
     try:
         target = inventory.get(certificate_arn, target_id)
         endpoint = endpoint or target.endpoint
-        after = probe.served_certificate(target.host, target.port, target.sni,
-                                         timeout=settings.probe_timeout_seconds).serial_hex
+        if target.verifyFrom == "node":  # the Lambda cannot reach it: what its node saw last
+            after = node_served_after(state)
+        else:
+            after = probe.served_certificate(target.host, target.port, target.sni,
+                                             timeout=settings.probe_timeout_seconds).serial_hex
     except (ProbeError, ports.TargetNotFound, ValidationError) as e:  # unknown target or invalid settings
         logger.info("served serial after the rollout unknown", extra={"target_id": target_id, "error": str(e)})
     record = OutcomeRecord(

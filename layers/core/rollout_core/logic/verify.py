@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rollout_core import ports
-from rollout_core.contracts import VerifyResult
+from rollout_core.contracts import ServedEvidence, VerifyResult
 from rollout_core.domain.serials import canonical_serial, parse_serial
+from rollout_core.logic.verify_node import verify_from_node_evidence
 from rollout_core.probe import TargetUnreachable, TlsHandshakeFailed
 from rollout_core.settings import VerifySettings
 
@@ -25,16 +26,19 @@ STABLE_PROBES = 3
 
 def verify_target(certificate_arn: str, target_id: str, expected_serial: str, since: str, *,
                   settings: VerifySettings, now: datetime, inventory: ports.Inventory,
-                  probe: ports.TlsProbe) -> VerifyResult:
+                  probe: ports.TlsProbe, served: ServedEvidence | None = None) -> VerifyResult:
     """Probe the target once and say where verification stands.
 
     ``since`` is when verification began (ISO 8601, the state's EnteredTime); until
     ``since + VERIFY_TIMEOUT_SECONDS`` a mismatch or an unreachable target answers WAITING.
     Serials are compared as integers (DESIGN.md). Ports: ``inventory`` (the target's host,
-    port, SNI), ``probe`` (the handshakes).
+    port, SNI), ``probe`` (the handshakes). A verifyFrom-node target is judged on its node's
+    evidence ``served`` instead ($.installCommand.served; logic.verify_node), with no handshake.
     Raises TargetNotFound or a named AwsError (inventory read).
     """
     target = inventory.get(certificate_arn, target_id)
+    if target.verifyFrom == "node":
+        return verify_from_node_evidence(served, expected_serial, since=since, target=target, settings=settings)
     started = datetime.fromisoformat(since.replace("Z", "+00:00"))
     expired = now >= started + timedelta(seconds=settings.verify_timeout_seconds)
     expected = parse_serial(expected_serial)
