@@ -1978,17 +1978,17 @@ def served_chain(host: str, port: int, sni: str | None, timeout: float) -> tuple
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        with context.wrap_socket(sock, server_hostname=sni) as tls:
-            getter = getattr(tls, "get_unverified_chain", None)
-            if getter is None:
-                getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
-            if getter is not None:
-                chain = [c if isinstance(c, bytes) else c.public_bytes(2) for c in (getter() or [])]  # 2: _ssl.ENCODING_DER
-                if chain:
-                    return chain, True
-            leaf = tls.getpeercert(binary_form=True)
-            return ([leaf] if leaf else []), False
+    with socket.create_connection((host, port), timeout=timeout) as sock, \
+            context.wrap_socket(sock, server_hostname=sni) as tls:
+        getter = getattr(tls, "get_unverified_chain", None)
+        if getter is None:
+            getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+        if getter is not None:
+            chain = [c if isinstance(c, bytes) else c.public_bytes(2) for c in (getter() or [])]  # 2: _ssl.ENCODING_DER
+            if chain:
+                return chain, True
+        leaf = tls.getpeercert(binary_form=True)
+        return ([leaf] if leaf else []), False
 
 
 def der_cert_serial(der: bytes) -> int | None:

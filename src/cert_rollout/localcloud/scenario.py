@@ -7,6 +7,7 @@ Format (YAML):
     web: {domain: web.internal.example, sans: [api.internal.example], key_algorithm: RSA_2048}
   targets:
     - {id: web-1, certificate: web, server: embedded, sni: ..., port: ..., fault: stale}
+    - {id: web-2, certificate: web, verifyFrom: node}   # its node probes it, not the Lambda
   steps:
     - renew: web                                  # ACM managed renewal (new key, new serial)
     - fail_renewal: web                           # ACM renewal failed (RenewalSummary FAILED)
@@ -81,6 +82,9 @@ class TargetSpec(BaseModel):
     # prints-key-text, leaves-key-text: issue 11.
     fault: Literal["down", "stale", "reload-fails", "wrong-cert", "agent-offline", "dies-after-reload",
                    "status-event-lost", "crash-mid-swap", "prints-key-text", "leaves-key-text"] | None = None
+    # "node": the target's own local node probes it after the reload (models.Target.verifyFrom);
+    # the Lambda then sends it no handshake.
+    verify_from: Literal["lambda", "node"] | None = Field(default=None, alias="verifyFrom")
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
 
@@ -358,11 +362,13 @@ class ScenarioRunner:
             else:
                 target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate],
                                                    t.sni or spec.domain, port=t.port, fault=t.fault)
-            if t.inventory_overrides:
-                target.inventory_item.update(t.inventory_overrides)
+            if t.verify_from or t.inventory_overrides:
+                target.inventory_item.update({"verifyFrom": t.verify_from} if t.verify_from else {})
+                target.inventory_item.update(t.inventory_overrides or {})
                 self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
-                         + (f" (fault: {t.fault})" if t.fault else ""))
+                         + (f" (fault: {t.fault})" if t.fault else "")
+                         + (f" (verified from {t.verify_from})" if t.verify_from else ""))
 
     def _run_steps(self, report: dict[str, Any]) -> None:
         """Every step in order; executions started with ``wait: false`` are finished at the end
