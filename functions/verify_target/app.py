@@ -23,7 +23,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     r = VerifyInput.model_validate(event)
     result: VerifyResult = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since,
                                          settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE,
-                                         served=r.served)
+                                         node_evidence=r.served)
     logger.info("verification", extra={"target_id": r.targetId, "state": result.state,
                                        "served_serial": result.servedSerial})
     return result.model_dump(mode="json")

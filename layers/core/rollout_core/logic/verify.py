@@ -26,19 +26,19 @@ STABLE_PROBES = 3
 
 def verify_target(certificate_arn: str, target_id: str, expected_serial: str, since: str, *,
                   settings: VerifySettings, now: datetime, inventory: ports.Inventory,
-                  probe: ports.TlsProbe, served: ServedEvidence | None = None) -> VerifyResult:
+                  probe: ports.TlsProbe, node_evidence: ServedEvidence | None = None) -> VerifyResult:
     """Probe the target once and say where verification stands.
 
     ``since`` is when verification began (ISO 8601, the state's EnteredTime); until
     ``since + VERIFY_TIMEOUT_SECONDS`` a mismatch or an unreachable target answers WAITING.
     Serials are compared as integers (DESIGN.md). Ports: ``inventory`` (the target's host,
     port, SNI), ``probe`` (the handshakes). A verifyFrom-node target is judged on its node's
-    evidence ``served`` instead ($.installCommand.served; logic.verify_node), with no handshake.
+    evidence ``node_evidence`` instead ($.installCommand.served; logic.verify_node), with no handshake.
     Raises TargetNotFound or a named AwsError (inventory read).
     """
     target = inventory.get(certificate_arn, target_id)
     if target.verifyFrom == "node":
-        return verify_from_node_evidence(served, expected_serial, since=since, target=target, settings=settings)
+        return verify_from_node_evidence(node_evidence, expected_serial, since=since, target=target, settings=settings)
     started = datetime.fromisoformat(since.replace("Z", "+00:00"))
     expired = now >= started + timedelta(seconds=settings.verify_timeout_seconds)
     expected = parse_serial(expected_serial)
