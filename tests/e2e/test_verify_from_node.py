@@ -66,6 +66,7 @@ def test_node_targets_carry_their_probe_settings_to_the_node(run: dict[str, Any]
     history = run["entry"]["history"]
     assert len(state_entered(history, "WaitForReload")) == 0  # no Lambda polling for node targets
     for command in run["data"]["ssm_commands"]:
-        config = json.loads(base64.b64decode(command["Parameters"]["TargetConfig"][0]))
+        value = command["Parameters"]["TargetConfig"]
+        config = json.loads(base64.b64decode(value[0] if isinstance(value, list) else value))
         assert config["verify"]["probes"] == 3 and config["verify"]["host"] == "127.0.0.1", config
     assert Target.model_fields["verifyFrom"].default == "lambda"
