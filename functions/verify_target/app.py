@@ -1,4 +1,5 @@
-"""VerifyTarget: TLS handshake with SNI; is the served serial the expected one?"""
+"""VerifyTarget: TLS handshake with SNI; is the served serial the expected one? (A verifyFrom-node
+target: judged on its node's evidence, $.installCommand.served, with no handshake from here.)"""
 
 from datetime import UTC, datetime
 from typing import Any

@@ -73,7 +73,8 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     """Send the install (or rollback) document to the target's managed node.
 
     Before an install, probes what the target serves (served_serial_before; None when it
-    cannot be reached). With ``task_token`` (the waiting Map task's), remembers the token
+    cannot be reached), except for a verifyFrom-node target, whose node probes it itself
+    (logic.verify_node.with_node_served_before). With ``task_token`` (the waiting Map task's), remembers the token
     under a key that rides in the command's Comment (logic.waiting), so that CommandCallback
     can complete the task. Returns the CommandRef (ids, endpoint, served serial before).
     Ports: ``inventory`` (the target), ``probe`` (served serial before), ``waiting_tasks``
