@@ -52,7 +52,12 @@ EXPECTED_KINDS = {
     "health-renewal-failure.json": RequestKind.RENEWAL_FAILED,
     "acm-renewal-action-required.json": RequestKind.RENEWAL_ACTION_REQUIRED,
     "manual-redeploy.json": RequestKind.MANUAL_REDEPLOY,
+    # issue 15, item 5: AWS_ACM_RENEWAL_STATE_CHANGE also announces expiry; not a renewal
+    "health-due-to-expire.json": RequestKind.EXPIRY_NOTICE,
+    "health-expired.json": RequestKind.EXPIRY_NOTICE,
 }
+# ValidateEvent payloads (sam local invoke ValidateEventFunction -e events/<name>) beside validate_event.json.
+EXPIRY_INVOKE_SAMPLES = ("health-due-to-expire.json", "health-expired.json")
 
 
 def substitute(text: str) -> str:
@@ -225,6 +230,19 @@ def test_validate_event_sample_carries_a_health_renewal_and_an_execution_arn() -
     assert request.certificate_arn == ARN
     assert sample["executionArn"].startswith(f"arn:aws:states:{REGION}:{ACCOUNT}:execution:")
     assert sample["event"] == load_json(EVENTS / "statemachine" / "health-renewal-completed.json")
+
+
+@pytest.mark.parametrize("name", EXPIRY_INVOKE_SAMPLES)
+def test_expiry_invoke_sample_is_a_validate_event_payload_of_the_statemachine_sample(
+        name: str, monkeypatch: pytest.MonkeyPatch, asl: dict[str, Any]) -> None:
+    sample = load_json(EVENTS / name)
+    model = input_model("validate_event", import_handler("validate_event", monkeypatch))
+    assert model.model_validate(sample).model_dump(mode="json").keys() == sample.keys()
+    [(_, payload)] = payload_tasks(asl, "ValidateEventFunction")
+    assert set(sample) == payload_keys(payload)
+    assert sample["event"] == load_json(EVENTS / "statemachine" / name)
+    assert sample["executionArn"].startswith(f"arn:aws:states:{REGION}:{ACCOUNT}:execution:")
+    assert parse_event(sample["event"], region=REGION, account_id=ACCOUNT).kind is RequestKind.EXPIRY_NOTICE
 
 
 def test_samples_describe_one_rollout() -> None:

@@ -36,6 +36,7 @@ has a field for key material or a passphrase (DESIGN.md, Hard rules).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,6 +113,8 @@ class ValidateResult(_State):
     daysToExpiry: int | None = None
     domainName: str | None = None
     duplicateOf: str | None = None
+    # ACM's NotAfter of the certificate (EXPIRY_NOTICE: what the notification says); ISO 8601 in the state.
+    notAfter: datetime | None = None
 
 
 class RolloutState(_State):
@@ -130,6 +133,7 @@ class RolloutState(_State):
     daysToExpiry: int | None = None
     domainName: str | None = None
     duplicateOf: str | None = None
+    notAfter: datetime | None = None
     error: StateError | None = None
 
 

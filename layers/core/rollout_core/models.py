@@ -69,6 +69,9 @@ class Decision(StrEnum):
     REJECTED = "REJECTED"
     EXPORT_FAILED = "EXPORT_FAILED"
     LEASE_FAILED = "LEASE_FAILED"  # the certificate's lease could not be taken (logic/lease.py): nothing installed
+    # An AWS Health expiry notice while ACM holds no serial newer than the deployed ones
+    # (logic/validate.py): nothing exported or installed, the expiry is notified.
+    EXPIRY_NOTICE = "EXPIRY_NOTICE"
 
 
 class RolloutOutcome(StrEnum):
@@ -82,6 +85,7 @@ class RolloutOutcome(StrEnum):
     RENEWAL_FAILED = "RENEWAL_FAILED"
     NO_TARGETS = "NO_TARGETS"
     REJECTED = "REJECTED"
+    EXPIRY_NOTICE = "EXPIRY_NOTICE"  # information, not a failure: the execution ends SUCCEEDED (ExpiryNotified)
     # Every target VERIFIED or SUPERSEDED, at least one SUPERSEDED: a newer rollout of the
     # certificate covers the rest (logic/notify.py rollout_outcome).
     SUPERSEDED = "SUPERSEDED"

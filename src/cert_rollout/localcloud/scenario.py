@@ -127,7 +127,8 @@ class StepSpec(BaseModel):
     wait_all: Literal[True] | None = None
     # The outcome this event step should end with (default: ROLLED_OUT when it rolls out).
     expect: Literal["ROLLED_OUT", "PARTIAL", "FAILED", "SUPERSEDED", "IGNORED", "ALREADY_DEPLOYED", "RENEWAL_FAILED",
-                    "NO_TARGETS", "REJECTED", "NOT_ROUTED", "EXECUTION_ABORTED", "EXECUTION_TIMED_OUT"] | None = None
+                    "EXPIRY_NOTICE", "NO_TARGETS", "REJECTED", "NOT_ROUTED", "EXECUTION_ABORTED",
+                    "EXECUTION_TIMED_OUT"] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:

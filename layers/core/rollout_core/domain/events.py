@@ -3,12 +3,20 @@
 Accepted shapes (see DESIGN.md "Triggers" and cases/README.md "Events"):
 
 * AWS Health (``source`` ``aws.health``, ``detail-type`` ``AWS Health Event``,
-  ``detail.service`` ``ACM``): ``eventTypeCode`` ``AWS_ACM_RENEWAL_STATE_CHANGE`` ->
-  RENEWAL_COMPLETED, ``AWS_ACM_RENEWAL_FAILURE`` -> RENEWAL_FAILED. The description is
-  prose: it is carried in ``reason`` for the notification only and never decides
-  anything (the caller compares serials via DescribeCertificate). Source: AWS Health
-  User Guide, "Monitoring AWS Health events with Amazon EventBridge"; ACM User Guide,
-  "Using Amazon EventBridge" / "AWS Health events".
+  ``detail.service`` ``ACM``): ``eventTypeCode`` ``AWS_ACM_RENEWAL_FAILURE`` -> RENEWAL_FAILED;
+  ``AWS_ACM_RENEWAL_STATE_CHANGE`` is used for three notices, "the certificate has been
+  renewed, has expired, or is due to expire" (ACM User Guide, "Amazon EventBridge support
+  for ACM", AWS health events), and only the English description tells them apart: an
+  expiry notice ("has expired", "due to expire", ...: :func:`health_notice`) -> EXPIRY_NOTICE,
+  anything else (ACM's "has completed the renewal", or wording not recognised) ->
+  RENEWAL_COMPLETED. The wording only picks the kind; it never installs or withholds
+  anything by itself: for both kinds the caller compares ACM's serial (DescribeCertificate)
+  with the deployed ones (logic/validate.py). The description's first sentence is carried in
+  ``reason`` for the notification. Sources: AWS Health User Guide, "Monitoring AWS Health
+  events with Amazon EventBridge"; ACM User Guide, "Amazon EventBridge support for ACM";
+  the renewal prefix "AWS Certificate Manager (ACM) has completed the renewal" as AWS
+  Support gave it (awsdocs/aws-certificate-user-guide issue 20). AWS publishes no sample of
+  the expiry wording: the phrases matched are those of the documented states.
 * ACM (``source`` ``aws.acm``): ``ACM Certificate Available`` with ``detail.Action``
   ``RENEWAL`` and ``detail.CertificateType`` ``PRIVATE`` -> RENEWAL_COMPLETED;
   ``ACM Certificate Renewal Action Required`` -> RENEWAL_ACTION_REQUIRED (reason
@@ -52,6 +60,7 @@ from .errors import (
 
 __all__ = [
     "RequestKind",
+    "health_notice",
     "RolloutRequest",
     "CertificateArn",
     "parse_certificate_arn",
@@ -66,10 +75,18 @@ ACM_AVAILABLE = "ACM Certificate Available"
 ACM_ACTION_REQUIRED = "ACM Certificate Renewal Action Required"
 MANUAL_SOURCE = "manual"
 
+HEALTH_STATE_CHANGE = "AWS_ACM_RENEWAL_STATE_CHANGE"
 _HEALTH_CODES = {
-    "AWS_ACM_RENEWAL_STATE_CHANGE": "RENEWAL_COMPLETED",
+    HEALTH_STATE_CHANGE: "RENEWAL_COMPLETED",  # or EXPIRY_NOTICE by its description: health_notice
     "AWS_ACM_RENEWAL_FAILURE": "RENEWAL_FAILED",
 }
+# AWS_ACM_RENEWAL_STATE_CHANGE descriptions (whitespace collapsed, case ignored). A renewal is
+# checked first: its text also says when the *new* certificate "expires on".
+_HEALTH_RENEWED = re.compile(r"\b(?:completed the renewal|has been renewed|was renewed|renewal (?:is|was) complete)",
+                             re.IGNORECASE)
+_HEALTH_EXPIRY = re.compile(
+    r"\b(?:has expired|have expired|is expired|due to expire|will expire|is expiring|about to expire|"
+    r"expiring soon|expires (?:in|within) [0-9]+ days?)\b", re.IGNORECASE)
 _MANUAL_KEYS = frozenset({"certificateArn", "force", "reason", "requestedBy"})
 _MAX_REASON = 500
 #: Largest raw event accepted, in bytes of UTF-8 JSON: Step Functions' own input limit (256 KiB).
@@ -104,6 +121,8 @@ class RequestKind(StrEnum):
     RENEWAL_COMPLETED = "RENEWAL_COMPLETED"
     RENEWAL_FAILED = "RENEWAL_FAILED"
     RENEWAL_ACTION_REQUIRED = "RENEWAL_ACTION_REQUIRED"
+    # AWS Health "has expired" / "is due to expire" (AWS_ACM_RENEWAL_STATE_CHANGE): not a renewal.
+    EXPIRY_NOTICE = "EXPIRY_NOTICE"
     MANUAL_REDEPLOY = "MANUAL_REDEPLOY"
 
 
@@ -147,8 +166,10 @@ class RolloutRequest(BaseModel):
 
     @property
     def installs(self) -> bool:
-        """True when this request can lead to an install (completed renewal or manual)."""
-        return self.kind in (RequestKind.RENEWAL_COMPLETED, RequestKind.MANUAL_REDEPLOY)
+        """True when this request can lead to an install: a completed renewal, a manual
+        redeploy, or an expiry notice (only when ACM already holds a serial a target does not
+        have yet: logic/validate.py)."""
+        return self.kind in (RequestKind.RENEWAL_COMPLETED, RequestKind.MANUAL_REDEPLOY, RequestKind.EXPIRY_NOTICE)
 
 
 def partition_for_region(region: str) -> str:
@@ -498,15 +519,37 @@ def _first_sentence(text: str) -> str | None:
     return _clean_text(_SENTENCE_END.split(text, maxsplit=1)[0])
 
 
-def _health_description(detail: dict[str, Any]) -> str | None:
+def _health_texts(detail: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the description to show, the English one if any) of ``detail.eventDescription[]``."""
     descriptions = detail.get("eventDescription")
     if not isinstance(descriptions, list):
-        return None
-    texts = [d for d in descriptions if isinstance(d, dict) and isinstance(d.get("latestDescription"), str)]
-    if not texts:
-        return None
-    english = [d for d in texts if d.get("language") == "en_US"]
-    return _first_sentence((english or texts)[0]["latestDescription"])
+        return None, None
+    texts = [d["latestDescription"] for d in descriptions
+             if isinstance(d, dict) and isinstance(d.get("latestDescription"), str)]
+    english = [d["latestDescription"] for d in descriptions
+               if isinstance(d, dict) and isinstance(d.get("latestDescription"), str) and d.get("language") == "en_US"]
+    shown = (english or texts or [None])[0]
+    return shown, (english[0] if english else None)
+
+
+def health_notice(description: str | None) -> RequestKind:
+    """What an ``AWS_ACM_RENEWAL_STATE_CHANGE`` event announces, from its English description.
+
+    "... has completed the renewal ..." (or "has been renewed") -> RENEWAL_COMPLETED, even when
+    it also says when the new certificate expires; "has expired", "is due to expire", "will
+    expire", "is expiring", "about to expire", "expires in N days" -> EXPIRY_NOTICE; no English
+    description or other wording -> RENEWAL_COMPLETED (as before this rule: the serial
+    comparison then decides, cases/README.md "act on the serial, not the text").
+    Source: module docstring.
+    """
+    if description is None:
+        return RequestKind.RENEWAL_COMPLETED
+    text = _SPACES.sub(" ", description[:MAX_EVENT_BYTES])
+    if _HEALTH_RENEWED.search(text):
+        return RequestKind.RENEWAL_COMPLETED
+    if _HEALTH_EXPIRY.search(text):
+        return RequestKind.EXPIRY_NOTICE
+    return RequestKind.RENEWAL_COMPLETED
 
 
 def _days_to_expiry(detail: dict[str, Any]) -> int | None:
@@ -544,13 +587,15 @@ def _parse_health(event: dict[str, Any], region: str, account_id: str) -> Rollou
         raise MalformedEvent(f"event field 'detail.eventTypeCode' must be a string, got {_show(code)}")
     if code not in _HEALTH_CODES:
         raise UnsupportedEvent(f"AWS Health eventTypeCode {_show(code)} is not handled")
+    shown, english = _health_texts(detail)
+    kind = health_notice(english) if code == HEALTH_STATE_CHANGE else RequestKind(_HEALTH_CODES[code])
     return RolloutRequest(
-        kind=RequestKind(_HEALTH_CODES[code]),
+        kind=kind,
         certificate_arn=_single_certificate_arn(event, detail, region, account_id),
         event_id=_event_id(event),
         source=HEALTH_SOURCE,
         detail_type=detail_type,
-        reason=_health_description(detail),
+        reason=_first_sentence(shown) if shown is not None else None,
     )
 
 

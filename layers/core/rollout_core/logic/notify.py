@@ -1,5 +1,6 @@
 """Notify: one SNS message per execution with every target's outcome, and the rollout's
-outcome (ROLLED_OUT, PARTIAL, FAILED, SUPERSEDED, RENEWAL_FAILED, NO_TARGETS, REJECTED).
+outcome (ROLLED_OUT, PARTIAL, FAILED, SUPERSEDED, RENEWAL_FAILED, NO_TARGETS, REJECTED,
+EXPIRY_NOTICE).
 
 Rule D4: one failed target never stops the others; the run ends FAILED after this message
 lists every target's outcome. A SUPERSEDED target (logic/lease.py: a newer request for the
@@ -19,11 +20,14 @@ export's sweep deletes the bundle).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aws_lambda_powertools.metrics import MetricUnit
 
 from rollout_core import ports
 from rollout_core.adapters.errors import AwsError, AwsPermanentError
 from rollout_core.contracts import NotifyResult, RolloutState, StateError, TargetLine
+from rollout_core.domain.expiry import expiry_phrase
 from rollout_core.logic.staging import delete_rollout_bundle
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 from rollout_core.observability import logger, metrics
@@ -120,9 +124,44 @@ def _target_text(r: TargetLine) -> str:
     return text
 
 
-def format_message(outcome: RolloutOutcome, rollout: RolloutState, lines: list[TargetLine]) -> tuple[str, str]:
+#: Targets named one by one in an expiry notice; the rest are counted.
+EXPIRY_TARGETS_SHOWN = 50
+
+
+def _expiry_lines(rollout: RolloutState, now: datetime) -> tuple[str, list[str]]:
+    """(subject, body lines) of an EXPIRY_NOTICE: when it expires (domain/expiry.py: whole days,
+    UTC, from ACM's NotAfter and ``now``), which targets hold it, what the operator does."""
+    name = rollout.domainName or rollout.certificateArn or "certificate"
+    if rollout.notAfter is not None:
+        phrase = expiry_phrase(rollout.notAfter, now)
+        past = phrase.startswith("expired")
+        subject = f"[EXPIRY_NOTICE] {name}: {'EXPIRED' if past else 'expires'}, not renewed"
+        when = f"The certificate {phrase}."
+    else:  # ACM gave no NotAfter: say so rather than guess
+        subject = f"[EXPIRY_NOTICE] {name}: expiry notice, not renewed"
+        when = "ACM gave no expiry date (NotAfter) for this certificate."
+    targets = rollout.targetIds
+    shown = ", ".join(targets[:EXPIRY_TARGETS_SHOWN])
+    if len(targets) > EXPIRY_TARGETS_SHOWN:
+        shown += f" and {len(targets) - EXPIRY_TARGETS_SHOWN} more"
+    body = [f"Expires:     {when}",
+            f"Targets:     {len(targets)} still hold this certificate (inventory; none records a newer serial)"
+            + (f": {shown}" if targets else ": no target is registered")]
+    if rollout.reason:
+        body.append(f"Note:        {rollout.reason}")
+    body += ["", "AWS Health sent an expiry notice, and ACM holds no newer certificate: the renewal has NOT",
+             "happened. Nothing was exported or installed. Check the private CA (ACTIVE, not expired, its",
+             "permissions for ACM) and the certificate's renewal eligibility (aws acm describe-certificate:",
+             "RenewalEligibility, RenewalSummary), or renew it with `cert-rollout renew`. Once ACM has",
+             "renewed it, the renewal event rolls the new serial out to these targets."]
+    return subject, body
+
+
+def format_message(outcome: RolloutOutcome, rollout: RolloutState, lines: list[TargetLine], *,
+                   now: datetime | None = None) -> tuple[str, str]:
     """(subject, body) of the notification: plain text an operator reads in a mail client.
-    The subject stays within SNS's 100 characters."""
+    The subject stays within SNS's 100 characters. ``now`` (default: the current time, UTC) is
+    what an EXPIRY_NOTICE counts its days from."""
     name = rollout.domainName or rollout.certificateArn or "event"
     serial = rolled_out_serial(rollout, lines) or "?"
     head = [f"Certificate rollout: {outcome.value}",
@@ -160,6 +199,9 @@ def format_message(outcome: RolloutOutcome, rollout: RolloutState, lines: list[T
         subject = f"[NO_TARGETS] {name}: renewed, but no target is registered"
         head += ["", "WARNING: nothing was installed because the inventory lists no target for this certificate.",
                  "If it is exported anywhere, register those targets (cert-rollout targets add) and redeploy."]
+    elif outcome == RolloutOutcome.EXPIRY_NOTICE:
+        subject, body = _expiry_lines(rollout, now or datetime.now(UTC))
+        head += body
     elif outcome == RolloutOutcome.REJECTED:
         subject = "[REJECTED] certificate rollout event rejected"
         head += [f"Error:       {_error_text(rollout.error)}", "", "Nothing was installed."]
