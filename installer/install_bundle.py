@@ -35,7 +35,9 @@ Target config JSON:
                 "mode": "0644", "owner": null, "group": null,
                 "passwordFile": "/etc/ssl/web/key.pass", "alias": "web",
                 "passwordSecret": "cert-rollout/keystores/web"}],
-     "testCommand": ["argv", ...] or null, "reloadCommand": ["argv", ...] or null}
+     "testCommand": ["argv", ...] or null, "reloadCommand": ["argv", ...] or null,
+     "verify": {"host": "10.0.1.15", "port": 443, "sni": "web.example.internal", "probes": 3}}
+    verify: only for a target with verifyFrom "node" (the node probes it: "verifyFrom: node" below).
     content: fullchain = leaf + chain; leaf; chain; key = plain private key;
     combined = leaf + chain + key in one PEM (HAProxy); encrypted-key and pkcs12 below.
     Default mode: 0600 for key, combined, encrypted-key and pkcs12 files, 0644 otherwise.
@@ -137,7 +139,9 @@ stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
 error, reason (a named cause, when there is one), files, serverOutput, exitCode, fetchPath
 (botocore | stdlib | aws-cli, once an install fetched), and when known
 installedSerial, previousSerial, recovered {txn, action, serial, result, pairCheck, ...},
-nothingToRollBack}. Progress goes to stderr. Key material, the
+nothingToRollBack, and for a verifyFrom-node target servedBefore (install) and served (the
+evidence of its probe after the reload: probe_served)}; the line is kept under RESULT_MAX_CHARS
+(cap_result). Progress goes to stderr. Key material, the
 secret string and passphrases are never printed; every reported text is redacted of any
 private key block, of every line of the key, of any run of 16 or more base64
 characters that shares a 16-character window with the key's base64 body (plain or
@@ -154,6 +158,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -771,6 +777,7 @@ class Target:
             raise RolloutFailure("write", EXIT_PARAMS, "target config names a file twice")
         self.test_command = self._argv(raw.get("testCommand"), "testCommand")
         self.reload_command = self._argv(raw.get("reloadCommand"), "reloadCommand")
+        self.verify = VerifySpec(raw["verify"]) if raw.get("verify") is not None else None  # verifyFrom: node
 
     @staticmethod
     def _argv(value: Any, name: str) -> list[str] | None:
@@ -2391,6 +2398,189 @@ def check_not_older(target: Target, bundle: Bundle, allow_older: int | None, res
                          f"{old.not_before}Z): nothing changed", reason="older-than-installed")
 
 
+# --------------------------------------------------------------------------- verifyFrom: node
+#
+# A target the Lambda cannot reach (on-premises, another VPC) says verifyFrom "node": its
+# config then carries "verify": {"host", "port", "sni", "probes"} and this node probes it
+# itself, after the install's (or the rollback's) reload and once before the install. The node
+# only gathers evidence: what was served (the chain, certificates are public), which serials,
+# how many handshakes in a row showed the wanted one; VerifyTarget decides on it in the Lambda
+# (rollout_core/logic/verify_node.py). Never raises: an unreachable target is an error text.
+#
+# Time: the probe after the reload uses the slot the document's time split keeps for the
+# reload after a restore (rollout_core/domain/command_timeouts.py): at most one
+# ROLLOUT_COMMAND_TIMEOUT, and never past the execution deadline less RESTORE_MARGIN.
+# The chain is hex DER, not base64: a certificate holds its key's public half (an RSA modulus),
+# which also sits in the private key's base64 body that REDACT (and the local cloud's leak
+# check) match by base64 windows, so a base64 chain would be redacted by alignment chance.
+
+SERVED_MAX_CHARS = 12000  # the "served" evidence in ROLLOUT_RESULT; SSM keeps 24,000 of stdout
+RESULT_MAX_CHARS = 23000  # the whole ROLLOUT_RESULT line (GetCommandInvocation StandardOutputContent: 24,000)
+SERVED_SERIALS_KEPT = 20  # the last handshakes' serials reported
+HANDSHAKE_TIMEOUT = 5.0  # seconds per handshake (connect + TLS)
+PROBE_INTERVAL = 0.2  # seconds between handshakes (nginx serves new files ~20 ms after a reload)
+MAX_NODE_PROBES = 20
+
+
+class VerifySpec:
+    """Where and how this node probes its target: host, port, SNI name (None: no SNI), and how
+    many handshakes in a row must show the wanted serial (1..MAX_NODE_PROBES)."""
+
+    def __init__(self, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            raise RolloutFailure("write", EXIT_PARAMS, "target config verify must be an object")
+        host, port, sni, probes = raw.get("host"), raw.get("port"), raw.get("sni"), raw.get("probes", 3)
+        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+            raise RolloutFailure("write", EXIT_PARAMS, "target config verify.host must be a host name or IP address")
+        if type(port) is not int or not 1 <= port <= 65535:
+            raise RolloutFailure("write", EXIT_PARAMS, "target config verify.port must be an integer 1-65535")
+        if sni is not None and (not isinstance(sni, str) or not sni):
+            raise RolloutFailure("write", EXIT_PARAMS, "target config verify.sni must be a host name or null")
+        if type(probes) is not int or not 1 <= probes <= MAX_NODE_PROBES:
+            raise RolloutFailure("write", EXIT_PARAMS,
+                                 f"target config verify.probes must be an integer 1-{MAX_NODE_PROBES}")
+        self.host, self.port, self.sni, self.probes = host.strip("[]"), port, sni, probes
+
+
+def served_chain(host: str, port: int, sni: str | None, timeout: float) -> tuple[list[bytes], bool]:
+    """One TLS handshake (no verification: a served chain is evidence, judged elsewhere; SNI
+    ``sni`` when given): (the served certificates as DER, leaf first; whether that is the whole
+    chain the server sent). Python >= 3.13: SSLSocket.get_unverified_chain(); 3.10-3.12 its
+    private _sslobj twin; older: the leaf only (getpeercert(binary_form=True)), complete False.
+    Raises OSError (ssl.SSLError included) when the target cannot be reached or the handshake fails."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as sock, \
+            context.wrap_socket(sock, server_hostname=sni) as tls:
+        getter = getattr(tls, "get_unverified_chain", None)
+        if getter is None:
+            getter = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+        if getter is not None:
+            chain = [c if isinstance(c, bytes) else c.public_bytes(2) for c in (getter() or [])]  # 2: _ssl.ENCODING_DER
+            if chain:
+                return chain, True
+        leaf = tls.getpeercert(binary_form=True)
+        return ([leaf] if leaf else []), False
+
+
+def der_cert_serial(der: bytes) -> int | None:
+    """The serial of a DER certificate, None when it cannot be read."""
+    pem = "-----BEGIN CERTIFICATE-----\n" + base64.b64encode(der).decode() + "\n-----END CERTIFICATE-----\n"
+    return der_serial(pem)
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def probe_served(spec: VerifySpec, deadline: float, want: Any, handshakes: int | None = None) -> dict[str, Any]:
+    """Handshakes with the target until ``spec.probes`` in a row serve a leaf whose serial
+    satisfies ``want(serial)``, or until ``deadline`` (time.monotonic()), or ``handshakes``
+    attempts. Returns the evidence (ROLLOUT_RESULT "served"): {"chain": [hex DER, leaf first]
+    (the last chain served), "chainComplete", "serialsSeen" (the last SERVED_SERIALS_KEPT
+    serials, colon hex, null for an unreadable leaf), "probes" (handshakes in a row at the end
+    that satisfied want), "required" (spec.probes), "attempts", "error" (the last handshake's
+    failure text, or null), "at" (UTC ISO 8601)}; capped to SERVED_MAX_CHARS (cap_served)."""
+    seen: list[str | None] = []
+    chain: list[bytes] = []
+    complete, error, run, attempts = False, None, 0, 0
+    while True:
+        attempts += 1
+        left = deadline - time.monotonic()
+        try:
+            chain, complete = served_chain(spec.host, spec.port, spec.sni, max(0.1, min(HANDSHAKE_TIMEOUT, left)))
+            serial = der_cert_serial(chain[0]) if chain else None
+            seen.append(format_serial(serial) if serial is not None else None)
+            error = None if chain else "the server sent no certificate"
+            run = run + 1 if serial is not None and want(serial) else 0
+        except (OSError, ValueError) as exc:  # refused, timed out, reset, handshake failure
+            error = f"{spec.host}:{spec.port} (SNI {spec.sni or '-'}): {type(exc).__name__}: {exc}"[:300]
+            run = 0
+        if run >= spec.probes or (handshakes is not None and attempts >= handshakes):
+            break
+        if time.monotonic() + PROBE_INTERVAL >= deadline:
+            break
+        time.sleep(PROBE_INTERVAL)
+    return cap_served({"chain": [c.hex() for c in chain], "chainComplete": complete,
+                       "serialsSeen": seen[-SERVED_SERIALS_KEPT:], "probes": run, "required": spec.probes,
+                       "attempts": attempts, "error": error, "at": _utc_now()})
+
+
+def cap_served(served: dict[str, Any], limit: int = SERVED_MAX_CHARS) -> dict[str, Any]:
+    """``served`` with certificates dropped from the end of its chain (the leaf last) until its
+    JSON is at most ``limit`` characters; "chainTruncated" says how many were dropped."""
+    chain = list(served.get("chain") or [])
+    dropped = 0
+    while chain and len(json.dumps(dict(served, chain=chain, chainTruncated=dropped))) > limit:
+        chain.pop()
+        dropped += 1
+    if dropped:
+        served = dict(served, chain=chain, chainTruncated=dropped, chainComplete=False)
+    return served
+
+
+def node_probe_deadline(timeout: float) -> float:
+    """time.monotonic() deadline of the probe after a reload: one ROLLOUT_COMMAND_TIMEOUT
+    (``timeout``), never past the execution deadline less RESTORE_MARGIN."""
+    budget = timeout
+    left = time_left("write")
+    if left is not None:
+        budget = min(budget, left - RESTORE_MARGIN)
+    return time.monotonic() + max(0.0, budget)
+
+
+def verify_on_node(target: Target, action: str, timeout: float, result: dict[str, Any]) -> None:
+    """After a successful install (or rollback) of a verifyFrom-node target: probe until the
+    expected serial (ROLLOUT_EXPECTED_SERIAL; after a rollback: any other serial) is served
+    ``probes`` times in a row, or the deadline; the evidence goes to result["served"]."""
+    spec = target.verify
+    if spec is None:
+        return
+    expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
+    if action == "install":
+        def want(serial: int) -> bool:
+            return expected is None or serial == expected
+    else:
+        def want(serial: int) -> bool:
+            return expected is None or serial != expected
+    try:
+        result["served"] = probe_served(spec, node_probe_deadline(timeout), want)
+    except Exception as exc:  # never fail the command for its evidence
+        result["served"] = {"chain": [], "chainComplete": False, "serialsSeen": [], "probes": 0,
+                            "required": spec.probes, "attempts": 0, "at": _utc_now(),
+                            "error": f"node probe failed: {type(exc).__name__}"}
+
+
+def probe_before_install(target: Target, timeout: float, result: dict[str, Any]) -> None:
+    """One handshake before the install: result["servedBefore"], the serial served (colon hex)
+    or null when the target did not answer (the Lambda's pre-install probe, from the node)."""
+    spec = target.verify
+    if spec is None:
+        return
+    try:
+        evidence = probe_served(spec, time.monotonic() + min(HANDSHAKE_TIMEOUT, timeout), lambda s: True, handshakes=1)
+        seen = evidence["serialsSeen"]
+        result["servedBefore"] = seen[-1] if seen and not evidence["error"] else None
+    except Exception:  # evidence only
+        result["servedBefore"] = None
+
+
+def cap_result(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` whose JSON fits RESULT_MAX_CHARS: the served chain goes first (chainTruncated),
+    then serverOutput is cut (SSM keeps 24,000 characters of stdout)."""
+    if len(json.dumps(result)) <= RESULT_MAX_CHARS:
+        return result
+    served = result.get("served")
+    if isinstance(served, dict) and served.get("chain"):
+        result = dict(result, served=dict(served, chain=[], chainComplete=False,
+                                          chainTruncated=len(served["chain"]) + int(served.get("chainTruncated") or 0)))
+    excess = len(json.dumps(result)) - RESULT_MAX_CHARS
+    if excess > 0:
+        result = dict(result, serverOutput=str(result.get("serverOutput") or "")[excess + 20:])
+    return result
+
+
 def lock_wait(target: Target, timeout: float) -> float:
     """Seconds to wait for the target's lock: one command timeout, and never into the time the
     swap needs to test, reload and restore."""
@@ -2593,8 +2783,11 @@ def main() -> int:
         runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
         time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
         do_action = do_install if action == "install" else do_rollback
+        if action == "install":
+            probe_before_install(target, runner.timeout, result)  # verifyFrom: node
         code = do_action(target, runner, result)
         result["status"] = "ok"
+        verify_on_node(target, action, runner.timeout, result)  # verifyFrom: node
     except RolloutFailure as exc:
         code = exc.code
         result["stage"] = "rollback" if action == "rollback" else exc.stage
@@ -2608,7 +2801,7 @@ def main() -> int:
         result["error"] = f"internal error: {type(exc).__name__}"
     result["exitCode"] = code
     result["serverOutput"] = runner.server_output()
-    result = REDACT.value(result)  # every string, before JSON escapes could hide a secret
+    result = cap_result(REDACT.value(result))  # every string, before JSON escapes could hide a secret
     line = "ROLLOUT_RESULT " + json.dumps(result, sort_keys=False)
     checked = str(REDACT(line, runs=False))  # key blocks and lines, once more, on the line
     try:

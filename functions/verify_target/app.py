@@ -1,4 +1,5 @@
-"""VerifyTarget: TLS handshakes with SNI; would a client accept what the target serves (logic/verify.py)?"""
+"""VerifyTarget: TLS handshakes with SNI; would a client accept what the target serves (logic/verify.py)?
+(A verifyFrom-node target: judged on its node's evidence, $.installCommand.served, with no handshake from here.)"""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """VerifyInput in, VerifyResult out ($.verify)."""
     r = VerifyInput.model_validate(event)
     result: VerifyResult = verify_target(r.certificateArn, r.targetId, r.expectedSerial, r.since, r.trustAnchor,
-                                         settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE)
+                                         settings=SETTINGS, now=datetime.now(UTC), inventory=INVENTORY, probe=PROBE,
+                                         node_evidence=r.served)
     logger.info("verification", extra={"target_id": r.targetId, "state": result.state,
                                        "served_serial": result.servedSerial, "reason": result.reason,
                                        "chain_length": result.chainLength})

@@ -128,6 +128,7 @@ def test_send_then_status_change_completes_the_waiting_task(w: World) -> None:
     assert token == "token-1"
     assert output == {"endpoint": "127.0.0.1:8443", "servedSerialBefore": format_serial_hex(OLD.serial_number),
                       "action": "install", "state": "SUCCEEDED", "reason": None, "detail": None, "stage": None, "filesChanged": "yes",
+                      "served": None,
                       "commandId": ref.commandId, "instanceId": "mi-0123456789abcdef0"}
 
 

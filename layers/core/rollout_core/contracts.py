@@ -261,6 +261,32 @@ class WaitingTaskContext(_State):
     action: Action | None = None
 
 
+class ServedEvidence(BaseModel):
+    """What a verifyFrom-node target's own node saw when it probed the target after the
+    command's reload (installer/install_bundle.py probe_served; ROLLOUT_RESULT "served"):
+    certificates are public, nothing else is carried. ``chain``: the last chain served, hex DER,
+    leaf first (``chainComplete`` False when the node's Python gave only the leaf, or the cap
+    dropped ``chainTruncated`` certificates); ``serialsSeen``: the last handshakes' leaf serials
+    (colon hex, None for an unreadable leaf); ``probes``: handshakes in a row at the end that
+    served the wanted serial, of ``required``; ``error``: the last handshake's failure (None when
+    it answered); ``at``: when (UTC ISO 8601); ``before``: the serial served before the install
+    (ROLLOUT_RESULT "servedBefore"; None: unreachable or not probed). Unknown fields from a
+    newer installer are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    chain: list[str] = Field(default_factory=list, max_length=10)
+    chainComplete: bool = False
+    chainTruncated: int = 0
+    serialsSeen: list[str | None] = Field(default_factory=list, max_length=50)
+    probes: int = Field(default=0, ge=0)
+    required: int = Field(default=1, ge=1)
+    attempts: int = Field(default=0, ge=0)
+    error: str | None = Field(default=None, max_length=500)
+    at: str | None = None
+    before: str | None = None
+
+
 class CommandStatus(_State):
     """The classified final status of one SSM command invocation (logic.commands.command_status)."""
 
@@ -269,6 +295,7 @@ class CommandStatus(_State):
     detail: str | None = None
     stage: str | None = None  # the installer's ROLLOUT_RESULT stage (fetch|write|test|reload|rollback), None without one
     filesChanged: FilesChanged = "unknown"
+    served: ServedEvidence | None = None  # verifyFrom node: the node's probe after the reload
 
 
 class CommandResult(CommandStatus):
@@ -320,6 +347,7 @@ class VerifyInput(_State):
     expectedSerial: str
     since: str
     trustAnchor: str
+    served: ServedEvidence | None = None  # $.installCommand.served (verifyFrom node)
 
 
 # Why a probed endpoint does not pass (domain.tls_checks.CHECK_REASONS, or no certificate read).

@@ -396,6 +396,11 @@ class Target(BaseModel):
     reloadCommand: list[str] | None = None
     probes: int = Field(default=3, strict=True, ge=1, le=20)  # handshakes that must all pass
     backends: list[str] | None = None  # "host:port" of each backend behind a load-balanced endpoint, each checked on its own
+    #: Where the TLS check runs: "lambda" (VerifyTarget's own handshakes) or "node" (the target's
+    #: own managed node probes host:port after the reload and reports the served chain in the
+    #: install command's result; VerifyTarget judges that evidence: logic/verify_node.py), for
+    #: targets the Lambda cannot reach (on-premises, another network).
+    verifyFrom: Literal["lambda", "node"] = "lambda"
     # state written by the rollout (not part of the settings; adapters.dynamo.mark_deployed)
     lastDeployedSerial: str | None = None
     lastDeployedAt: str | None = None
@@ -561,6 +566,9 @@ class Target(BaseModel):
             "files": [f.model_dump(exclude_none=True) for f in self.files],  # small: SSM parameter cap
             "testCommand": self.testCommand,
             "reloadCommand": self.reloadCommand,
+            # verifyFrom node: where the node probes (installer/install_bundle.py VerifySpec)
+            **({"verify": {"host": self.host, "port": self.port, "sni": self.sni,
+                           "probes": self.probes}} if self.verifyFrom == "node" else {}),
         }
 
 

@@ -9,6 +9,7 @@ Format (YAML):
   targets:
     - {id: web-1, certificate: web, server: embedded, sni: ..., port: ..., fault: stale}
     - {id: wild-1, certificate: wild, sni: a.svc.example.internal}
+    - {id: web-2, certificate: web, verifyFrom: node}   # its node probes it, not the Lambda
   steps:
     - renew: web                                  # ACM managed renewal (new key, new serial)
     - fail_renewal: web                           # ACM renewal failed (RenewalSummary FAILED)
@@ -141,6 +142,9 @@ class TargetSpec(BaseModel):
     port: int | None = Field(default=None, ge=1, le=65535)
     # localcloud/targets.py names and describes each fault (its Fault literal is the one list).
     fault: Fault | None = None
+    # "node": the target's own local node probes it after the reload (models.Target.verifyFrom);
+    # the Lambda then sends it no handshake.
+    verify_from: Literal["lambda", "node"] | None = Field(default=None, alias="verifyFrom")
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
     # The node installer's fetch path (CERT_ROLLOUT_FETCH; localcloud/cloud.py node_env): the
@@ -437,12 +441,14 @@ class ScenarioRunner:
             else:
                 target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate],
                                                    t.sni or spec.domain, port=t.port, fault=t.fault, fetch=t.fetch)
-            if t.inventory_overrides:
-                target.inventory_item.update(t.inventory_overrides)
+            if t.verify_from or t.inventory_overrides:
+                target.inventory_item.update({"verifyFrom": t.verify_from} if t.verify_from else {})
+                target.inventory_item.update(t.inventory_overrides or {})
                 self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
                          + (f" (fault: {t.fault})" if t.fault else "")
-                         + (f", backends {', '.join(target.backends)}" if target.backends else ""))
+                         + (f", backends {', '.join(target.backends)}" if target.backends else "")
+                         + (f" (verified from {t.verify_from})" if t.verify_from else ""))
 
     def _run_steps(self, report: dict[str, Any]) -> None:
         """Every step in order; executions started with ``wait: false`` are finished at the end

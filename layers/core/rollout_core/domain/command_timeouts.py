@@ -11,6 +11,9 @@ after the files are restored. Once the files are swapped in, up to 3 x CommandTi
 reload, reload after restore) may still be needed; the installer checks before the swap that
 this much (plus 1 s) is left of ExecutionTimeout and otherwise stops with nothing changed,
 so SSM's kill can never land between a failed reload and the restore.
+A verifyFrom-node target's probe after a successful reload takes the slot of the reload after
+restore (that path is not taken then): at most one CommandTimeout, and never past
+ExecutionTimeout less the restore margin (installer/install_bundle.py node_probe_deadline).
 """
 
 from __future__ import annotations

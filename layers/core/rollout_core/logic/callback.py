@@ -19,6 +19,7 @@ from rollout_core import ports
 from rollout_core.adapters.errors import AwsError, AwsPermanentError
 from rollout_core.contracts import CommandCallbackResult, CommandResult, ReconcileInput, WaitingTaskContext
 from rollout_core.logic.commands import command_status
+from rollout_core.logic.verify_node import with_node_served_before
 from rollout_core.logic.waiting import waiting_task_key, waiting_task_key_from_comment
 from rollout_core.observability import logger
 
@@ -87,8 +88,8 @@ def complete_waiting_task(event: CommandEvent, *, commands: ports.Commands, wait
     context = WaitingTaskContext.model_validate(task.context)
     status = command_status(detail.command_id, detail.instance_id, event_status=detail.status,
                             invocation=invocation, commands=commands, action=context.action or "install")
-    output = CommandResult(**context.model_dump(), **status.model_dump(),
-                           commandId=detail.command_id, instanceId=detail.instance_id)
+    output = with_node_served_before(CommandResult(**context.model_dump(), **status.model_dump(),
+                                                   commandId=detail.command_id, instanceId=detail.instance_id))
     if not callbacks.succeed(task.task_token, output.model_dump(mode="json")):
         logger.warning("the waiting task is gone (timed out or already completed)",
                        extra={"command_id": detail.command_id})
@@ -136,7 +137,7 @@ def reconcile_timed_out_task(request: ReconcileInput, *, commands: ports.Command
     logger.info("timed-out task reconciled from GetCommandInvocation",
                 extra={"command_id": task.command_id, "state": status.state, "target_id": request.targetId})
     if status.state != "PENDING":
-        return CommandResult.model_validate(known | status.model_dump())
+        return with_node_served_before(CommandResult.model_validate(known | status.model_dump()))
     running = str(invocation.get("StatusDetails") or invocation.get("Status") or "Pending")
     try:
         commands.cancel(task.command_id, task.instance_id)

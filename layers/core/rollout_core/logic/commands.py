@@ -24,6 +24,7 @@ from rollout_core.domain.errors import RolloutError
 from rollout_core.domain.key_text import redact_key_text
 from rollout_core.domain.ssm_status import CommandState, classify_invocation, installer_reason
 from rollout_core.logic.observe import observe
+from rollout_core.logic.verify_node import parse_served
 from rollout_core.logic.waiting import COMMENT_PREFIX, waiting_task_key
 from rollout_core.models import Target
 from rollout_core.observability import logger
@@ -72,7 +73,8 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     """Send the install (or rollback) document to the target's managed node.
 
     Before an install, probes what the target serves (served_serial_before; None when it
-    cannot be reached). With ``task_token`` (the waiting Map task's), remembers the token
+    cannot be reached), except for a verifyFrom-node target, whose node probes it itself
+    (logic.verify_node.with_node_served_before). With ``task_token`` (the waiting Map task's), remembers the token
     under a key that rides in the command's Comment (logic.waiting), so that CommandCallback
     can complete the task. Returns the CommandRef (ids, endpoint, served serial before).
     Ports: ``inventory`` (the target), ``probe`` (served serial before), ``waiting_tasks``
@@ -86,7 +88,8 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
     instance_id = rollout_instance_id(action, target, certificate_arn, target_id, rollout_id,
                                       waiting_tasks=waiting_tasks)
     before = None
-    if action == "install":  # one handshake, through the one probe path (logic.observe)
+    if action == "install" and target.verifyFrom != "node":  # a node-verified target: its node probes
+        # one handshake, through the one probe path (logic.observe)
         seen = observe(probe, target.host, target.port, target.sni, timeout=settings.probe_timeout_seconds)
         before = seen.served_serial_hex
         if seen.error is not None:
@@ -228,7 +231,7 @@ def command_status(command_id: str, instance_id: str, *, event_status: str | Non
     stage = str(result["stage"]) if result.get("stage") else None
     changed = files_changed(action, state, parsed, invocation.get("StatusDetails"))
     if state == CommandState.SUCCEEDED:
-        return CommandStatus(state="SUCCEEDED", stage=stage, filesChanged=changed,
+        return CommandStatus(state="SUCCEEDED", stage=stage, filesChanged=changed, served=parse_served(parsed),
                              detail="nothing to restore" if action == "rollback" and changed == "no" else None)
     server_text = redact(str(result.get("serverOutput") or invocation.get("StandardErrorContent") or ""))[-600:]
     if state == CommandState.TIMED_OUT:

@@ -43,6 +43,7 @@ from rollout_core import ports
 from rollout_core.contracts import IterationState, OutcomeRecord, StateError, VerifyResult
 from rollout_core.domain.tls_checks import FINAL_REASONS
 from rollout_core.logic.observe import observe
+from rollout_core.logic.verify_node import node_served_after
 from rollout_core.models import TargetOutcome
 from rollout_core.observability import logger
 from rollout_core.settings import RecordSettings
@@ -184,7 +185,9 @@ def record_outcome(state: IterationState, *, settings: RecordSettings, inventory
         try:
             target = inventory.get(certificate_arn, target_id)
             endpoint = endpoint or target.endpoint
-            if after is None:
+            if after is None and target.verifyFrom == "node":  # the Lambda cannot reach it: what its node saw last
+                after = node_served_after(state)
+            elif after is None:
                 seen = observe(probe, target.host, target.port, target.sni, timeout=settings.probe_timeout_seconds)
                 after = seen.served_serial_hex
                 if seen.error is not None:

@@ -27,10 +27,11 @@ from typing import Any
 from cryptography import x509
 
 from rollout_core import ports
-from rollout_core.contracts import EndpointResult, VerifyResult, VerifyStateName
+from rollout_core.contracts import EndpointResult, ServedEvidence, VerifyResult, VerifyStateName
 from rollout_core.domain.serials import canonical_serial, parse_serial
 from rollout_core.domain.tls_checks import FINAL_REASONS
 from rollout_core.logic.observe import Expectation, Observation, check_name, endpoint_text, observe
+from rollout_core.logic.verify_node import verify_from_node_evidence
 from rollout_core.models import Target
 from rollout_core.settings import VerifySettings
 
@@ -68,18 +69,23 @@ def probe_endpoint(probe: ports.TlsProbe, host: str, port: int, target: Target, 
 
 def verify_target(certificate_arn: str, target_id: str, expected_serial: str, since: str, trust_anchor_pem: str, *,
                   settings: VerifySettings, now: datetime, inventory: ports.Inventory,
-                  probe: ports.TlsProbe) -> VerifyResult:
+                  probe: ports.TlsProbe, node_evidence: ServedEvidence | None = None) -> VerifyResult:
     """Probe the target (and each of its backends) and say where verification stands.
 
     ``since`` is when verification began (ISO 8601, the state's EnteredTime);
     ``trust_anchor_pem``: the issuing CA's root (ExportResult.trustAnchor). Serials are compared
     as integers (DESIGN.md). Handshakes: ``target.probes`` per endpoint, fewer when one fails.
     Ports: ``inventory`` (the target's host, port, SNI, probes, backends), ``probe`` (through
-    logic.observe.observe). Raises TargetNotFound or a named AwsError (inventory read),
+    logic.observe.observe). A verifyFrom-node target is judged on its node's evidence
+    ``node_evidence`` instead ($.installCommand.served; logic.verify_node), with the same checks
+    and no handshake from here. Raises TargetNotFound or a named AwsError (inventory read),
     ValueError for a trust anchor that is not PEM.
     """
     target = inventory.get(certificate_arn, target_id)
     anchors = load_trust_anchors(trust_anchor_pem)
+    if target.verifyFrom == "node":
+        return verify_from_node_evidence(node_evidence, expected_serial, since=since, target=target, settings=settings,
+                                         anchors=anchors, now=now)
     started = datetime.fromisoformat(since.replace("Z", "+00:00"))
     past_deadline = now >= started + timedelta(seconds=settings.verify_timeout_seconds)
     expectation = Expectation(serial=parse_serial(expected_serial), anchors=anchors, name=check_name(target), now=now)
