@@ -134,7 +134,8 @@ class CertificateSpec(BaseModel):
 
 
 class TargetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # populate_by_name: a scenario dumped by name (verify_from) loads again, as its YAML alias does
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     certificate: str
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
