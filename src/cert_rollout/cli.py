@@ -7,11 +7,40 @@ dependencies only.
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from cert_rollout.commands import bench, check, demo, history, invoke, local, renew, status, targets
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+JSON_FLAG = "--json"
+
+
+class CertRolloutGroup(TyperGroup):
+    """The app's click group: an AWS error that reaches it from any command (boto3 finding no
+    region or credentials when a client is made or a call signed, an endpoint that does not
+    answer, ...) ends the command with one line and exit 2 (commands.common.fail), never a
+    traceback; as JSON when the command line has --json."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["cert_rollout.as_json"] = JSON_FLAG in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+        from rollout_core.adapters.errors import AwsError
+
+        from cert_rollout.commands.common import aws_error, fail
+
+        try:
+            return super().invoke(ctx)
+        except (BotoCoreError, ClientError, AwsError) as e:
+            fail(aws_error(e), 2, bool(ctx.meta.get("cert_rollout.as_json")))
+
+
+app = typer.Typer(cls=CertRolloutGroup, add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")
 
 # The order of `cert-rollout --help`.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
 # emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
 console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
-err = Console(stderr=True, emoji=False)
+err = Console(stderr=True, emoji=False, soft_wrap=True)  # an error is one line, whatever the width
 
 
 class _Progress:

@@ -28,6 +28,7 @@ from cert_rollout.commands.common import (
     canonical,
     emit_json,
     fail,
+    name_source,
     out_console,
     resolve,
 )
@@ -83,6 +84,15 @@ def target_row(t: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- DynamoDB
+
+
+def inventory_name(value: str | None, stack_outputs: Path | None, as_json: bool) -> tuple[str, str]:
+    """(the inventory table's name, how a message names it: "inventory table 'x' (from
+    --inventory-table)" or its environment variable or stack outputs file). Fails (exit 2) when
+    neither --inventory-table nor --stack-outputs gives it."""
+    name = resolve(value, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    return name, f"inventory table {name!r} ({name_source('--inventory-table', 'InventoryTableName', stack_outputs)})"
+
 # The inventory port of the layer (rollout_core.adapters.dynamo.DynamoInventory): the same
 # reads and writes the Lambdas use, so the CLI and the rollout agree on the item's shape.
 
@@ -183,11 +193,11 @@ def targets_add(
         target = _validate_target(data)
     except ValueError as e:
         fail(f"invalid target: {e}", 2, as_json)
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         inventory(name, region, endpoint_url).put(target)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     if as_json:
         emit_json({"added": target.model_dump(exclude_none=True)})
     else:
@@ -210,11 +220,11 @@ def targets_list(
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         items = scan_inventory(inventory(name, region, endpoint_url), certificate_arn)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     rows = [target_row(i) for i in items]
     warn_unmanaged([str(r["certificateArn"]) for r in rows], managed_tag, region, endpoint_url)
     if as_json:
@@ -244,11 +254,11 @@ def targets_remove(
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         existed = inventory(name, region, endpoint_url).delete(certificate_arn, target_id)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     if as_json:
         emit_json({"removed": existed, "certificateArn": certificate_arn, "targetId": target_id})
     else:
@@ -297,11 +307,11 @@ def targets_import(
         problems.append(f"duplicate target ids for one certificate: {', '.join(dupes)}")
     if problems:
         fail("nothing imported: " + " | ".join(problems), 2, as_json, problems=problems)
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         inventory(name, region, endpoint_url).put_many(targets)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     if as_json:
         emit_json({"imported": [t.targetId for t in targets]})
     else:
