@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from cert_rollout.commands import bench, check, demo, history, invoke, local, renew, status, targets
 
@@ -39,6 +39,25 @@ class CertRolloutGroup(TyperGroup):
         except (BotoCoreError, ClientError, AwsError) as e:
             fail(aws_error(e), 2, bool(ctx.meta.get("cert_rollout.as_json")))
 
+
+# Help text as an operator reads it (tests/integration/test_cli_messages.py): typer 0.29's rich help
+# writes a type after every option, flags too (`--json <bool>`, `--help <bool>`), and a required
+# argument in braces in the usage line (`{HOST:PORT}`). A flag takes no value, so it shows none;
+# an argument shows its name (click's own usage form).
+_option_type = TyperOption.display_type_rich
+
+
+def _flag_shows_no_type(self: TyperOption, ctx: click.Context) -> str | None:
+    return None if self.is_flag or self.count else _option_type(self, ctx)
+
+
+def _argument_usage_name(self: TyperArgument) -> str:
+    name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+    return name + ("..." if self.nargs != 1 else "")
+
+
+TyperOption.display_type_rich = _flag_shows_no_type  # type: ignore[method-assign]
+TyperArgument._usage_display_name = _argument_usage_name  # type: ignore[method-assign]
 
 app = typer.Typer(cls=CertRolloutGroup, add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")

@@ -161,12 +161,12 @@ def warn_unmanaged(certificate_arns: list[str], managed_tag: str, region: str | 
 
 @targets_app.command("add")
 def targets_add(
-    certificate_arn: str = typer.Option(..., "--certificate-arn"),
+    certificate_arn: str = typer.Option(..., "--certificate-arn", help="ACM certificate the target serves (its ARN)."),
     target_id: str = typer.Option(..., "--id", help="Target id (unique per certificate)."),
     host: str = typer.Option(..., "--host", help="DNS name or IP address to connect to."),
-    port: int = typer.Option(443, "--port"),
+    port: int = typer.Option(443, "--port", help="TCP port the target serves TLS on, 1-65535."),
     sni: str | None = typer.Option(None, "--sni", help="SNI name (default: HOST; an IP --host without --sni sends none and must be an IP SAN)."),
-    server: str = typer.Option("generic", "--server", help="embedded|nginx|apache|haproxy|java|generic"),
+    server: str = typer.Option("generic", "--server", help="Server kind: nginx, apache, haproxy, java or generic; embedded (the local cloud's own test server) on the local cloud only."),
     instance_id: str = typer.Option(..., "--instance-id", help="SSM managed node id (i-... or mi-...)."),
     files: list[str] | None = typer.Option(None, "--file", help="PATH:CONTENT[:MODE], CONTENT one of "
                                               "fullchain|leaf|chain|key|combined|pkcs12 (repeatable)."),
@@ -242,8 +242,8 @@ def targets_list(
 
 @targets_app.command("remove")
 def targets_remove(
-    certificate_arn: str = typer.Option(..., "--certificate-arn"),
-    target_id: str = typer.Option(..., "--id"),
+    certificate_arn: str = typer.Option(..., "--certificate-arn", help="ACM certificate the target serves (its ARN)."),
+    target_id: str = typer.Option(..., "--id", help="Id of the target to remove."),
     inventory_table_name: InventoryTable = None,
     stack_outputs: StackOutputs = None,
     region: Region = None,
