@@ -30,15 +30,17 @@ def _keys(model: type[BaseModel]) -> set[str]:
     return {name for name in model.model_fields} | {f.alias for f in model.model_fields.values() if f.alias}
 
 
-def key_problem(model: type[BaseModel], data: Any) -> str | None:
+def key_problem(model: type[BaseModel], data: Any, required: tuple[str, ...] | None = None) -> str | None:
     """Why the keys of the mapping ``data`` do not fit ``model`` (unknown keys, each with the
-    closest known key, and missing required keys), None when they fit or ``data`` is no mapping."""
+    closest known key, and missing required keys: ``required``, else the model's), None when
+    they fit or ``data`` is no mapping."""
     if not isinstance(data, dict):
         return None
     known = _keys(model)
     unknown = sorted(str(k) for k in data if k not in known)
     missing = sorted(f.alias or n for n, f in model.model_fields.items()
-                     if f.is_required() and n not in data and (f.alias is None or f.alias not in data))
+                     if (f.is_required() if required is None else n in required)
+                     and n not in data and (f.alias is None or f.alias not in data))
     parts = []
     for key in unknown[:10]:
         guess = next(iter(difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)), None)

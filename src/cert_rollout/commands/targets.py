@@ -64,6 +64,13 @@ def _validate_target(data: dict[str, Any], where: str = "") -> Any:
     from rollout_core.models import Target
     from rollout_core.target_defaults import TargetDefaultsError, complete_target
 
+    from cert_rollout.validation import key_problem
+
+    # Keys first: a typo ("targetid") is named as such, not as the defaults' complaint about
+    # the value it left out.
+    problem = key_problem(Target, data, required=("certificateArn", "targetId"))
+    if problem:
+        raise ValueError(f"{where}{problem}")
     try:
         return Target.model_validate(complete_target(data))
     except TargetDefaultsError as e:
