@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
+from typer import _click as click  # typer 0.29 runs on its own vendored click: its Context, its options
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from cert_rollout.commands import bench, check, demo, history, invoke, local, renew, status, targets

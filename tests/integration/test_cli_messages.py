@@ -8,11 +8,13 @@ import json
 import re
 from pathlib import Path
 
-import click
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from cert_rollout.cli import app
+from cert_rollout.commands.common import InventoryTable
+from cert_rollout.commands.targets import inventory_name
 
 runner = CliRunner()
 ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/6f1e2d3c-4b5a-4987-8c6d-5e4f3a2b1c0d"
@@ -171,22 +173,16 @@ def test_aws_error_names_the_table_and_its_source():
 
 
 @pytest.mark.parametrize("env, needle", [(False, "from --inventory-table"), (True, "from $CERT_ROLLOUT_INVENTORY_TABLE")])
-def test_name_source(monkeypatch, env, needle):
-    from cert_rollout.commands import targets
+def test_name_source(env, needle):
+    probe = typer.Typer()
 
-    seen = {}
+    @probe.command()
+    def show(inventory_table_name: InventoryTable = None) -> None:
+        typer.echo(inventory_name(inventory_table_name, None, False)[1])
 
-    def capture(name, source):
-        seen["source"] = source
-
-    cmd = click.Command("x", params=[click.Option(["--inventory-table"], envvar="CERT_ROLLOUT_INVENTORY_TABLE")],
-                        callback=lambda inventory_table: capture(*targets.inventory_name(inventory_table, None, False)))
-    if env:
-        monkeypatch.setenv("CERT_ROLLOUT_INVENTORY_TABLE", "t")
-        cmd.main([], standalone_mode=False)
-    else:
-        cmd.main(["--inventory-table", "t"], standalone_mode=False)
-    assert needle in seen["source"]
+    r = runner.invoke(probe, [] if env else ["--inventory-table", "t"],
+                      env={"CERT_ROLLOUT_INVENTORY_TABLE": "t"} if env else {})
+    assert r.stdout.strip() == f"inventory table 't' ({needle})"
 
 
 # --------------------------------------------------------------------------- help

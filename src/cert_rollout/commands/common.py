@@ -178,10 +178,11 @@ def aws_error(e: Exception, resource: str | None = None) -> str:
 def name_source(option: str, key: str, outputs_file: Path | None) -> str:
     """Where the value of ``option`` came from, for a message: the option itself, its
     environment variable, or output ``key`` of the stack outputs file ``outputs_file``."""
-    import click
-    from click.core import ParameterSource
+    # the click typer runs on (vendored in typer 0.29), whose context holds the command's
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
 
-    ctx = click.get_current_context(silent=True)
+    ctx = get_current_context(silent=True)
     param = next((p for p in ctx.command.params if option in getattr(p, "opts", ())), None) if ctx else None
     if ctx is not None and param is not None and param.name:
         if ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT:

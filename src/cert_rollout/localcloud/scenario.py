@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from rollout_core.domain.serials import canonical_serial, parse_serial
 
 from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
