@@ -116,7 +116,7 @@ def test_scenario_models_state_no_pattern():
 def test_targets_add_port_rule_in_words():
     r = runner.invoke(app, ["targets", "add", "--certificate-arn", ARN, "--id", "w", "--host", "h.example",
                             "--port", "0", "--server", "nginx", "--instance-id", "i-0123456789abcdef0", "--inventory-table", "t"])
-    line = one_line_error(r, "port must be a whole number 1-65535", "got 0")
+    line = one_line_error(r, "port must be an integer 1-65535", "got 0")
     assert "int 0" not in line
 
 
