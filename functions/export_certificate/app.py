@@ -10,7 +10,7 @@ from rollout_core.adapters.secrets import SecretsManagerKeystorePasswords, Secre
 from rollout_core.adapters.stepfunctions import StepFunctionsExecutions
 from rollout_core.contracts import ExportInput, ExportResult
 from rollout_core.logic.export import export_certificate
-from rollout_core.observability import logger, metrics, tracer
+from rollout_core.observability import logger, tracer
 from rollout_core.settings import ExportSettings, load_settings
 
 SETTINGS = load_settings(ExportSettings)
@@ -23,7 +23,6 @@ EXECUTIONS = StepFunctionsExecutions()
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """ExportInput in, ExportResult out ($.export)."""
     request = ExportInput.model_validate(event)

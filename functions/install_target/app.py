@@ -15,7 +15,7 @@ from rollout_core.adapters.tls import SocketTlsProbe
 from rollout_core.contracts import CommandRef, TargetCommandInput
 from rollout_core.logic.commands import send_target_command
 from rollout_core.logic.lease import fence_target_command
-from rollout_core.observability import logger, metrics, tracer
+from rollout_core.observability import logger, tracer
 from rollout_core.settings import InstallSettings, load_settings
 
 SETTINGS = load_settings(InstallSettings)
@@ -29,7 +29,6 @@ LEASES = DynamoLeases(SETTINGS.rollout_table)
 
 @logger.inject_lambda_context(log_event=False)  # the event carries a task token
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """TargetCommandInput in, CommandRef out (Step Functions ignores it: the waiting task's
     result is the CommandResult that CommandCallback sends with the token)."""

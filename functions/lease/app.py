@@ -8,7 +8,7 @@ from rollout_core.adapters.acm import AcmCertificates
 from rollout_core.adapters.leases import DynamoLeases
 from rollout_core.contracts import LeaseInput
 from rollout_core.logic.lease import acquire_lease, release_lease
-from rollout_core.observability import logger, metrics, tracer
+from rollout_core.observability import logger, tracer
 from rollout_core.settings import LeaseSettings, load_settings
 
 SETTINGS = load_settings(LeaseSettings)
@@ -18,7 +18,6 @@ CERTIFICATES = AcmCertificates()
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """LeaseInput in; LeaseResult ($.lease) for acquire, LeaseReleaseResult ($.leaseRelease) for release."""
     request = LeaseInput.model_validate(event)

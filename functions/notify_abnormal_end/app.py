@@ -14,7 +14,7 @@ from rollout_core.contracts import AbnormalEndResult, ExecutionStatusChange
 from rollout_core.logic.abnormal_end import AbnormalEnd, notify_abnormal_end
 from rollout_core.logic.lease import release_for_execution
 from rollout_core.logic.staging import delete_rollout_bundle
-from rollout_core.observability import logger, metrics, tracer
+from rollout_core.observability import logger, tracer
 from rollout_core.settings import AbnormalEndSettings, load_settings
 
 SETTINGS = load_settings(AbnormalEndSettings)
@@ -47,7 +47,6 @@ ON_ABNORMAL_END: list[Callable[[AbnormalEnd], None]] = [release_lease, delete_st
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """ExecutionStatusChange (EventBridge event) in, AbnormalEndResult out (in the log)."""
     change = ExecutionStatusChange.model_validate(event)

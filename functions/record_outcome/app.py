@@ -7,7 +7,7 @@ from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords
 from rollout_core.adapters.tls import SocketTlsProbe
 from rollout_core.contracts import OutcomeSummary, RecordInput
 from rollout_core.logic.outcome import record_outcome
-from rollout_core.observability import logger, metrics, tracer
+from rollout_core.observability import logger, tracer
 from rollout_core.settings import RecordSettings, load_settings
 
 SETTINGS = load_settings(RecordSettings)
@@ -18,7 +18,6 @@ PROBE = SocketTlsProbe()
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """RecordInput (the whole iteration state) in, OutcomeSummary out ($.outcome)."""
     r = RecordInput.model_validate(event)

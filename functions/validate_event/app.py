@@ -10,7 +10,7 @@ from rollout_core.adapters.dynamo import DynamoInventory, DynamoRolloutRecords
 from rollout_core.adapters.stepfunctions import StepFunctionsExecutions
 from rollout_core.contracts import ValidateInput, ValidateResult
 from rollout_core.logic.validate import validate_event
-from rollout_core.observability import logger, metrics, tracer
+from rollout_core.observability import logger, tracer
 from rollout_core.settings import ValidateSettings, load_settings
 
 SETTINGS = load_settings(ValidateSettings)
@@ -23,7 +23,6 @@ RECORDS = DynamoRolloutRecords(SETTINGS.rollout_table)
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """ValidateInput in, ValidateResult out ($.rollout)."""
     request = ValidateInput.model_validate(event)

@@ -105,11 +105,15 @@ class TargetOutcome(StrEnum):
 
 def _show(value: Any) -> str:
     """A value for a message: strings cut to 100 characters (repr escapes controls), small
-    numbers as such, anything else by type only (never repr of a container or a huge int)."""
+    numbers as such, booleans as "the boolean true", anything else by type only (never repr of a container or a huge int)."""
     if isinstance(value, str):
         return repr(value[:100]) + (f"... ({len(value)} characters)" if len(value) > 100 else "")
-    if value is None or isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 10**15):
-        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, float) or (isinstance(value, int) and abs(value) < 10**15):
+        return repr(value)
     return f"a {type(value).__name__}"
 
 
@@ -445,7 +449,7 @@ class Target(BaseModel):
     @classmethod
     def _integer_port(cls, value: Any) -> Any:
         if type(value) is not int or not 1 <= value <= 65535:  # noqa: E721 - bool (an int subclass) is refused
-            raise ValueError(f"port must be an integer 1-65535 (not a string, float or boolean), got {_show(value)}")
+            raise ValueError(f"port must be an integer 1-65535 (not text or a boolean), got {_show(value)}")
         return value
 
     @field_validator("host")

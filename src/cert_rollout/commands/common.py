@@ -68,7 +68,7 @@ def fail(message: str, code: int = 2, as_json: bool = False, **extra: Any) -> No
     if as_json:
         emit_json({"error": message, **extra})
     else:
-        err_console().print(f"[red]error:[/] {escape(message)}", highlight=False)
+        err_console().print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line
     raise typer.Exit(code)
 
 
@@ -118,18 +118,78 @@ def resolve(value: str | None, outputs_file: Path | None, key: str, option: str,
     return found
 
 
-def aws_error(e: Exception) -> str:
-    """``Code: Message`` of a ClientError, ``Operation: Code: Message`` of the layer's named
-    AwsError (rollout_core.adapters.errors), else ``ExceptionType: text``."""
-    from botocore.exceptions import ClientError
-    from rollout_core.adapters.errors import AwsError
+# What to set when boto3 finds no region or no credentials (botocore.exceptions names them), by
+# exception class name: boto3 looks up the region in AWS_DEFAULT_REGION / AWS_REGION and the
+# profile's config, the credentials in AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, AWS_PROFILE
+# (~/.aws/credentials, ~/.aws/config), then the instance or container role (boto3 "Credentials").
+AWS_SETUP_HINTS = {
+    "NoRegionError": "no AWS region: give --region REGION or set AWS_DEFAULT_REGION (or a region in "
+                     "the AWS_PROFILE's config)",
+    "NoCredentialsError": "no AWS credentials: set AWS_PROFILE (a profile of ~/.aws/credentials or ~/.aws/config) "
+                          "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the local cloud takes any values)",
+    "PartialCredentialsError": "incomplete AWS credentials: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                               "or AWS_PROFILE",
+    "ProfileNotFound": "AWS_PROFILE (or --profile) names no profile of ~/.aws/config or ~/.aws/credentials: "
+                       "set it to an existing profile or unset it",
+}
 
+
+def aws_setup_problem(e: BaseException) -> str | None:
+    """The one line saying what to set when ``e`` (or the error it was raised from) is boto3
+    finding no region, no or partial credentials or an unknown profile (AWS_SETUP_HINTS), with
+    botocore's own text; None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = (type(current).__name__, str(getattr(current, "code", "")))  # code: the layer's AwsError
+        hint = next((AWS_SETUP_HINTS[n] for n in names if n in AWS_SETUP_HINTS), None)
+        if hint:
+            return hint
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def aws_error(e: Exception, resource: str | None = None) -> str:
+    """``Code: Message`` of a ClientError, ``Operation: Code: Message`` of the layer's named
+    AwsError (rollout_core.adapters.errors), else ``ExceptionType: text``; a missing region or
+    credentials as what to set (aws_setup_problem). ``resource`` names what was asked for and
+    where its name came from (e.g. "inventory table 'x' (from --inventory-table)"): a
+    not-found error then says that name first."""
+    from botocore.exceptions import ClientError
+    from rollout_core.adapters.errors import AwsError, error_code
+
+    setup = aws_setup_problem(e)
+    if setup:
+        return setup
     if isinstance(e, AwsError):
-        return str(e)
-    if isinstance(e, ClientError):
+        text = str(e)
+    elif isinstance(e, ClientError):
         err = e.response.get("Error", {})
-        return f"{err.get('Code')}: {err.get('Message')}"
-    return f"{type(e).__name__}: {e}"
+        text = f"{err.get('Code')}: {err.get('Message')}"
+    else:
+        text = f"{type(e).__name__}: {e}"
+    code = error_code(e) or ""
+    if resource and (code.startswith("ResourceNotFound") or code.endswith(("DoesNotExist", "NotFoundException"))):
+        return f"{resource} not found in this region and account ({text})"
+    return text
+
+
+def name_source(option: str, key: str, outputs_file: Path | None) -> str:
+    """Where the value of ``option`` came from, for a message: the option itself, its
+    environment variable, or output ``key`` of the stack outputs file ``outputs_file``."""
+    # the click typer runs on (vendored in typer 0.29), whose context holds the command's
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    param = next((p for p in ctx.command.params if option in getattr(p, "opts", ())), None) if ctx else None
+    if ctx is not None and param is not None and param.name:
+        if ctx.get_parameter_source(param.name) == ParameterSource.ENVIRONMENT:
+            return f"from ${param.envvar}" if isinstance(param.envvar, str) else "from the environment"
+        if ctx.params.get(param.name):
+            return f"from {option}"
+    return f"{key} of {outputs_file}" if outputs_file else f"from {option}"
 
 
 def canonical(serial: Any) -> str | None:

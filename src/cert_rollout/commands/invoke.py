@@ -22,10 +22,13 @@ def invoke(
     """Run one function of template.yaml on a sample event, like `sam local invoke`, without Docker.
 
     The real handler runs with the function's own template environment against an embedded
-    local cloud (moto) with template.yaml deployed in it. Its resources are EMPTY unless the
-    event refers to ones the local cloud created: e.g. ValidateEventFunction on
-    events/validate_event.json answers CertificateNotFound, which is expected. Prints the
-    response payload and the function's log lines; exit 1 on a function error.
+    local cloud (moto) with template.yaml deployed in it, seeded with what the event names:
+    each ACM certificate ARN in it becomes a real private certificate under that ARN, each
+    targetId / targetIds entry an embedded TLS target in the inventory. Resources the event only
+    references (a secret version, an SSM command id) are not created: the function then answers
+    its named error, as in AWS. E.g. ValidateEventFunction on events/validate_event.json
+    decides NO_TARGETS (the event's certificate exists, its event names no target). Prints the
+    function's log lines and its response; exit 1 on a function error.
     """
     require_local("invoke")
     from cert_rollout.localcloud.invoke import InvokeError, invoke_function, parse_overrides

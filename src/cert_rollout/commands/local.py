@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
 # emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
 console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
-err = Console(stderr=True, emoji=False)
+err = Console(stderr=True, emoji=False, soft_wrap=True)  # an error is one line, whatever the width
 
 
 class _Progress:
@@ -88,9 +88,14 @@ def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) ->
 @local_app.command("run")
 def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML file."),
               report: ReportPath = None,
-              history: bool = typer.Option(True, "--history/--no-history")) -> None:
+              history: bool = typer.Option(True, "--history/--no-history",
+                                           help="Print each execution's history table before the summary.")) -> None:
     """Run a scenario file on the local cloud. Exit 0 when every event step ends as its
-    `expect:` says (default: ROLLED_OUT for a rollout) and the leak check is clean."""
+    `expect:` says (default: ROLLED_OUT for a rollout) and the leak check is clean.
+
+    The scenario format (certificates, targets, steps) is documented at the top of
+    src/cert_rollout/localcloud/scenario.py; examples are in tests/e2e/scenarios/ (README, "The
+    local cloud")."""
     require_local("local run")
     from cert_rollout.localcloud.scenario import Scenario, ScenarioError
 

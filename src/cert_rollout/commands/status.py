@@ -22,9 +22,8 @@ from cert_rollout.commands.common import (
     fail,
     out_console,
     progress_bar,
-    resolve,
 )
-from cert_rollout.commands.targets import inventory, scan_inventory, target_row
+from cert_rollout.commands.targets import inventory, inventory_name, scan_inventory, target_row
 
 
 def _deployed_serial(item: dict[str, Any]) -> int | None:
@@ -96,12 +95,12 @@ def status(
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     acm = aws_client("acm", region, endpoint_url)
     try:
         items = scan_inventory(inventory(name, region, endpoint_url))
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     by_cert: dict[str, list[dict[str, Any]]] = {}
     for i in items:
         by_cert.setdefault(i["certificateArn"], []).append(i)

@@ -28,6 +28,7 @@ from cert_rollout.commands.common import (
     canonical,
     emit_json,
     fail,
+    name_source,
     out_console,
     resolve,
 )
@@ -63,6 +64,13 @@ def _validate_target(data: dict[str, Any], where: str = "") -> Any:
     from rollout_core.models import Target
     from rollout_core.target_defaults import TargetDefaultsError, complete_target
 
+    from cert_rollout.validation import key_problem
+
+    # Keys first: a typo ("targetid") is named as such, not as the defaults' complaint about
+    # the value it left out.
+    problem = key_problem(Target, data, required=("certificateArn", "targetId"))
+    if problem:
+        raise ValueError(f"{where}{problem}")
     try:
         return Target.model_validate(complete_target(data))
     except TargetDefaultsError as e:
@@ -83,6 +91,15 @@ def target_row(t: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- DynamoDB
+
+
+def inventory_name(value: str | None, stack_outputs: Path | None, as_json: bool) -> tuple[str, str]:
+    """(the inventory table's name, how a message names it: "inventory table 'x' (from
+    --inventory-table)" or its environment variable or stack outputs file). Fails (exit 2) when
+    neither --inventory-table nor --stack-outputs gives it."""
+    name = resolve(value, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    return name, f"inventory table {name!r} ({name_source('--inventory-table', 'InventoryTableName', stack_outputs)})"
+
 # The inventory port of the layer (rollout_core.adapters.dynamo.DynamoInventory): the same
 # reads and writes the Lambdas use, so the CLI and the rollout agree on the item's shape.
 
@@ -151,12 +168,12 @@ def warn_unmanaged(certificate_arns: list[str], managed_tag: str, region: str | 
 
 @targets_app.command("add")
 def targets_add(
-    certificate_arn: str = typer.Option(..., "--certificate-arn"),
+    certificate_arn: str = typer.Option(..., "--certificate-arn", help="ACM certificate the target serves (its ARN)."),
     target_id: str = typer.Option(..., "--id", help="Target id (unique per certificate)."),
     host: str = typer.Option(..., "--host", help="DNS name or IP address to connect to."),
-    port: int = typer.Option(443, "--port"),
+    port: int = typer.Option(443, "--port", help="TCP port the target serves TLS on, 1-65535."),
     sni: str | None = typer.Option(None, "--sni", help="SNI name (default: HOST; an IP --host without --sni sends none and must be an IP SAN)."),
-    server: str = typer.Option("generic", "--server", help="embedded|nginx|apache|haproxy|java|generic"),
+    server: str = typer.Option("generic", "--server", help="Server kind: nginx, apache, haproxy, java or generic; embedded (the local cloud's own test server) on the local cloud only."),
     instance_id: str = typer.Option(..., "--instance-id", help="SSM managed node id (i-... or mi-...)."),
     files: list[str] | None = typer.Option(None, "--file", help="PATH:CONTENT[:MODE], CONTENT one of "
                                               "fullchain|leaf|chain|key|combined|pkcs12 (repeatable)."),
@@ -183,11 +200,11 @@ def targets_add(
         target = _validate_target(data)
     except ValueError as e:
         fail(f"invalid target: {e}", 2, as_json)
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         inventory(name, region, endpoint_url).put(target)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     if as_json:
         emit_json({"added": target.model_dump(exclude_none=True)})
     else:
@@ -210,11 +227,11 @@ def targets_list(
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         items = scan_inventory(inventory(name, region, endpoint_url), certificate_arn)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     rows = [target_row(i) for i in items]
     warn_unmanaged([str(r["certificateArn"]) for r in rows], managed_tag, region, endpoint_url)
     if as_json:
@@ -232,8 +249,8 @@ def targets_list(
 
 @targets_app.command("remove")
 def targets_remove(
-    certificate_arn: str = typer.Option(..., "--certificate-arn"),
-    target_id: str = typer.Option(..., "--id"),
+    certificate_arn: str = typer.Option(..., "--certificate-arn", help="ACM certificate the target serves (its ARN)."),
+    target_id: str = typer.Option(..., "--id", help="Id of the target to remove."),
     inventory_table_name: InventoryTable = None,
     stack_outputs: StackOutputs = None,
     region: Region = None,
@@ -244,11 +261,11 @@ def targets_remove(
     from botocore.exceptions import BotoCoreError
     from rollout_core.adapters.errors import AwsError
 
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         existed = inventory(name, region, endpoint_url).delete(certificate_arn, target_id)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     if as_json:
         emit_json({"removed": existed, "certificateArn": certificate_arn, "targetId": target_id})
     else:
@@ -297,11 +314,11 @@ def targets_import(
         problems.append(f"duplicate target ids for one certificate: {', '.join(dupes)}")
     if problems:
         fail("nothing imported: " + " | ".join(problems), 2, as_json, problems=problems)
-    name = resolve(inventory_table_name, stack_outputs, "InventoryTableName", "--inventory-table", as_json)
+    name, table = inventory_name(inventory_table_name, stack_outputs, as_json)
     try:
         inventory(name, region, endpoint_url).put_many(targets)
     except (AwsError, BotoCoreError) as e:
-        fail(aws_error(e), 2, as_json)
+        fail(aws_error(e, table), 2, as_json)
     if as_json:
         emit_json({"imported": [t.targetId for t in targets]})
     else:

@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from rollout_core.domain.serials import canonical_serial, parse_serial
 
 from cert_rollout.localcloud.cloud import PROJECT_ROOT, LocalCloud
 from cert_rollout.localcloud.pki import KEY_ALGORITHMS
 from cert_rollout.localcloud.targets import Fault, LocalTargets
+from cert_rollout.validation import StrictKeys, problems
 
 DEFAULT_PARAMETERS = {"PollIntervalSeconds": "1", "VerifyTimeoutSeconds": "6", "CommandTimeoutSeconds": "30",
                       "ProbeTimeoutSeconds": "2"}
@@ -55,6 +56,12 @@ class ScenarioError(Exception):
     """The scenario file is invalid (names the field) or a step could not run."""
 
 
+# ACM's default quota "Domain names per ACM certificate": 10, the DomainName included (adjustable;
+# ACM User Guide, Quotas; /work/shared/notes/aws-facts.md). moto refuses more with LimitExceededException.
+ACM_NAMES_PER_CERTIFICATE = 10
+_TARGET_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_TABLE_LOGICAL_ID = re.compile(r"\A[A-Za-z][A-Za-z0-9]{0,254}\Z")
+_ERROR_CODE = re.compile(r"\A[A-Za-z][A-Za-z0-9]{2,63}\Z")
 _LABEL = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 
 
@@ -97,7 +104,7 @@ def _is_ip(value: str) -> bool:
     return True
 
 
-class CertificateSpec(BaseModel):
+class CertificateSpec(StrictKeys):
     model_config = ConfigDict(extra="forbid")
     domain: str  # the certificate's DomainName: a DNS name, or a wildcard "*.svc.example.internal"
     sans: list[str] = []
@@ -129,18 +136,28 @@ class CertificateSpec(BaseModel):
     @model_validator(mode="after")
     def _known_algorithm(self) -> CertificateSpec:
         if self.key_algorithm not in KEY_ALGORITHMS:
-            raise ValueError(f"key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
+            raise ValueError(f"key_algorithm {self.key_algorithm!r} is not a key algorithm of ACM private "
+                             f"certificates: one of {', '.join(KEY_ALGORITHMS)}")
+        return self
+
+    @model_validator(mode="after")
+    def _acm_name_quota(self) -> CertificateSpec:
+        names = {self.domain, *self.sans}
+        if len(names) > ACM_NAMES_PER_CERTIFICATE:
+            raise ValueError(f"sans: the certificate would name {len(names)} domain names (domain and sans), "
+                             f"ACM issues at most {ACM_NAMES_PER_CERTIFICATE} per certificate by default "
+                             "(quota 'Domain names per ACM certificate')")
         return self
 
 
-class TargetSpec(BaseModel):
+class TargetSpec(StrictKeys):
     # populate_by_name: a scenario dumped by name (verify_from) loads again, as its YAML alias does
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    id: str
     certificate: str
     server: Literal["embedded", "nginx", "haproxy"] = "embedded"
     sni: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: int | None = None
     # localcloud/targets.py names and describes each fault (its Fault literal is the one list).
     fault: Fault | None = None
     # "node": the target's own local node probes it after the reload (models.Target.verifyFrom);
@@ -151,6 +168,21 @@ class TargetSpec(BaseModel):
     # The node installer's fetch path (CERT_ROLLOUT_FETCH; localcloud/cloud.py node_env): the
     # AWS CLI is on the node's PATH only with aws-cli. Embedded targets only.
     fetch: Literal["stdlib", "botocore", "aws-cli", "auto"] = "stdlib"
+
+    @field_validator("id")
+    @classmethod
+    def _target_id(cls, value: str) -> str:
+        if not _TARGET_ID.fullmatch(value):
+            raise ValueError(f"id {value[:80]!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit")
+        return value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_number(cls, value: Any) -> Any:
+        if value is not None and (type(value) is not int or not 1 <= value <= 65535):  # noqa: E721 - no bool
+            raise ValueError(f"port must be 1-65535, got {value!r}"[:120])
+        return value
 
     @field_validator("sni")
     @classmethod
@@ -166,16 +198,32 @@ class TargetSpec(BaseModel):
 DYNAMODB_OPERATIONS = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")
 
 
-class InjectErrorSpec(BaseModel):
+class InjectErrorSpec(StrictKeys):
     """The next ``times`` calls of ``operation`` answer the AWS error ``code``; a DynamoDB
     operation names the ``table`` by its template logical id (e.g. IdempotencyTable). Note the
     SDK's own retries: a Lambda's call is tried 3 times (adapters/aws.py) before it fails."""
 
     model_config = ConfigDict(extra="forbid")
     operation: Literal["ExportCertificate", "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"]
-    table: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9]{0,254}$")
-    code: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9]{2,63}$")
+    table: str | None = None
+    code: str
     times: int = Field(default=1, ge=1, le=20)
+
+    @field_validator("table")
+    @classmethod
+    def _table_logical_id(cls, value: str | None) -> str | None:
+        if value is not None and not _TABLE_LOGICAL_ID.fullmatch(value):
+            raise ValueError(f"table {value[:80]!r} must be a template logical id: a letter, then up to 254 "
+                             "letters or digits (e.g. IdempotencyTable)")
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _error_code(cls, value: str) -> str:
+        if not _ERROR_CODE.fullmatch(value):
+            raise ValueError(f"code {value[:80]!r} must be an AWS error code: a letter, then 2-63 letters or "
+                             "digits (e.g. ThrottlingException)")
+        return value
 
     @model_validator(mode="after")
     def _table_for_dynamodb(self) -> InjectErrorSpec:
@@ -184,7 +232,7 @@ class InjectErrorSpec(BaseModel):
         return self
 
 
-class StepSpec(BaseModel):
+class StepSpec(StrictKeys):
     model_config = ConfigDict(extra="forbid")
     renew: str | None = None
     fail_renewal: str | None = None
@@ -214,7 +262,7 @@ class StepSpec(BaseModel):
         return self
 
 
-class Scenario(BaseModel):
+class Scenario(StrictKeys):
     model_config = ConfigDict(extra="forbid")
     name: str = "scenario"
     parameters: dict[str, str] = {}
@@ -243,12 +291,21 @@ class Scenario(BaseModel):
             raise ValueError(f"target ids must be unique: {', '.join(duplicates)} appear more than once")
         return self
 
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _template_parameters(cls, value: Any) -> Any:
+        """Natural YAML in, CloudFormation's strings out (template_parameter_value), each
+        checked against its template.yaml constraints."""
+        if not isinstance(value, dict):
+            return value
+        declared = template_parameter_specs()
+        unknown = sorted(str(k) for k in value if k not in declared)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not in template.yaml (known: {', '.join(sorted(declared))})")
+        return {name: template_parameter_value(name, given, declared[name]) for name, given in value.items()}
+
     @model_validator(mode="after")
     def _parameters_and_payloads(self) -> Scenario:
-        known = template_parameters()
-        unknown = sorted(set(self.parameters) - known)
-        if unknown:
-            raise ValueError(f"parameters: {', '.join(unknown)} not in template.yaml (known: {', '.join(sorted(known))})")
         for i, s in enumerate(self.steps, 1):
             text = self._payload_text(i, s)
             if text is not None and "${CertificateArn}" in text and s.certificate is None:
@@ -309,16 +366,60 @@ class Scenario(BaseModel):
         try:
             return cls.model_validate({**raw, "base_dir": path.resolve().parent})
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'scenario'}: {err['msg']}"
-                                 for err in e.errors(include_url=False))
-            raise ScenarioError(f"{path}: {problems}") from None
+            raise ScenarioError(f"{path}: {'; '.join(problems(e))}") from None
+
+
+def template_parameter_specs() -> dict[str, dict[str, Any]]:
+    """template.yaml's Parameters: {name: its declaration (Type, MinValue, AllowedValues, ...)}."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    return dict(yaml_parse((PROJECT_ROOT / "template.yaml").read_text()).get("Parameters", {}))
 
 
 def template_parameters() -> set[str]:
     """The parameter names template.yaml declares."""
-    from samtranslator.yaml_helper import yaml_parse
+    return set(template_parameter_specs())
 
-    return set(yaml_parse((PROJECT_ROOT / "template.yaml").read_text()).get("Parameters", {}))
+
+def template_parameter_value(name: str, value: Any, spec: dict[str, Any]) -> str:
+    """``value`` as written in a scenario (YAML number, boolean, string, or a list for a
+    CommaDelimitedList) as the string CloudFormation passes, refused (ValueError naming
+    ``name`` and the rule in words) only where the declaration ``spec`` refuses it: a Number
+    that is not a number or is outside MinValue-MaxValue, a value not in AllowedValues, a String
+    outside MinLength-MaxLength or not matching AllowedPattern (said by the parameter's
+    ConstraintDescription, as CloudFormation does). CloudFormation User Guide, "Parameters"."""
+    kind = spec.get("Type", "String")
+    if isinstance(value, list) and kind.startswith(("CommaDelimitedList", "List<")):
+        value = ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float, str)):
+        text = str(value)
+    else:
+        raise ValueError(f"{name}: a parameter is a number, a boolean or text, not a {type(value).__name__}")
+    if kind == "Number":
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {text[:60]!r}") from None
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if isinstance(value, bool) or (low is not None and number < float(low)) or (
+                high is not None and number > float(high)):
+            raise ValueError(f"{name} must be a number from {low if low is not None else 'any'} to "
+                             f"{high if high is not None else 'any'}, got {text[:60]}")
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and not any(text == str(a) or (kind == "Number" and float(text) == float(a))
+                                       for a in allowed):
+        raise ValueError(f"{name} must be one of {', '.join(str(a) for a in allowed)}, got {text[:60]}")
+    if kind == "String":
+        low, high = spec.get("MinLength"), spec.get("MaxLength")
+        if (low is not None and len(text) < int(low)) or (high is not None and len(text) > int(high)):
+            raise ValueError(f"{name} must be {low or 0}-{high or 'any'} characters long, got {len(text)}")
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and not re.fullmatch(pattern, text):
+            rule = spec.get("ConstraintDescription") or "the form template.yaml allows"
+            raise ValueError(f"{name} {text[:60]!r} must be {rule}")
+    return text
 
 
 def demo_scenario(targets: int = 3) -> Scenario:
