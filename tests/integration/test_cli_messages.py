@@ -133,9 +133,15 @@ def test_targets_import_typo_key_named(tmp_path):
 
 @pytest.fixture
 def no_aws(monkeypatch, tmp_path):
-    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    # Every AWS_* variable goes (an earlier test in this process may have set one the credential
+    # chain reads, e.g. a container-credentials URI), and boto3's default session with it.
+    import os
+
+    import boto3
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -287,11 +287,14 @@ def test_operator_commands_run_without_the_extra(operator_venv: Path, tmp_path: 
     assert '"errorType": "TargetUnreachable"' in checked.stdout
 
     # The inventory commands go through the layer's DynamoInventory (its named AwsError names the call).
-    for args, error in ((["targets", "list", "--inventory-table", "t"], "Scan: ResourceNotFoundException"),
-                        (["status", "--inventory-table", "t"], "Scan: ResourceNotFoundException"),
+    # A missing table is named, with where its name came from (issue 14).
+    table = "inventory table 't' (from --inventory-table) not found in this region and account ("
+    for args, error in ((["targets", "list", "--inventory-table", "t"], f"{table}Scan: ResourceNotFoundException"),
+                        (["status", "--inventory-table", "t"], f"{table}Scan: ResourceNotFoundException"),
                         (["history", "arn:aws:states:eu-west-1:123456789012:execution:sm:x"],
                          "ResourceNotFoundException")):
         proc = run_cli(operator_venv, *args, "--region", "eu-west-1", "--endpoint-url", not_found_aws, "--json",
                        cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert json.loads(proc.stdout) == {"error": f"{error}: no such resource here"}
+        closing = ")" if error.startswith(table) else ""
+        assert json.loads(proc.stdout) == {"error": f"{error}: no such resource here{closing}"}
