@@ -138,7 +138,7 @@ class TargetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     certificate: str
-    server: Literal["embedded", "nginx", "haproxy"] = "embedded"
+    server: Literal["embedded", "nginx", "haproxy", "apache", "tomcat"] = "embedded"
     sni: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     # localcloud/targets.py names and describes each fault (its Fault literal is the one list).
@@ -425,7 +425,7 @@ class ScenarioRunner:
         return self._finish_report(report, started)
 
     def _start_targets(self) -> None:
-        """Every scenario target: an embedded TLS server or a real one (nginx, HAProxy), in the inventory."""
+        """Every scenario target: an embedded TLS server or a real one (nginx, HAProxy, Apache, Tomcat), in the inventory."""
         cloud = self.cloud
         assert cloud
         self.targets = LocalTargets(cloud, self.workdir)
