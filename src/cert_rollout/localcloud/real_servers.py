@@ -233,6 +233,18 @@ def _wait_listening(port: int, check: Any, log: Path, what: str, timeout: float 
     raise RealServerError(f"{what} did not start listening on 127.0.0.1:{port}: {tail}")
 
 
+def _wait_pid_file(pid_file: Path, log: Path, what: str, timeout: float = 30.0) -> None:
+    """Wait until a daemon has written its pid file (before that, its PidFileProcess would
+    read as exited). Raises RealServerError with the log's tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if PidFileProcess(pid_file).pid() is not None:
+            return
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+    raise RealServerError(f"{what} wrote no pid file {pid_file}: {tail}")
+
+
 def served_leaf(port: int, sni: str, timeout: float = 1.0) -> bytes | None:
     """DER of the leaf served on 127.0.0.1:port for SNI ``sni`` (None when unreachable)."""
     import socket
@@ -575,6 +587,7 @@ class RealServer:
                                           timeout=90, start_new_session=True)
             if launcher.returncode != 0:
                 raise RealServerError(f"{self.kind} did not start: {log.read_text(errors='replace')[-1500:]}")
+            _wait_pid_file(self.pid_file, self.error_log, self.kind)  # apache2 -k start returns first
             self.process = PidFileProcess(self.pid_file, sticky=self.kind != "tomcat")
             _wait_listening(self.port, self.process.poll, self.error_log, self.kind, timeout=60)
         else:
