@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
-
-from cert_rollout.localcloud import real_servers
 from rollout_core.probe import format_serial_hex
 from rollout_core.target_defaults import complete_target, default_files
+
+from cert_rollout.localcloud import real_servers
 from tests.e2e.conftest import target_by_id
 from tests.e2e.test_real_servers import assert_stopped, expected_serial, load, run
 

@@ -67,10 +67,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cert_rollout.localcloud.cloud import free_port
-from cert_rollout.localcloud.targets import NODE_FAULTS, LocalTarget, LocalTargets
 from rollout_core.models import PASSWORD_SUFFIX
 from rollout_core.target_defaults import default_files
+
+from cert_rollout.localcloud.cloud import free_port
+from cert_rollout.localcloud.targets import NODE_FAULTS, LocalTarget, LocalTargets
 
 REAL_FAULTS = {None, "down", "agent-offline", "stale", "reload-fails", "crash-mid-swap"}
 BROKEN_DIRECTIVE = "    this_directive_is_a_typo on;  # an operator's unfinished edit\n"
@@ -682,7 +683,11 @@ def _write_default_files(files: list[dict[str, Any]], target_id: str, sni: str, 
 def _pkcs12(alias: str, cert_pem: str, chain_pem: str, key_pem: bytes, password: bytes) -> bytes:
     """A PKCS#12 keystore (AES-256 + PBKDF2, as OpenSSL 3's default that the installer makes)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, load_pem_private_key, pkcs12
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        load_pem_private_key,
+        pkcs12,
+    )
 
     key = load_pem_private_key(key_pem, None)
     return pkcs12.serialize_key_and_certificates(
