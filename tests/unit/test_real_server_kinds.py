@@ -89,3 +89,14 @@ def test_tomcat_reload_fails_edit_makes_server_xml_unparseable(tmp_path: Path) -
     server.break_config()
     with pytest.raises(ET.ParseError):
         ET.fromstring(server.config.read_text())
+
+
+def test_a_missing_server_is_named_and_reads_as_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(real_servers, "TOMCAT_HOME", tmp_path / "no-tomcat")
+    with pytest.raises(real_servers.RealServerError, match=r"tomcat10 is not installed \(.*no-tomcat/bin/catalina.sh"):
+        real_servers.catalina()
+    assert not real_servers.available("tomcat")
+    monkeypatch.setattr(real_servers.shutil, "which", lambda *_a, **_k: None)
+    with pytest.raises(real_servers.RealServerError, match="apache2 is not installed"):
+        real_servers.require("apache")
+    assert not real_servers.available("apache") and not real_servers.available("apache2")
