@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-# nginx, HAProxy and openssl for the real-server end-to-end tests (Debian packages, as root).
+# nginx, HAProxy, Apache, Tomcat and openssl for the real-server end-to-end tests (Debian packages, as root).
 bash scripts/install_servers.sh
 export AWS_DEFAULT_REGION=eu-west-1
 # Tests never reach AWS: no credentials from the machine, and every client points at 127.0.0.1.

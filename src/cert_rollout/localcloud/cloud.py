@@ -165,6 +165,9 @@ class LocalCloud:
         self.iam.enabled = enforce_iam
         self.node_role_arn = ""
         self._rule_credentials: dict[str, Any] = {}
+        # set by stop(): an asynchronous invocation still retrying then ends quietly (the
+        # functions' runtime and the moto server are going away under it)
+        self.stopping = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalCloud:
@@ -244,6 +247,7 @@ class LocalCloud:
                             config=Config(retries={"max_attempts": 1}, read_timeout=120))
 
     def stop(self) -> None:
+        self.stopping = True
         if self.runtime:
             self.runtime.shutdown()
         self.fleet.stop()
@@ -366,7 +370,8 @@ class LocalCloud:
         error, retry twice with a delay, as Lambda does for asynchronous invocations; when the
         last attempt fails too, send the event to the function's dead-letter queue (its
         DeadLetterConfig) with the message attributes Lambda adds (RequestID, ErrorCode,
-        ErrorMessage)."""
+        ErrorMessage). Once stop() has begun, a failed attempt ends the invocation: no retry,
+        no dead-letter message (the runtime and the moto server are shutting down)."""
         assert self.runtime and self.deployment
         name = function_arn.rsplit(":", 1)[-1]
         payload = json.dumps(event).encode()
@@ -376,11 +381,11 @@ class LocalCloud:
             body = b""
             for attempt in range(3):
                 body, error = self.runtime.invoke(name, payload)  # type: ignore[union-attr]
-                if error is None:
+                if error is None or self.stopping:
                     return
                 if attempt < 2:
                     time.sleep(1 + attempt)
-            if dead_letter_arn:
+            if dead_letter_arn and not self.stopping:
                 try:
                     message = json.loads(body).get("errorMessage", "")
                 except ValueError:

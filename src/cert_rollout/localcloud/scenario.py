@@ -155,7 +155,7 @@ class TargetSpec(StrictKeys):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     id: str
     certificate: str
-    server: Literal["embedded", "nginx", "haproxy"] = "embedded"
+    server: Literal["embedded", "nginx", "haproxy", "apache", "tomcat"] = "embedded"
     sni: str | None = None
     port: int | None = None
     # localcloud/targets.py names and describes each fault (its Fault literal is the one list).
@@ -526,7 +526,7 @@ class ScenarioRunner:
         return self._finish_report(report, started)
 
     def _start_targets(self) -> None:
-        """Every scenario target: an embedded TLS server or a real one (nginx, HAProxy), in the inventory."""
+        """Every scenario target: an embedded TLS server or a real one (nginx, HAProxy, Apache, Tomcat), in the inventory."""
         cloud = self.cloud
         assert cloud
         self.targets = LocalTargets(cloud, self.workdir)
