@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import typer
 
-from cert_rollout.commands import bench, check, demo, history, invoke, local, renew, status, targets
+from cert_rollout.commands import bench, check, demo, history, invoke, local, nodes, renew, status, targets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")
 
 # The order of `cert-rollout --help`.
-for command_group in (demo, local, invoke, check, history, renew, status, targets, bench):
+for command_group in (demo, local, invoke, check, history, renew, status, targets, nodes, bench):
     command_group.register(app)
 
 
