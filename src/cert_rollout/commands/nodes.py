@@ -154,10 +154,9 @@ def evaluate(job: dict[str, Any], agent: dict[str, Any] | None, invocation: dict
             row["checks"] = result.get("checks") or []
             row["python"] = result.get("python")
             if not row["checks"]:  # the bootstrap's own failure (python-missing, installer-unavailable, ...)
-                reasons.append(str(result.get("reason") or "check-failed"))
-                row["checks"] = [{"check": "python" if str(result.get("reason", "")).startswith("python-")
-                                  else "installer", "ok": False, "reason": result.get("reason"),
-                                  "detail": result.get("error")}]
+                reason = str(result.get("reason") or "check-failed")
+                row["checks"] = [{"check": "python" if reason.startswith("python-") else "installer", "ok": False,
+                                  "reason": reason, "detail": result.get("error")}]
             reasons.extend(str(c.get("reason")) for c in row["checks"] if not c.get("ok"))
     row["ok"] = not reasons
     return row
