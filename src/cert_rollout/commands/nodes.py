@@ -98,7 +98,7 @@ def _jobs(items: list[dict[str, Any]], instance_ids: list[str]) -> list[dict[str
     from rollout_core.adapters.dynamo import plain
     from rollout_core.models import Target
 
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for item in items:
         target = Target.model_validate(plain(item))
         jobs.append({"instanceId": target.instanceId, "targetId": target.targetId,
@@ -203,7 +203,7 @@ def _cell(row: dict[str, Any], names: tuple[str, ...]) -> str:
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
-    table = Table(title=f"Node preflight ({len(rows)} checks)", title_justify="left")
+    table = Table(title=f"Node preflight ({len(rows)} node/target checks)", title_justify="left")
     for col in ("Node", "Target", "Agent", *(c for c, _ in COLUMNS), "Result"):
         table.add_column(col, overflow="fold")
     for r in rows:
