@@ -112,19 +112,22 @@ def _jobs(items: list[dict[str, Any]], instance_ids: list[str]) -> list[dict[str
 
 
 def agent_status(ssm: Any, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """DescribeInstanceInformation of ``instance_ids`` (paged) -> {id: {ping, platform, agentVersion}};
+    """DescribeInstanceInformation of ``instance_ids`` (a filter holds at most 100 values: SSM API
+    reference, InstanceInformationStringFilter; paged) -> {id: {ping, platform, agentVersion}};
     a node SSM does not know is absent. Raises botocore's ClientError / BotoCoreError."""
     found: dict[str, dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {"Filters": [{"Key": "InstanceIds", "Values": instance_ids}]}
-    while True:
-        page = ssm.describe_instance_information(**kwargs)
-        for info in page.get("InstanceInformationList", []):
-            found[str(info.get("InstanceId"))] = {
-                "ping": info.get("PingStatus"), "agentVersion": info.get("AgentVersion"),
-                "platform": " ".join(str(info.get(k)) for k in ("PlatformName", "PlatformVersion") if info.get(k))}
-        if not page.get("NextToken"):
-            return found
-        kwargs["NextToken"] = page["NextToken"]
+    for start in range(0, len(instance_ids), 100):
+        kwargs: dict[str, Any] = {"Filters": [{"Key": "InstanceIds", "Values": instance_ids[start:start + 100]}]}
+        while True:
+            page = ssm.describe_instance_information(**kwargs)
+            for info in page.get("InstanceInformationList", []):
+                found[str(info.get("InstanceId"))] = {
+                    "ping": info.get("PingStatus"), "agentVersion": info.get("AgentVersion"),
+                    "platform": " ".join(str(info.get(k)) for k in ("PlatformName", "PlatformVersion") if info.get(k))}
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    return found
 
 
 def evaluate(job: dict[str, Any], agent: dict[str, Any] | None, invocation: dict[str, Any] | None) -> dict[str, Any]:
