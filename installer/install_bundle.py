@@ -10,7 +10,7 @@ botocore when this python can import it, else its own standard-library client fo
 section gives the order, the credential sources and the endpoint).
 
 Parameters (environment variables, exported by the SSM document):
-    ROLLOUT_ACTION            install | rollback
+    ROLLOUT_ACTION            install | rollback | check (the read-only preflight: "check" below)
     ROLLOUT_SECRET_ARN        Secrets Manager secret holding the bundle (install)
     ROLLOUT_SECRET_VERSION_ID version id of that secret (install; empty = AWSCURRENT)
     ROLLOUT_TARGET            base64 of the target config JSON (below)
@@ -131,7 +131,8 @@ policy refused a file path, mode or command; nothing was touched), 20 rollback f
 node-policy-invalid (the node policy file cannot be used; nothing was touched), 22 a
 prerequisite is missing (openssl-missing, command-missing; nothing was touched). (14, 15, 22
 python-missing / python-too-old and 128+N are the document's bootstrap: installer download
-failed, installer checksum mismatch, no python3 >= 3.8, installer killed by signal N.) A named cause is also in ROLLOUT_RESULT "reason"
+failed, installer checksum mismatch, no python3 >= 3.8, installer killed by signal N.) check (the preflight, section "check" below) touches nothing and exits 0 when every check passed, else the
+exit code of its first failed check. A named cause is also in ROLLOUT_RESULT "reason"
 (rollout_core/domain/ssm_status.py INSTALLER_REASONS).
 
 stdout carries exactly one line, the last: ``ROLLOUT_RESULT {json}`` with
@@ -1099,20 +1100,30 @@ def _missing(reason: str, problem: str) -> RolloutFailure:
     return RolloutFailure("write", EXIT_PREREQUISITE, f"{reason}: {problem}: nothing changed", reason=reason)
 
 
-def check_prerequisites(target: Target) -> None:
-    """Refuse (RolloutFailure exit 22) a target whose settings need a program this node lacks:
-    openssl for encrypted-key and pkcs12 files (openssl-missing), the first element of testCommand
-    and reloadCommand (command-missing, naming it), each looked up on PATH as the installer will
-    run it (shutil.which). Nothing is touched."""
+def prerequisite_problems(target: Target) -> dict[str, RolloutFailure]:
+    """What the node lacks for ``target``'s settings, by what needs it ("openssl", "testCommand",
+    "reloadCommand"; absent: nothing missing): openssl for encrypted-key and pkcs12 files
+    (openssl-missing), the first element of testCommand and reloadCommand (command-missing, naming
+    it), each looked up on PATH as the installer will run it (shutil.which). Nothing is touched."""
     search = os.environ.get("PATH", os.defpath)
+    problems: dict[str, RolloutFailure] = {}
     needs = [spec.path for spec in target.files if spec.content in OPENSSL_CONTENTS]
     if needs and shutil.which("openssl") is None:
-        raise _missing("openssl-missing", f"openssl is not on PATH ({search}); it builds and checks "
-                       + ", ".join(needs) + " (encrypted-key, pkcs12)")
+        problems["openssl"] = _missing("openssl-missing", f"openssl is not on PATH ({search}); it builds and checks "
+                                       + ", ".join(needs) + " (encrypted-key, pkcs12)")
     for name, argv in (("testCommand", target.test_command), ("reloadCommand", target.reload_command)):
         if argv and shutil.which(argv[0]) is None:
-            raise _missing("command-missing", f"{name}'s program {argv[0]!r} is not "
-                           + ("an executable file" if "/" in argv[0] else f"on PATH ({search})"))
+            problems[name] = _missing("command-missing", f"{name}'s program {argv[0]!r} is not "
+                                      + ("an executable file" if "/" in argv[0] else f"on PATH ({search})"))
+    return problems
+
+
+def check_prerequisites(target: Target) -> None:
+    """Refuse (RolloutFailure exit 22) a target whose settings need a program this node lacks:
+    the first of prerequisite_problems (openssl-missing, then command-missing for testCommand,
+    then reloadCommand). Nothing is touched."""
+    for problem in prerequisite_problems(target).values():
+        raise problem
 
 
 # --------------------------------------------------------------------------- commands
@@ -2754,6 +2765,156 @@ def do_rollback(target: Target, runner: Runner, result: dict[str, Any]) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- check (preflight)
+# ROLLOUT_ACTION=check (`cert-rollout nodes check`): every prerequisite of an install, read-only.
+# No target file, lock, journal, backup or state directory is created, changed or removed; the
+# only things run are the target's testCommand (when the node policy allows it and it is on
+# PATH: a config test reads the server's configuration) and one GetSecretValue call.
+# ROLLOUT_TARGET is the target's config as for an install, or a config without files (a node
+# with no target in the inventory: only python, the node policy file, the state directory and
+# the bundle fetch are checked). ROLLOUT_SECRET_ARN names a secret under the staged prefix that
+# does not exist (the CLI draws "<SecretPrefix>/staged/preflight/<random>"); ROLLOUT_SECRET_VERSION_ID
+# and ROLLOUT_EXPECTED_SERIAL are ignored.
+# What the bundle-fetch check proves, from Secrets Manager's answer to GetSecretValue of that id:
+#   ResourceNotFoundException  credentials found, the endpoint reached, the signature accepted and
+#                              the node's identity policy allows GetSecretValue under the staged
+#                              prefix (IAM is evaluated before the secret is looked up): ok
+#   anything else              the fetch reason an install would fail with (bundle-credentials-
+#                              missing, bundle-access-denied, bundle-endpoint-unreachable, ...)
+# What it cannot prove: a rollout's staged secret carries its own resource policy (it denies every
+# node that is no target of its certificate, domain/staging.py) and is encrypted with the stack's
+# KMS key (kms:Decrypt through Secrets Manager): both exist only while a rollout runs.
+# ROLLOUT_RESULT: {action "check", targetId, status ok|failed, stage "check", reason and error of
+# the first failed check, checks [{check, ok, reason?, detail}], python, fetchPath, files,
+# serverOutput, exitCode}; exit 0 when every check passed, else the exit code an install would end
+# with at the first failed check (13, 19, 21, 22, 12, 18, 10).
+
+CHECK_NAMES = ("python", "node-policy", "files-writable", "state-dir", "openssl", "test-command", "reload-command",
+               "bundle-fetch")
+_NOT_FOUND = re.compile(r"\bResourceNotFoundException\b")
+
+
+def _check(checks: list[dict[str, Any]], name: str, failure: RolloutFailure | None, detail: str = "") -> bool:
+    """Append one check's outcome; True when it passed."""
+    entry: dict[str, Any] = {"check": name, "ok": failure is None}
+    if failure is not None:
+        entry.update(reason=failure.reason or name + "-failed", detail=str(failure), exitCode=failure.code)
+    else:
+        entry["detail"] = detail
+    checks.append(entry)
+    return failure is None
+
+
+def files_writable_problem(target: Target) -> RolloutFailure | None:
+    """Why the installer could not write ``target``'s files here (check_targets: each file's
+    directory exists and the file is not a directory; and that directory is writable by this
+    user, os.access W_OK, as the staged-beside rename needs), None when it could. Read-only."""
+    try:
+        check_targets(target)
+    except RolloutFailure as exc:
+        return RolloutFailure("write", exc.code, f"files-not-writable: {exc}", reason="files-not-writable")
+    for spec in target.files:
+        directory = os.path.dirname(spec.path)
+        if not os.access(directory, os.W_OK):
+            return RolloutFailure("write", EXIT_WRITE, f"files-not-writable: {directory} (of {spec.path}) is not "
+                                  f"writable by uid {os.geteuid()}", reason="files-not-writable")
+    return None
+
+
+def state_dir_problem(target: Target | None) -> RolloutFailure | None:
+    """Why the installer could not use its state directory (StateDir._safe_dir's rule: a
+    directory owned by this user, not writable by group or others; one that does not exist yet
+    needs its nearest existing parent writable to be created), None when it could. Read-only:
+    nothing is created."""
+    base = os.environ.get("CERT_ROLLOUT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR
+    paths = [base] + ([StateDir(target).path] if target is not None else [])
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            while parent != "/" and not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not os.access(parent, os.W_OK):
+                return RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: {path} does not exist and {parent} "
+                                      f"is not writable by uid {os.geteuid()}", reason="state-dir-unsafe")
+            return None
+        except OSError as exc:
+            return RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: cannot use {path}: {_os_error(exc)}",
+                                  reason="state-dir-unsafe")
+        if (st.st_mode & 0o170000) != 0o040000 or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return RolloutFailure("write", EXIT_STATE, f"state-dir-unsafe: {path} must be a directory owned by uid "
+                                  f"{os.geteuid()} and not writable by group or others", reason="state-dir-unsafe")
+    return None
+
+
+def bundle_fetch_check(secret_id: str, timeout: float, result: dict[str, Any]) -> tuple[RolloutFailure | None, str]:
+    """GetSecretValue of ``secret_id`` (a staged name that does not exist) by the fetch path an
+    install would take (secret_string): (None, what it proved) on ResourceNotFoundException, else
+    (the fetch's RolloutFailure, ""). See the section comment for what it cannot prove."""
+    if not secret_id:
+        return RolloutFailure("fetch", EXIT_PARAMS, "ROLLOUT_SECRET_ARN is not set"), ""
+    try:
+        secret_string(secret_id, "", timeout, result)
+    except RolloutFailure as exc:
+        if exc.reason == "bundle-fetch-failed" and _NOT_FOUND.search(str(exc)):
+            return None, (f"{result.get('fetchPath')}: credentials found, endpoint reached and GetSecretValue "
+                          "under the staged prefix allowed (ResourceNotFoundException for a name no rollout "
+                          "uses); not checked: a rollout's own secret policy and kms:Decrypt")
+        return exc, ""
+    return None, f"{result.get('fetchPath')}: GetSecretValue answered (the secret exists; its value is dropped)"
+
+
+def do_check(raw: dict[str, Any], runner: Runner, result: dict[str, Any]) -> int:
+    """The preflight (section comment): every check, in CHECK_NAMES order, into result["checks"];
+    returns 0 when all passed, else the first failed check's exit code. Touches nothing."""
+    checks: list[dict[str, Any]] = []
+    result["checks"] = checks
+    result["python"] = ".".join(str(v) for v in sys.version_info[:3])
+    _check(checks, "python", None, f"{sys.executable} {result['python']}")
+    target = Target(raw) if raw.get("files") else None
+    if target is not None:
+        result["files"] = [f.path for f in target.files]
+    policy_ok = False
+    try:
+        policy = load_node_policy()
+        if target is not None:
+            check_node_policy(target, policy)
+        policy_ok = _check(checks, "node-policy", None, policy.source)
+    except RolloutFailure as exc:
+        _check(checks, "node-policy", exc)
+    missing = prerequisite_problems(target) if target is not None else {}
+    if target is not None:
+        _check(checks, "files-writable", files_writable_problem(target), ", ".join(result["files"]))
+    _check(checks, "state-dir", state_dir_problem(target),
+           os.environ.get("CERT_ROLLOUT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR)
+    if target is not None:
+        needs = any(spec.content in OPENSSL_CONTENTS for spec in target.files)
+        _check(checks, "openssl", missing.get("openssl"), (shutil.which("openssl") or "") if needs else "not needed")
+        test = target.test_command
+        if test is None:
+            _check(checks, "test-command", None, "none configured")
+        elif "testCommand" in missing:
+            _check(checks, "test-command", missing["testCommand"])
+        elif not policy_ok:
+            _check(checks, "test-command", RolloutFailure("test", EXIT_POLICY, "not run: the node policy check failed",
+                                                          reason="node-policy-denied"))
+        else:
+            run = runner.run("test", test)
+            _check(checks, "test-command", None if run.ok else RolloutFailure(
+                "test", EXIT_TEST, f"test-failed: {run.summary()}", reason="test-failed"), " ".join(test) + ": exit 0")
+        _check(checks, "reload-command", missing.get("reloadCommand"),
+               " ".join(target.reload_command) if target.reload_command else "none configured")
+    failure, proved = bundle_fetch_check(os.environ.get("ROLLOUT_SECRET_ARN", "").strip(), runner.timeout, result)
+    _check(checks, "bundle-fetch", failure, proved)
+    failed = [c for c in checks if not c["ok"]]
+    if not failed:
+        return EXIT_OK
+    result["reason"] = failed[0]["reason"]
+    result["error"] = "check failed: " + "; ".join(f"{c['check']}: {c['reason']}" for c in failed)
+    return int(failed[0]["exitCode"])
+
+
 def main() -> int:
     action = os.environ.get("ROLLOUT_ACTION", "").strip().lower()
     runner = Runner(60.0)
@@ -2768,29 +2929,35 @@ def main() -> int:
     }
     code = EXIT_PARAMS
     try:
-        if action not in ("install", "rollback"):
+        if action not in ("install", "rollback", "check"):
             raise RolloutFailure(str(result["stage"]), EXIT_PARAMS,
-                                 "ROLLOUT_ACTION must be install or rollback")
+                                 "ROLLOUT_ACTION must be install, rollback or check")
         raw = decode_target(os.environ.get("ROLLOUT_TARGET", ""))
         result["targetId"] = raw.get("targetId")
         files = raw.get("files")
         if isinstance(files, list):
             result["files"] = [f.get("path") for f in files if isinstance(f, dict)]
-        target = Target(raw)
-        result["files"] = [f.path for f in target.files]
-        check_node_policy(target, load_node_policy())  # before the lock, the fetch or any file
-        check_prerequisites(target)  # so are the programs the target's settings need
-        runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
-        time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
-        do_action = do_install if action == "install" else do_rollback
-        if action == "install":
-            probe_before_install(target, runner.timeout, result)  # verifyFrom: node
-        code = do_action(target, runner, result)
-        result["status"] = "ok"
-        verify_on_node(target, action, runner.timeout, result)  # verifyFrom: node
+        if action == "check":  # the preflight: read-only, every check reported
+            result["stage"] = "check"
+            runner.timeout = command_timeout("check")
+            code = do_check(raw, runner, result)
+            result["status"] = "ok" if code == EXIT_OK else "failed"
+        else:
+            target = Target(raw)
+            result["files"] = [f.path for f in target.files]
+            check_node_policy(target, load_node_policy())  # before the lock, the fetch or any file
+            check_prerequisites(target)  # so are the programs the target's settings need
+            runner.timeout = command_timeout("rollback" if action == "rollback" else "write")
+            time_left("rollback" if action == "rollback" else "write")  # a bad deadline fails here, early
+            do_action = do_install if action == "install" else do_rollback
+            if action == "install":
+                probe_before_install(target, runner.timeout, result)  # verifyFrom: node
+            code = do_action(target, runner, result)
+            result["status"] = "ok"
+            verify_on_node(target, action, runner.timeout, result)  # verifyFrom: node
     except RolloutFailure as exc:
         code = exc.code
-        result["stage"] = "rollback" if action == "rollback" else exc.stage
+        result["stage"] = {"rollback": "rollback", "check": "check"}.get(action, exc.stage)
         result["error"] = str(exc)
         if exc.reason:
             result["reason"] = exc.reason

@@ -143,6 +143,26 @@ def _cancel_command_response(self: SimpleSystemManagerResponse) -> Any:
     return EmptyResult()
 
 
+def _describe_instance_information(self: SimpleSystemManagerResponse) -> Any:
+    """DescribeInstanceInformation (moto: not implemented): the local managed nodes, PingStatus
+    Online, or ConnectionLost for a node whose agent is offline (fault agent-offline), filtered by
+    the InstanceIds filter when given; one page (the local fleet is small)."""
+    cloud = _cloud()
+    wanted: set[str] | None = None
+    for f in self._get_param("Filters") or []:
+        if f.get("Key") == "InstanceIds":
+            wanted = set(f.get("Values") or [])
+    for iid in self._get_param("InstanceInformationFilterList") or []:
+        if iid.get("key") == "InstanceIds":
+            wanted = set(iid.get("valueSet") or [])
+    nodes = cloud.fleet.nodes.values() if cloud is not None else []
+    listed = [{"InstanceId": n.instance_id, "PingStatus": "Online" if n.online else "ConnectionLost",
+               "PlatformType": "Linux", "PlatformName": "local", "AgentVersion": "local-cloud",
+               "ResourceType": "ManagedInstance" if n.instance_id.startswith("mi-") else "EC2Instance"}
+              for n in nodes if wanted is None or n.instance_id in wanted]
+    return json.dumps({"InstanceInformationList": sorted(listed, key=lambda i: i["InstanceId"])})
+
+
 # -------------------------------------------------------------- ACM: renewal summary, RenewCertificate
 _orig_describe = CertBundle.describe
 
@@ -284,6 +304,7 @@ def install() -> None:
     SimpleSystemManagerBackend.send_command = _send_command  # type: ignore[method-assign, assignment]
     SimpleSystemManagerBackend.cancel_command = _cancel_command_backend  # type: ignore[attr-defined]
     SimpleSystemManagerResponse.cancel_command = _cancel_command_response  # type: ignore[attr-defined]
+    SimpleSystemManagerResponse.describe_instance_information = _describe_instance_information  # type: ignore[attr-defined]
     CertBundle.describe = _describe  # type: ignore[method-assign]
     StepFunctionsParserBackend.start_execution = _start_execution  # type: ignore[method-assign]
     DynamoHandler.call_action = _dynamo_call_action  # type: ignore[method-assign]

@@ -159,6 +159,9 @@ INSTALLER_REASONS: dict[str, bool] = {
     "command-missing": False,              # exit 22: the test or reload command's program is missing
     "python-missing": False,               # exit 22, bootstrap: no python3 on the node's PATH
     "python-too-old": False,               # exit 22, bootstrap: python3 older than 3.8
+    # Action check only (the preflight of `cert-rollout nodes check`, which touches nothing):
+    "files-not-writable": False,           # exit 12: a target file's directory is missing or not writable
+    "test-failed": False,                  # exit 10: the test command ran and failed
 }
 
 
