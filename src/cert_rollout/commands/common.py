@@ -33,8 +33,8 @@ Region = Annotated[str | None, typer.Option("--region", help="AWS region (defaul
 EndpointUrl = Annotated[str | None, typer.Option("--endpoint-url", help="AWS endpoint (e.g. the local cloud's).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 StackOutputs = Annotated[Path | None, typer.Option(
-    "--stack-outputs", exists=True, dir_okay=False,
-    help="JSON file of the stack outputs (sam list stack-outputs --output json).")]
+    "--stack-outputs", exists=True, dir_okay=False, envvar="CERT_ROLLOUT_STACK_OUTPUTS",
+    help="JSON file of the stack outputs (sam list stack-outputs --output json; `local up` writes one).")]
 InventoryTable = Annotated[str | None, typer.Option(
     "--inventory-table", envvar="CERT_ROLLOUT_INVENTORY_TABLE",
     help="Inventory DynamoDB table (or InventoryTableName from --stack-outputs).")]

@@ -108,5 +108,8 @@ def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, 
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``local`` group to the cert-rollout app."""
+    """Add the ``local`` group (run; up, env, down: commands/local_up.py) to the cert-rollout app."""
+    from cert_rollout.commands import local_up
+
+    local_up.register(local_app)
     app.add_typer(local_app, name="local")

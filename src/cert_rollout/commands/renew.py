@@ -93,6 +93,21 @@ def follow_execution(sfn: Any, arn: str, timeout: float, progress: Progress | No
             progress.remove_task(task)
 
 
+def duplicate_of(execution_arn: str, events: list[dict[str, Any]]) -> str | None:
+    """The ARN of the execution that holds the serial's claim when ``execution_arn`` (whose
+    history is ``events``) decided ALREADY_DEPLOYED as a duplicate of another rollout (its
+    ValidateEvent output ``rollout.duplicateOf``, logic/validate.py); None otherwise."""
+    for e in reversed(events):
+        exited = e.get("stateExitedEventDetails")
+        if exited and exited.get("name") == "ValidateEvent":
+            rollout = (json_or_none(exited.get("output")) or {}).get("rollout") or {}
+            holder = rollout.get("duplicateOf") if isinstance(rollout, dict) else None
+            if isinstance(holder, str) and holder and holder != execution_arn.rsplit(":", 1)[-1]:
+                return f"{execution_arn.rsplit(':', 1)[0]}:{holder}"
+            return None
+    return None
+
+
 def _request_renewal(acm: Any, certificate_arn: str,
                      as_json: bool) -> tuple[dict[str, Any], datetime, dict[str, Any]]:
     """acm:RenewCertificate between two DescribeCertificate calls: (certificate before, the
@@ -141,7 +156,17 @@ def _follow_rollout(sfn: Any, sm_arn: str, started: datetime, wait: float, timeo
             if not as_json:
                 progress.console.print(f"Following {arn}", highlight=False)
             desc = follow_execution(sfn, arn, timeout, progress, show)
-            summary = summarize_history(fetch_history(sfn, arn))
+            events = fetch_history(sfn, arn)
+            holder = duplicate_of(arn, events)
+            if holder is not None:
+                # Health and ACM both announce a renewal: the execution that claimed the serial is the rollout.
+                if not as_json:
+                    progress.console.print(f"{arn.rsplit(':', 1)[-1]} is a duplicate (ALREADY_DEPLOYED): "
+                                           f"following {holder}", highlight=False)
+                arn = holder
+                desc = follow_execution(sfn, arn, timeout, progress, show)
+                events = fetch_history(sfn, arn)
+            summary = summarize_history(events)
             execution = {"executionArn": arn, "status": desc["status"], "error": desc.get("error"),
                          "cause": desc.get("cause"), "targets": summary["targets"]}
             return execution, 0 if desc["status"] == "SUCCEEDED" else 1

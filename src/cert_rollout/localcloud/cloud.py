@@ -137,13 +137,15 @@ class LocalCloud:
 
     def __init__(self, *, region: str = "eu-west-1", account_id: str = "123456789012",
                  stack_name: str = "cert-rollout-local", parameters: dict[str, str] | None = None,
-                 template: Path | None = None, lambda_workers: int = 4, enforce_iam: bool = True) -> None:
+                 template: Path | None = None, lambda_workers: int = 4, enforce_iam: bool = True,
+                 port: int = 0) -> None:
+        """``port``: moto's port on 127.0.0.1 (0: a free one, chosen at start)."""
         self.region = region
         self.account_id = account_id
         self.stack_name = stack_name
         self.parameters = parameters or {}
         self.template = template or PROJECT_ROOT / "template.yaml"
-        self.port = 0
+        self.port = port
         self.endpoint = ""
         self.server: Any = None
         self.deployment: Deployment | None = None
@@ -183,7 +185,7 @@ class LocalCloud:
 
         if patches.ACTIVE["cloud"] is not None:
             raise RuntimeError("a local cloud is already running in this process")
-        self.port = free_port()
+        self.port = self.port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         os.environ["MOTO_PORT"] = str(self.port)  # the Step Functions interpreter calls Lambda here
         default_user_config["lambda"] = {"use_docker": False}

@@ -182,6 +182,12 @@ def _describe(self: CertBundle) -> dict[str, Any]:
 
 
 def _renew_certificate(self: AWSCertificateManagerResponse) -> Any:
+    """RenewCertificate (moto: not implemented): the local private CA reissues the certificate
+    (new key, new serial, same ARN), then AWS Health's AWS_ACM_RENEWAL_STATE_CHANGE and ACM's
+    "ACM Certificate Available" events go on the default bus, after the call returns
+    (renewal_events.py), where the template's rules start the rollout."""
+    from cert_rollout.localcloud import renewal_events
+
     arn = self._get_param("CertificateArn")
     cloud = _cloud()
     if cloud is None or cloud.pca is None:
@@ -190,6 +196,8 @@ def _renew_certificate(self: AWSCertificateManagerResponse) -> Any:
     if bundle.type != "PRIVATE" or not getattr(bundle, "_local_key_algorithm", None):
         raise JsonRESTError("ValidationException", f"Certificate {arn} is not a private certificate eligible for renewal")
     cloud.pca.renew(arn)
+    renewal_events.deliver_later(renewal_events.renewal_events(bundle, cloud.region, cloud.account_id),
+                                 lambda event: None if cloud.stopping else cloud.deliver_event(event))
     return EmptyResult()
 
 

@@ -484,15 +484,44 @@ class ScenarioRunner:
         self.certificate_arns: dict[str, str] = {}
 
     def run(self, keep_running: bool = False) -> dict[str, Any]:
-        params = {**DEFAULT_PARAMETERS, **self.scenario.parameters}
-        self.cloud = LocalCloud(parameters=params, lambda_workers=self.lambda_workers, template=self.template)
-        self.on_step("starting the local cloud and deploying template.yaml")
-        self.cloud.start()
+        self._start_cloud()
         try:
             return self._run()
         finally:
             if not keep_running:
                 self.close()
+
+    def _start_cloud(self, port: int = 0) -> None:
+        params = {**DEFAULT_PARAMETERS, **self.scenario.parameters}
+        self.cloud = LocalCloud(parameters=params, lambda_workers=self.lambda_workers, template=self.template,
+                                port=port)
+        self.on_step("starting the local cloud and deploying template.yaml")
+        self.cloud.start()
+
+    def set_up(self, port: int = 0) -> LocalCloud:
+        """The scenario's world without its steps (`cert-rollout local up`): the local cloud
+        started (moto on 127.0.0.1:``port``, 0: a free port) with template.yaml deployed, every
+        certificate requested and every target serving, registered in the inventory. The caller
+        ends it with close(). Raises ScenarioError, DeployError (and closes what it started)."""
+        self._start_cloud(port)
+        assert self.cloud
+        try:
+            self._request_certificates()
+            self._start_targets()
+        except BaseException:
+            self.close()
+            raise
+        return self.cloud
+
+    def _request_certificates(self) -> None:
+        """Every scenario certificate, issued by the local private CA (self.certificate_arns)."""
+        assert self.cloud
+        pca = self.cloud.private_ca()
+        for name, spec in self.scenario.certificates.items():
+            self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm,
+                                                                  managed=spec.managed)
+            self.on_step(f"certificate {name}: {self.certificate_arns[name]} ({spec.key_algorithm}), "
+                         f"serial {self._serial(self.certificate_arns[name])}")
 
     def close(self) -> None:
         if self.targets:
@@ -509,12 +538,7 @@ class ScenarioRunner:
         cloud = self.cloud
         assert cloud
         started = time.time()
-        pca = cloud.private_ca()
-        for name, spec in self.scenario.certificates.items():
-            self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm,
-                                                                  managed=spec.managed)
-            self.on_step(f"certificate {name}: {self.certificate_arns[name]} ({spec.key_algorithm}), "
-                         f"serial {self._serial(self.certificate_arns[name])}")
+        self._request_certificates()
         self._start_targets()
         report: dict[str, Any] = {
             "scenario": self.scenario.name, "region": cloud.region, "account": cloud.account_id,
