@@ -207,3 +207,48 @@ def test_local_up_serves_the_operator_commands_and_down_leaves_no_process(tmp_pa
                 os.kill(leftover, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_local_up_in_the_foreground_on_a_given_port_stops_on_ctrl_c(tmp_path: Path) -> None:
+    from cert_rollout.localcloud.cloud import free_port
+
+    port = free_port()
+    state = tmp_path / "cloud"
+    # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group
+    proc = subprocess.Popen([CLI, "local", "up", "--port", str(port), "--dir", str(state)], cwd=tmp_path,
+                            env=terminal_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    watched: set[int] = {proc.pid}
+    try:
+        deadline = time.monotonic() + 300
+        while not (state / "env").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (state / "env").exists(), proc.poll()
+        env = sourced(state / "env", tmp_path)
+        assert env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
+        assert "CERT_ROLLOUT_PRIVATE_CA_ARN" in env and not any(k.startswith("CERT_ROLLOUT_CERT_") for k in env)
+        listed = run([AWS, "acm-pca", "list-certificate-authorities"], env, tmp_path)
+        assert listed.returncode == 0, show(listed)
+        assert env["CERT_ROLLOUT_PRIVATE_CA_ARN"] in listed.stdout
+        empty = run([CLI, "targets", "list", "--json"], env, tmp_path)
+        assert empty.returncode == 0 and json.loads(empty.stdout) == [], show(empty)
+        watched |= watch(proc.pid, str(state))
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        assert out.startswith("unset AWS_SESSION_TOKEN") and "export AWS_ENDPOINT_URL=" in out
+        assert "stopping the local cloud" in err
+        assert not (state / "pid").exists() and not (state / "env").exists()
+        deadline = time.monotonic() + 10
+        while running(watched, str(state)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(watched, str(state)) == {}
+    finally:
+        for leftover in running(watched, str(state)):
+            try:
+                os.kill(leftover, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -201,7 +201,8 @@ def help_text(*args: str) -> str:
 
 
 COMMANDS = [["demo"], ["local", "run"], ["invoke"], ["check"], ["history"], ["renew"], ["status"],
-            ["targets", "add"], ["targets", "list"], ["targets", "remove"], ["targets", "import"], ["bench"]]
+            ["targets", "add"], ["targets", "list"], ["targets", "remove"], ["targets", "import"], ["bench"],
+            ["local", "up"], ["local", "env"], ["local", "down"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
