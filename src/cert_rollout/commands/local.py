@@ -18,7 +18,7 @@ from cert_rollout.commands.common import ReportPath, require_local
 if TYPE_CHECKING:
     from cert_rollout.localcloud.scenario import Scenario
 
-local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
+local_app = typer.Typer(no_args_is_help=True, help="The embedded local cloud (no AWS account): run a scenario, or keep one up for the operator commands.")
 # emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
 console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
 err = Console(stderr=True, emoji=False, soft_wrap=True)  # an error is one line, whatever the width

@@ -232,18 +232,21 @@ def stop_local_cloud(state_dir: Path, timeout: float) -> int | None:
     if pid is None:
         (state_dir / "pid").unlink(missing_ok=True)
         return None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if _alive(pid):
-            raise LocalUpError(f"local up (pid {pid}) is still alive after SIGTERM and SIGKILL")
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+    except ProcessLookupError:
+        pass  # it ended meanwhile
+    if _alive(pid):
+        raise LocalUpError(f"local up (pid {pid}) is still alive after SIGTERM and SIGKILL")
     (state_dir / "pid").unlink(missing_ok=True)
     return pid
 
