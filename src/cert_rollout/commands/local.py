@@ -4,8 +4,6 @@ runner `cert-rollout demo` shares (run_scenario)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,47 +12,28 @@ from rich.console import Console
 from rich.markup import escape
 
 from cert_rollout.commands.common import ReportPath, require_local
+from cert_rollout.render import PhaseLines, console_for
 
 if TYPE_CHECKING:
     from cert_rollout.localcloud.scenario import Scenario
 
 local_app = typer.Typer(no_args_is_help=True, help="Run scenarios on the embedded local cloud (no AWS account).")
-# emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
-console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+# The terminal's width, or render.PIPE_WIDTH through a pipe; no emoji (render.console_for).
+console = console_for()
 err = Console(stderr=True, emoji=False, soft_wrap=True)  # an error is one line, whatever the width
 
 
 class _Progress:
-    """Live per-target progress, read from the execution history as events appear."""
+    """Live per-target progress, read from the execution history as events appear: one line
+    each time a target's phase in words changes (cert_rollout.render.PhaseLines)."""
 
     def __init__(self) -> None:
-        self.last: dict[str, str] = {}
+        self.lines = PhaseLines(width=12)
 
     def __call__(self, arn: str, event: dict[str, Any]) -> None:
-        entered = event.get("stateEnteredEventDetails")
-        if entered:
-            try:
-                data = json.loads(entered.get("input") or "{}")
-            except json.JSONDecodeError:
-                data = {}
-            target = data.get("targetId") if isinstance(data, dict) else None
-            name = entered.get("name", "")
-            if target:
-                if self.last.get(target) != name:
-                    self.last[target] = name
-                    console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {target:<12} {name}")
-            else:
-                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {name}")
-        exited = event.get("stateExitedEventDetails")
-        if exited and exited.get("name") == "RecordTargetOutcome":
-            try:
-                out = json.loads(exited.get("output") or "{}")
-                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {escape(str(out.get('targetId', ''))):<12} "
-                              f"[bold]{escape(str(out.get('outcome')))}[/] {escape(out.get('reason') or '')}")
-            except json.JSONDecodeError:
-                pass
-        if event["type"] in ("ExecutionSucceeded", "ExecutionFailed"):
-            console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {event['type']}")
+        line = self.lines(event)
+        if line:
+            console.print("  " + escape(line), soft_wrap=True, highlight=False)
 
 
 def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) -> int:
@@ -66,7 +45,7 @@ def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) ->
     from cert_rollout.localcloud.scenario import ScenarioError, ScenarioRunner, step_as_expected
 
     runner = ScenarioRunner(scenario, on_event=_Progress(),
-                            on_step=lambda m: console.print(f"[cyan]>[/] {escape(m)}"))
+                            on_step=lambda m: console.print(f"[cyan]>[/] {escape(m)}", soft_wrap=True, highlight=False))
     try:
         result = runner.run(keep_running=True)
         reporting.finalize(result, runner.cloud)
@@ -88,8 +67,9 @@ def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) ->
 @local_app.command("run")
 def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML file."),
               report: ReportPath = None,
-              history: bool = typer.Option(True, "--history/--no-history",
-                                           help="Print each execution's history table before the summary.")) -> None:
+              history: bool = typer.Option(False, "--history",
+                                           help="Also print each execution's history table (every event) "
+                                                "before the summary.")) -> None:
     """Run a scenario file on the local cloud. Exit 0 when every event step ends as its
     `expect:` says (default: ROLLED_OUT for a rollout) and the leak check is clean.
 
