@@ -13,7 +13,19 @@ import typer
 from typer import _click as click  # typer 0.29 runs on its own vendored click: its Context, its options
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from cert_rollout.commands import bench, check, demo, history, invoke, local, nodes, renew, rollouts, status, targets
+from cert_rollout.commands import (
+    bench,
+    check,
+    demo,
+    history,
+    invoke,
+    local,
+    nodes,
+    renew,
+    rollouts,
+    status,
+    targets,
+)
 
 JSON_FLAG = "--json"
 

@@ -10,6 +10,7 @@ returns them (cert_rollout.sfn fetches them); nothing here calls AWS. Shared by 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -20,8 +21,9 @@ from rich.console import Console
 
 #: Each state of the per-target Map (statemachine/rollout.asl.json InstallTargets.ItemProcessor)
 #: as the phase an operator reads. None: a Choice, which shows no phase of its own (the state it
-#: picks does: "Verified" leads to waiting, rolling back or recording). Every ItemProcessor state
-#: must be here (tests/unit/test_render.py names a state that is missing).
+#: picks does: "Verified" leads to waiting, rolling back or recording), and RecordTargetOutcome,
+#: whose exit shows "done: OUTCOME". Every ItemProcessor state must be here
+#: (tests/unit/test_render.py names a state that is missing).
 TARGET_PHASES: dict[str, str | None] = {
     "InstallOnTarget": "installing",
     "ReconcileInstall": "installing (asking SSM for the final status)",
@@ -34,12 +36,13 @@ TARGET_PHASES: dict[str, str | None] = {
     "RollbackTarget": "rolling back",
     "ReconcileRollback": "rolling back (asking SSM for the final status)",
     "RollbackStatusUnknown": "rollback status unknown",
-    "RecordTargetOutcome": "recording the outcome",
+    "RecordTargetOutcome": None,  # leaving it shows "done: OUTCOME" (phase_of)
     "OutcomeNotRecorded": "outcome not recorded",
 }
 
 #: The execution's own states (outside the Map) as the step an operator reads; None for the
-#: Choice states and for the ends, which the execution's status reports.
+#: Choice states, for the ends (the execution's status reports them) and for the Map (each
+#: target's phases follow).
 EXECUTION_PHASES: dict[str, str | None] = {
     "ValidateEvent": "validating the event",
     "EventRejected": "event rejected",
@@ -52,7 +55,7 @@ EXECUTION_PHASES: dict[str, str | None] = {
     "WaitForLease": "waiting for the lease",
     "LeaseNotAcquired": "lease not acquired",
     "LeaseFailed": "lease failed",
-    "InstallTargets": "installing on the targets",
+    "InstallTargets": None,  # each target's own phases follow
     "ReleaseLease": "releasing the lease",
     "Notify": "notifying",
     "NotificationFailed": None,
@@ -104,6 +107,13 @@ def phase_of(event: dict[str, Any]) -> tuple[str | None, str] | None:
     return None
 
 
+Change = tuple[datetime | None, str | None, str]  # (event time, target id or None, phase in words)
+
+
+def _clock(ts: Any) -> str:
+    return f"{ts:%H:%M:%S}" if isinstance(ts, datetime) else str(ts or "")[11:19]
+
+
 class PhaseLines:
     """Progress lines from history events as they arrive: one line each time a target's (or
     the execution's) phase in words changes. Call with each new event; returns the line or None."""
@@ -112,8 +122,8 @@ class PhaseLines:
         self.width = width
         self.last: dict[str | None, str] = {}
 
-    def __call__(self, event: dict[str, Any]) -> str | None:
-        """The line for ``event`` ("HH:MM:SS target phase"), None when its phase is unchanged."""
+    def change(self, event: dict[str, Any]) -> Change | None:
+        """(time, target, phase) when ``event`` changes a phase, else None (phase_of)."""
         found = phase_of(event)
         if found is None:
             return None
@@ -122,8 +132,60 @@ class PhaseLines:
             return None
         self.last[target] = word
         ts = event.get("timestamp")
-        clock = f"{ts:%H:%M:%S}" if isinstance(ts, datetime) else str(ts or "")[11:19]
-        return f"{clock} {(target or 'execution'):<{self.width}} {word}"
+        return (ts if isinstance(ts, datetime) else None), target, word
+
+    def __call__(self, event: dict[str, Any]) -> str | None:
+        """The line for ``event`` ("HH:MM:SS target phase"), None when its phase is unchanged."""
+        found = self.change(event)
+        if found is None:
+            return None
+        ts, target, word = found
+        return f"{_clock(ts)} {(target or 'execution'):<{self.width}} {word}"
+
+
+class PhaseGroups:
+    """PhaseLines, on fewer lines: the targets that reach the same phase within ``window``
+    seconds of the group's first change share one line ("10:00:01 web-1, web-2, web-3
+    installing": N targets cost one line per phase, not N), and so do the execution's own steps
+    ("10:00:09 execution releasing the lease, notifying"). ``add`` returns the lines to print
+    now (a pending group ends when a change does not join it); ``flush`` the rest (call it when
+    no event came for ``window`` seconds, and at the end)."""
+
+    def __init__(self, width: int = 14, window: float = 2.0, names: int = 48) -> None:
+        self.phases = PhaseLines(width)
+        self.window = window
+        self.names = names
+        self.pending: list[Change] = []
+
+    def _joins(self, change: Change) -> bool:
+        ts, target, word = change
+        first_ts, first_target, first_word = self.pending[0]
+        if (target is None) != (first_target is None) or (target is not None and word != first_word):
+            return False
+        return ts is None or first_ts is None or (ts - first_ts).total_seconds() <= self.window
+
+    def add(self, event: dict[str, Any]) -> list[str]:
+        """The lines ``event`` completes (possibly none)."""
+        change = self.phases.change(event)
+        if change is None:
+            return []
+        out = self.flush() if self.pending and not self._joins(change) else []
+        self.pending.append(change)
+        return out
+
+    def flush(self) -> list[str]:
+        """The pending group as one line (none when nothing is pending)."""
+        if not self.pending:
+            return []
+        ts, first_target, word = self.pending[0]
+        group, self.pending = self.pending, []
+        if first_target is None:
+            return [f"{_clock(ts)} {'execution':<{self.phases.width}} {', '.join(w for _, _, w in group)}"]
+        targets = [t for _, t, _ in group if t]
+        who = ", ".join(targets)
+        if len(who) > self.names:
+            who = f"{len(targets)} targets ({targets[0]} .. {targets[-1]})"
+        return [f"{_clock(ts)} {who:<{self.phases.width}} {word}"]
 
 
 # --------------------------------------------------------------------------- execution facts
@@ -140,8 +202,9 @@ def trigger_of(event: Any) -> tuple[str, str | None]:
         return "unknown", None
     source = event.get("source")
     if isinstance(source, str):
-        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-        return TRIGGERS.get(source, source), (detail.get("eventTypeCode") or event.get("detail-type"))
+        detail = event.get("detail")
+        code = detail.get("eventTypeCode") if isinstance(detail, dict) else None
+        return TRIGGERS.get(source, source), (code or event.get("detail-type"))
     if "certificateArn" in event:
         reason = event.get("reason")
         return "manual", str(reason) if reason else None
@@ -264,12 +327,13 @@ PIPE_WIDTH = 120
 
 
 def console_for(stream: Any = None, *, stderr: bool = False) -> Console:
-    """A console on ``stream`` (stdout, or stderr when ``stderr``): the terminal's width, or
-    PIPE_WIDTH when it is not a terminal; emoji off (a serial such as "fe:ab:b6" must never
+    """A console on ``stream`` (stdout, or stderr when ``stderr``): the terminal's width (or
+    $COLUMNS), else PIPE_WIDTH when it is not a terminal; emoji off (a serial such as "fe:ab:b6" must never
     render as ":ab:" emoji)."""
     target = stream if stream is not None else (sys.stderr if stderr else sys.stdout)
     tty = bool(getattr(target, "isatty", lambda: False)())
-    return Console(file=stream, stderr=stderr and stream is None, width=None if tty else PIPE_WIDTH, emoji=False)
+    fixed = None if tty or os.environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH  # rich reads COLUMNS itself
+    return Console(file=stream, stderr=stderr and stream is None, width=fixed, emoji=False)
 
 
 def one_line(text: str, limit: int = 400) -> str:

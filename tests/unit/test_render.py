@@ -10,7 +10,9 @@ import pytest
 
 from cert_rollout.render import (
     EXECUTION_PHASES,
+    OUTCOME_STATE,
     TARGET_PHASES,
+    PhaseGroups,
     PhaseLines,
     execution_facts,
     facts_lines,
@@ -44,16 +46,16 @@ def test_every_per_target_state_has_a_phase_word(asl: Path) -> None:
     for states in _maps(_asl(asl)["States"]):
         for name, state in states.items():
             assert name in TARGET_PHASES, f"{asl.name}: ItemProcessor state {name!r} has no word in render.TARGET_PHASES"
-            if TARGET_PHASES[name] is None:
-                assert state["Type"] in SILENT_TYPES, f"{name}: only a Choice/Succeed/Fail shows no phase"
+            if TARGET_PHASES[name] is None:  # its exit, or the state it leads to, shows the phase
+                assert state["Type"] in SILENT_TYPES or name == OUTCOME_STATE, f"{name} must show a phase"
 
 
 @pytest.mark.parametrize("asl", ASL_FILES, ids=lambda p: p.name)
 def test_every_execution_state_has_a_phase_word(asl: Path) -> None:
     for name, state in _asl(asl)["States"].items():
         assert name in EXECUTION_PHASES, f"{asl.name}: state {name!r} has no entry in render.EXECUTION_PHASES"
-        if EXECUTION_PHASES[name] is None:
-            assert state["Type"] in SILENT_TYPES, f"{name}: only a Choice/Succeed/Fail shows no phase"
+        if EXECUTION_PHASES[name] is None:  # the Map: its targets' phases show
+            assert state["Type"] in {*SILENT_TYPES, "Map"}, f"{name} must show a phase"
 
 
 def test_no_phase_word_for_a_state_the_asl_no_longer_has() -> None:
@@ -88,9 +90,26 @@ def test_progress_shows_words_once_per_change_and_never_the_choice_name() -> Non
     shown = [line for e in events if (line := lines(e))]
     words = [line.split(None, 2)[2] for line in shown]
     assert words == ["validating the event", "installing", "verifying", "waiting for reload", "verifying",
-                     "rolling back", "recording the outcome", "done: ROLLED_BACK (not-serving-new-serial)", "succeeded"]
+                     "rolling back", "done: ROLLED_BACK (not-serving-new-serial)", "succeeded"]
     assert not any("Verified" in line or "InstallFinished" in line for line in shown)
     assert shown[1].startswith("10:00:01 web-1")
+
+
+def test_targets_reaching_a_phase_together_share_a_line() -> None:
+    events = [_entered(1, "ValidateEvent", None, 0),
+              _entered(2, "InstallOnTarget", "web-1", 3), _entered(3, "InstallOnTarget", "web-2", 3),
+              _entered(4, "InstallOnTarget", "web-3", 5), _entered(5, "VerifyTarget", "web-2", 9),
+              _entered(6, "VerifyTarget", "web-1", 20), _entered(7, "ReleaseLease", None, 30),
+              _entered(8, "Notify", None, 30)]
+    groups = PhaseGroups(width=12, window=2.0)
+    lines = [line for e in events for line in groups.add(e)] + groups.flush()
+    assert lines == ["10:00:00 execution    validating the event", "10:00:03 web-1, web-2, web-3 installing",
+                     "10:00:09 web-2        verifying", "10:00:20 web-1        verifying",
+                     "10:00:30 execution    releasing the lease, notifying"]
+    many = PhaseGroups(names=20)
+    for i in range(9):
+        many.add(_entered(i, "InstallOnTarget", f"web-{i + 1}", 1))
+    assert many.flush() == ["10:00:01 9 targets (web-1 .. web-9) installing"]
 
 
 def test_a_state_missing_from_the_table_shows_its_name() -> None:

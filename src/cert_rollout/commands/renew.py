@@ -30,7 +30,7 @@ from cert_rollout.commands.common import (
     resolve,
 )
 from cert_rollout.commands.history import summarize_history
-from cert_rollout.render import PhaseLines, execution_facts, one_line, targets_text
+from cert_rollout.render import PhaseGroups, execution_facts, one_line, targets_text
 from cert_rollout.sfn import fetch_history
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -62,20 +62,20 @@ def _find_execution(sfn: Any, sm_arn: str, after: datetime, wait: float, progres
 def follow_execution(sfn: Any, arn: str, timeout: float, progress: Progress | None,
                      on_line: Any = None) -> dict[str, Any]:
     """Poll (bounded) until the execution ends; ``on_line`` gets a line each time a target's (or
-    the execution's) phase in words changes (render.PhaseLines: installing, verifying, waiting
-    for reload, rolling back, done: OUTCOME)."""
+    the execution's) phase in words changes (installing, verifying, waiting for reload, rolling
+    back, done: OUTCOME), the targets of one poll that reach a phase together on one line
+    (render.PhaseGroups)."""
     deadline = time.monotonic() + timeout
     seen = 0
-    phases = PhaseLines()
+    phases = PhaseGroups()
     task = progress.add_task("rollout RUNNING", total=None) if progress else None
     try:
         while True:
             desc = sfn.describe_execution(executionArn=arn)
             events = fetch_history(sfn, arn)
-            for e in events[seen:]:
-                line = phases(e)
-                if line and on_line:
-                    on_line(line)
+            lines = [line for e in events[seen:] for line in phases.add(e)] + phases.flush()
+            for line in lines if on_line else []:
+                on_line(line)
             seen = len(events)
             if progress is not None and task is not None:
                 progress.update(task, description=f"rollout {desc['status']} ({seen} events)")

@@ -27,8 +27,8 @@ from cert_rollout.commands.common import (
     out_console,
     progress_bar,
 )
-from cert_rollout.render import one_line
 from cert_rollout.commands.targets import inventory, inventory_name, scan_inventory, target_row
+from cert_rollout.render import one_line
 
 
 def _deployed_serial(item: dict[str, Any]) -> int | None:

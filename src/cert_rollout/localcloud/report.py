@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cert_rollout.localcloud.leaks import collect_surfaces, scan
 from cert_rollout.localcloud.scenario import attach_sns_messages
@@ -64,7 +64,7 @@ def targets_table(entry: dict[str, Any]) -> Table:
     served before and after, by name (_serial_names; the serials themselves are on their own
     lines, never wrapped in a cell)."""
     names = _serial_names(entry)
-    table = Table(title="Targets", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=None, pad_edge=False, header_style="bold underline")
     for col in ("Target", "Endpoint", "Outcome", "Reason", "Restore", "Served before", "after"):
         table.add_column(col, overflow="fold")
     for t in entry.get("targets", []):
@@ -79,7 +79,7 @@ def targets_table(entry: dict[str, Any]) -> Table:
 
 def serial_lines(entry: dict[str, Any]) -> list[str]:
     """One line per serial the summary names ("new serial 0a:..."), then one line per target
-    whose outcome is not VERIFIED with its detail: plain text, each a single line."""
+    whose outcome is not VERIFIED with its detail (line breaks as spaces): plain text."""
     lines = [f"{name} serial {serial}" for serial, name in _serial_names(entry).items()]
     for t in entry.get("targets", []):
         if t.get("detail") and t.get("outcome") != "VERIFIED":
@@ -87,36 +87,52 @@ def serial_lines(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(report: dict[str, Any], console: Console, show_history: bool = False) -> None:
+def render(report: dict[str, Any], console: Console, show_history: bool = False, written_to: Path | None = None) -> None:
     """The run report for people: per event step its execution's outcome, the per-target
     summary (targets_table, serial_lines) and the SNS notification's subject and text; the
-    execution history table only with ``show_history``. Errors and serials each on one line
-    (printed with soft_wrap: never wrapped, whatever the console's width)."""
+    execution history table only with ``show_history``. The execution's error is one line
+    (soft_wrap: never wrapped by us, whatever the width); the serial lines, the targets' details
+    and the SNS text are wrapped at spaces only, so a serial (59 characters at most) is never
+    broken. The last line: the leak
+    check's verdict, and where the report was written (``written_to``)."""
     for entry in report["events"]:
-        label = entry.get("event") or json.dumps(entry.get("input"))[:80]
-        console.rule(escape(f"step {entry['step']}: {label}"))
-        if show_history and entry.get("history"):
-            console.print(history_table(entry["history"], f"Execution history: {entry.get('executionArn')}"))
-        color = {"ROLLED_OUT": "green", "ALREADY_DEPLOYED": "cyan", "SUPERSEDED": "cyan"}.get(entry["outcome"], "yellow")
-        console.print(f"Execution [bold]{entry.get('status')}[/], outcome [bold {color}]{entry['outcome']}[/]")
-        if entry.get("executionArn"):
-            console.print(escape(str(entry["executionArn"])), soft_wrap=True, highlight=False)
-        if entry.get("error") and entry["outcome"] not in ("ROLLED_OUT",):
-            console.print(escape(one_line(f"error: {entry['error']['error']}: {entry['error']['cause']}")),
-                          soft_wrap=True, highlight=False)
-        if entry.get("targets"):
-            console.print(targets_table(entry))
-            for line in serial_lines(entry):
-                console.print(escape(line), soft_wrap=True, highlight=False)
-        for m in entry.get("sns_messages", []):
-            console.print(f"SNS: [bold]{escape(m['Subject'] or '')}[/]", soft_wrap=True)
-            for line in str(m.get("Message") or "").splitlines():
-                if line.strip():
-                    console.print("  " + escape(line), soft_wrap=True, highlight=False)
-    leak = report.get("leak_check")
+        _render_entry(entry, console, show_history)
+    _render_leak_check(report.get("leak_check"), console, written_to)
+
+
+def _render_entry(entry: dict[str, Any], console: Console, show_history: bool) -> None:
+    """One event step: its rule line (status, outcome), error, targets and SNS messages."""
+    label = Path(str(entry.get("event"))).name if entry.get("event") else json.dumps(entry.get("input"))[:60]
+    if show_history and entry.get("history"):
+        console.print(history_table(entry["history"], f"Execution history: {entry.get('executionArn')}"))
+    color = {"ROLLED_OUT": "green", "ALREADY_DEPLOYED": "cyan", "SUPERSEDED": "cyan"}.get(entry["outcome"], "yellow")
+    console.rule(f"step {entry['step']}: {escape(label)}: {escape(str(entry.get('status')))}, "
+                 f"[bold {color}]{escape(str(entry['outcome']))}[/]")
+    if entry.get("error") and entry["outcome"] not in ("ROLLED_OUT",):
+        console.print(escape(one_line(f"error: {entry['error']['error']}: {entry['error']['cause']}")),
+                      soft_wrap=True, highlight=False)
+    if entry.get("targets"):
+        console.print(targets_table(entry))
+        for line in serial_lines(entry):  # wrapped at spaces only: each serial stays whole on a line
+            console.print(Text(line), highlight=False)
+    for m in entry.get("sns_messages", []):
+        console.print(f"SNS: [bold]{escape(m['Subject'] or '')}[/]", soft_wrap=True)
+        for line in str(m.get("Message") or "").splitlines():
+            if line.strip():  # wrapped at spaces (a serial moves whole to the next line), not cut
+                console.print(Text("  " + line), highlight=False)
+
+
+def _render_leak_check(leak: dict[str, Any] | None, console: Console, written_to: Path | None) -> None:
+    """The leak check's verdict (each finding on its own line) and where the report went."""
+    written = f"; report written to {written_to}" if written_to else ""
+    if not leak and written_to:
+        console.print(f"Report written to {escape(str(written_to))}", soft_wrap=True, highlight=False)
     if leak:
         if leak["findings"]:
-            console.print(f"[bold red]LEAK CHECK FAILED[/]: {len(leak['findings'])} finding(s): {leak['findings'][:5]}")
+            console.print(f"[bold red]LEAK CHECK FAILED[/]: {len(leak['findings'])} finding(s){escape(written)}",
+                          soft_wrap=True)
+            for finding in leak["findings"][:5]:
+                console.print(escape(one_line(f"  {finding}")), soft_wrap=True, highlight=False)
         else:
-            scanned = ", ".join(f"{v} {k}" for k, v in leak["scanned"].items())
-            console.print(f"Leak check: no key material or passphrase found ({scanned} scanned)")
+            console.print(escape(f"Leak check: no key material or passphrase in {sum(leak['scanned'].values())} "
+                                 f"surfaces{written}"), soft_wrap=True, highlight=False)
