@@ -110,7 +110,7 @@ def served_target(cloud, tmp_path):
     name = "probe.internal.example"
     arn = pca.request_certificate(name, [])
     cert, chain, key = pca.current(arn)
-    (tmp_path / "full.pem").write_text(cert + chain)
+    (tmp_path / "full.pem").write_text(cert.strip() + "\n" + chain.strip() + "\n")
     (tmp_path / "key.pem").write_bytes(key)
     port = free_port()
     config = tmp_path / "c.json"
@@ -154,6 +154,8 @@ def test_status_probe_reads_what_the_target_serves(cloud, served_target):
     lines = r.stdout.splitlines()
     assert any(line.strip() == f"served   {row['probe']['servedSerial']}" for line in lines), r.stdout
     assert any("not-serving-new-serial" in line and cert["serial"] in line for line in lines), r.stdout
+    for serial in (cert["serial"], row["probe"]["servedSerial"]):  # never broken over two lines
+        assert not [line for line in lines if serial[:11] in line and serial not in line], r.stdout
 
 
 def test_status_probe_names_an_unreachable_target(cloud, served_target, tmp_path):

@@ -43,8 +43,9 @@ ACM_KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1"
 def certificates_for_domain(acm: Any, domain: str) -> list[str]:
     """The ARNs of the ACM certificates (every key type) whose domain name or a subject
     alternative name is ``domain`` (compared case-insensitively, a wildcard as written).
-    ListCertificates' summary lists at most 100 SANs, so a certificate whose summary does not
-    name it is asked with DescribeCertificate only when the summary's list was cut. Raises
+    ListCertificates' summary lists at most 100 SANs (HasAdditionalSubjectAlternativeNames when
+    cut), so a certificate whose summary does not name it is asked with DescribeCertificate only
+    when the list was cut or is absent (the local cloud's moto gives none). Raises
     botocore's ClientError / BotoCoreError."""
     wanted = domain.lower().rstrip(".")
     found: list[str] = []
@@ -55,7 +56,7 @@ def certificates_for_domain(acm: Any, domain: str) -> list[str]:
             names = [summary.get("DomainName") or "", *summary.get("SubjectAlternativeNameSummaries", [])]
             if wanted in (n.lower() for n in names):
                 found.append(summary["CertificateArn"])
-            elif summary.get("HasAdditionalSubjectAlternativeNames"):
+            elif summary.get("HasAdditionalSubjectAlternativeNames") or "SubjectAlternativeNameSummaries" not in summary:
                 cert = acm.describe_certificate(CertificateArn=summary["CertificateArn"])["Certificate"]
                 if wanted in (n.lower() for n in cert.get("SubjectAlternativeNames", [])):
                     found.append(summary["CertificateArn"])
@@ -131,8 +132,9 @@ def rollouts(
 
 
 def _print_rollouts(rows: list[dict[str, Any]], certificates: set[str] | None, scanned: int) -> None:
-    """A table per execution row (no serial or ARN in a cell: each is printed whole on the
-    row's own lines below the table, keyed by its number)."""
+    """A table row per execution (no serial or ARN in a cell: each is printed whole on its own
+    line below the table, keyed by the row's number; the certificate only when the rows are of
+    more than one)."""
     out = out_console()
     if not rows:
         what = "these certificates" if certificates else "the state machine"
@@ -145,9 +147,11 @@ def _print_rollouts(rows: list[dict[str, Any]], certificates: set[str] | None, s
         t.add_row(str(i), (r["startDate"] or "-")[:19].replace("T", " "), escape(r["trigger"]), r["status"] or "-",
                   escape(r["outcome"] or "-"), targets_text(r))
     out.print(t)
+    several = len({r["certificateArn"] for r in rows}) > 1
     for i, r in enumerate(rows, 1):
-        out.print(escape(f"#{i} serial {r['serial'] or '-'}  certificate {r['certificateArn'] or '-'}"),
-                  soft_wrap=True, highlight=False)
+        out.print(escape(f"#{i} serial {r['serial'] or '-'}"), soft_wrap=True, highlight=False)
+        if several:
+            out.print(escape(f"   certificate {r['certificateArn'] or '-'}"), soft_wrap=True, highlight=False)
         out.print(escape(f"   cert-rollout history {r['executionArn']}"), soft_wrap=True, highlight=False)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cert_rollout.commands.common import (
     AsJson,
@@ -144,8 +145,8 @@ def _print_status(name: str, certs: list[dict[str, Any]], probed: bool) -> None:
 
 def _print_probed(out: Any, c: dict[str, Any]) -> None:
     """Per target of certificate ``c`` the recorded serial and the served one, each whole on
-    its own line ("= current" when it is ACM's current serial), the check's reason and detail
-    (one line each)."""
+    its own line ("(= current)" when it is ACM's current serial), the check's reason and detail
+    (wrapped at spaces only: serials stay whole)."""
     for r in c["targets"]:
         p = r["probe"]
         drift = "?" if r["drift"] is None else ("[red]DRIFT[/]" if r["drift"] else "[green]no drift[/]")
@@ -158,12 +159,12 @@ def _print_probed(out: Any, c: dict[str, Any]) -> None:
 
         out.print(f"  recorded {serial_text(r['lastDeployedSerial'])}", soft_wrap=True, highlight=False)
         out.print(f"  served   {serial_text(p['servedSerial'])}", soft_wrap=True, highlight=False)
-        if p["reason"]:
-            out.print(escape(one_line(f"  {p['reason']}: {p['detail'] or '-'}")), soft_wrap=True, highlight=False)
+        if p["reason"]:  # wrapped at spaces only: a serial in the detail stays whole on a line
+            out.print(Text(one_line(f"  {p['reason']}: {p['detail'] or '-'}")), highlight=False)
         for b in p.get("backends") or []:
-            out.print(escape(one_line(f"  backend {b['endpoint']} served {serial_text(b['servedSerial'])}"
-                                      + (f", {b['reason']}: {b['detail'] or '-'}" if b["reason"] else ""))),
-                      soft_wrap=True, highlight=False)
+            out.print(Text(one_line(f"  backend {b['endpoint']} served {serial_text(b['servedSerial'])}"
+                                    + (f", {b['reason']}: {b['detail'] or '-'}" if b["reason"] else ""))),
+                      highlight=False)
 
 
 def status(
