@@ -77,8 +77,8 @@ def history(
 ) -> None:
     """The execution as an auditor reads it: what triggered it, the serial, the outcome and
     targets verified/failed (the facts `rollouts` lists), each target's outcome and reason,
-    every failure; with --history each state entered/exited with start and duration. `--json`
-    holds all of it. Exit 1 unless SUCCEEDED."""
+    every failure. The states table (each state entered and exited, start, duration) is added
+    on request; the JSON holds all of it. Exit 1 unless SUCCEEDED."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     sfn = aws_client("stepfunctions", region, endpoint_url)

@@ -94,7 +94,7 @@ def list_rollouts(sfn: Any, state_machine_arn: str, certificates: set[str] | Non
 
 
 def rollouts(
-    certificate: str | None = typer.Argument(None, metavar="[CERTIFICATE_ARN|DOMAIN]",
+    certificate: str | None = typer.Argument(None, metavar="CERTIFICATE_ARN|DOMAIN",
                                              help="A certificate's ARN, or a domain name on it (resolved "
                                                   "through ACM). Default: every certificate."),
     state_machine_arn: StateMachineArn = None,
