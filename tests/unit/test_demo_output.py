@@ -119,3 +119,25 @@ def test_an_error_is_one_line_whatever_the_width_and_a_detail_keeps_its_serials_
         assert any(line.startswith("web-1: expected serial") for line in lines)
         for serial in (entry["expected_serial"], entry["targets"][0]["served_serial_before"]):
             assert not [line for line in lines if serial[:11] in line and serial not in line]
+
+
+class _RecordedSfn:
+    """DescribeExecution / GetExecutionHistory answering the recorded run (already ended)."""
+
+    def describe_execution(self, executionArn: str) -> dict:
+        return {"executionArn": executionArn, "status": "SUCCEEDED"}
+
+    def get_execution_history(self, **kwargs: object) -> dict:
+        return {"events": _history()}
+
+
+def test_renew_follow_shows_the_same_phases_in_words() -> None:
+    from cert_rollout.commands.renew import follow_execution
+
+    lines: list[str] = []
+    desc = follow_execution(_RecordedSfn(), "arn", 5, None, lines.append)
+    assert desc["status"] == "SUCCEEDED"
+    words = [line.split(None, 2)[2] for line in lines]
+    assert any(line.endswith(" installing") and line.count("web-") == 3 for line in lines), lines
+    assert words[-1].endswith("succeeded") and not any("Verified" in line for line in lines)
+    assert sum(line.endswith("done: VERIFIED") for line in lines) == 1  # the three targets on one line
