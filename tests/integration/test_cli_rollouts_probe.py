@@ -96,6 +96,14 @@ def test_rollouts_lists_a_certificates_executions_newest_first(cloud):
     assert f"Serial {rows[0]['serial']}" in head
     assert any("trigger Health" in line for line in head)
     assert "States" not in r.stdout
+    # in 100 columns: each serial whole on one line, the heading and one target table, nothing else
+    for command in (["history", health], ["rollouts", arn, "--state-machine-arn", cloud.state_machine_arn]):
+        shown = runner.invoke(app, [*command, *aws(cloud)], env={"COLUMNS": "100"}, catch_exceptions=False)
+        lines = shown.stdout.splitlines()
+        assert len(lines) <= 16, shown.stdout
+        for serial in {x["serial"] for x in rows}:
+            assert any(serial in line for line in lines), shown.stdout
+            assert not [line for line in lines if serial[:11] in line and serial not in line], shown.stdout
     assert "States" in run("history", health, "--history", *aws(cloud)).stdout
 
 
