@@ -13,7 +13,19 @@ import typer
 from typer import _click as click  # typer 0.29 runs on its own vendored click: its Context, its options
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from cert_rollout.commands import bench, check, demo, history, invoke, local, nodes, renew, status, targets
+from cert_rollout.commands import (
+    bench,
+    check,
+    demo,
+    history,
+    invoke,
+    local,
+    nodes,
+    renew,
+    rollouts,
+    status,
+    targets,
+)
 
 JSON_FLAG = "--json"
 
@@ -63,7 +75,7 @@ app = typer.Typer(cls=CertRolloutGroup, add_completion=False, no_args_is_help=Tr
                   help="Roll renewed ACM private certificates out to the servers they were exported to.")
 
 # The order of `cert-rollout --help`.
-for command_group in (demo, local, invoke, check, history, renew, status, targets, nodes, bench):
+for command_group in (demo, local, invoke, check, rollouts, history, renew, status, targets, nodes, bench):
     command_group.register(app)
 
 

@@ -200,7 +200,7 @@ def help_text(*args: str) -> str:
     return r.stdout
 
 
-COMMANDS = [["demo"], ["local", "run"], ["invoke"], ["check"], ["history"], ["renew"], ["status"],
+COMMANDS = [["demo"], ["local", "run"], ["invoke"], ["check"], ["rollouts"], ["history"], ["renew"], ["status"],
             ["targets", "add"], ["targets", "list"], ["targets", "remove"], ["targets", "import"], ["bench"],
             ["local", "up"], ["local", "env"], ["local", "down"]]
 

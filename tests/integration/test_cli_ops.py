@@ -232,7 +232,7 @@ def test_history_of_rejected_execution(cloud):
     names = [s["state"] for s in out["states"]]
     assert names[0] == "ValidateEvent"
     assert all(s["durationMs"] is not None for s in out["states"] if s["state"] == "ValidateEvent")
-    r = run("history", arn, "--events", *aws(cloud))
+    r = run("history", arn, "--history", "--events", *aws(cloud))
     assert "ValidateEvent" in r.stdout and "States" in r.stdout
 
 

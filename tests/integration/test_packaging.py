@@ -247,7 +247,7 @@ def test_operator_venv_has_no_local_cloud_packages(operator_venv: Path) -> None:
 def test_help_of_the_app_and_of_targets(operator_venv: Path, tmp_path: Path) -> None:
     top = run_cli(operator_venv, "--help", cwd=tmp_path)
     assert top.returncode == 0, top.stderr
-    for command in ("demo", "local", "invoke", "check", "history", "renew", "status", "targets", "bench"):
+    for command in ("demo", "local", "invoke", "check", "rollouts", "history", "renew", "status", "targets", "bench"):
         assert re.search(rf"^\W+{command}\s", top.stdout, re.M), f"{command} missing from --help"
     targets = run_cli(operator_venv, "targets", "--help", cwd=tmp_path)
     assert targets.returncode == 0, targets.stderr
@@ -292,7 +292,9 @@ def test_operator_commands_run_without_the_extra(operator_venv: Path, tmp_path: 
     for args, error in ((["targets", "list", "--inventory-table", "t"], f"{table}Scan: ResourceNotFoundException"),
                         (["status", "--inventory-table", "t"], f"{table}Scan: ResourceNotFoundException"),
                         (["history", "arn:aws:states:eu-west-1:123456789012:execution:sm:x"],
-                         "ResourceNotFoundException")):
+                         "ResourceNotFoundException"),
+                        (["rollouts", "web.internal.example", "--state-machine-arn",
+                          "arn:aws:states:eu-west-1:123456789012:stateMachine:sm"], "ResourceNotFoundException")):
         proc = run_cli(operator_venv, *args, "--region", "eu-west-1", "--endpoint-url", not_found_aws, "--json",
                        cwd=tmp_path)
         assert proc.returncode == 2, proc.stdout + proc.stderr

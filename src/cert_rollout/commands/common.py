@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -47,9 +48,11 @@ ReportPath = Annotated[Path | None, typer.Option("--report", help="Write the JSO
 
 
 def out_console() -> Console:
-    """Console on stdout, 160 columns when not a terminal (stable for logs and tests)."""
+    """Console on stdout: the terminal's width (or $COLUMNS), else 160 columns when not a
+    terminal (stable for logs and tests)."""
     # emoji=False: serials and ids such as "a:b:c" must never render as ":b:" emoji.
-    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False, emoji=False)
+    fixed = None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160  # rich reads COLUMNS
+    return Console(width=fixed, soft_wrap=False, emoji=False)
 
 
 def err_console() -> Console:

@@ -10,7 +10,7 @@ from cert_rollout.commands.local import run_scenario
 
 def demo(targets: int = typer.Option(3, "--targets", min=1, max=200, help="How many TLS targets serve the certificate."),
          report: ReportPath = None,
-         history: bool = typer.Option(True, "--history/--no-history", help="Print the execution history table.")) -> None:
+         history: bool = typer.Option(False, "--history", help="Also print the execution history table (every event).")) -> None:
     """Private CA, one certificate with two SANs on N local targets, renewed; the Health event
     goes through the rule; the rollout is followed live. Exit 0 only when every target serves
     the new serial."""

@@ -1,15 +1,16 @@
-"""`cert-rollout history EXECUTION_ARN`: a rollout execution's history as an auditor reads it
-(GetExecutionHistory): each state entered/exited with start and duration, each target's outcome,
-every failure event, the execution's status and error."""
+"""`cert-rollout history EXECUTION_ARN`: a rollout execution as an auditor reads it
+(DescribeExecution, GetExecutionHistory): headed by its facts (trigger, serial, outcome, targets
+verified/failed: render.execution_facts, as `rollouts` lists them), each target's outcome, every
+failure event; with --history each state entered/exited with start and duration."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cert_rollout.commands.common import (
@@ -23,20 +24,10 @@ from cert_rollout.commands.common import (
     iso,
     out_console,
 )
+from cert_rollout.render import execution_facts, facts_lines, json_or_none, one_line, target_of
 from cert_rollout.sfn import fetch_history, history_table
 
-
-def json_or_none(text: Any) -> Any:
-    """``text`` parsed as JSON; None when empty or not JSON."""
-    try:
-        return json.loads(text) if text else None
-    except (TypeError, ValueError):
-        return None
-
-
-def target_of(data: Any) -> str | None:
-    """The ``targetId`` of a state's input or output, None when it has none (outside the Map)."""
-    return data.get("targetId") if isinstance(data, dict) and isinstance(data.get("targetId"), str) else None
+__all__ = ["history", "json_or_none", "register", "summarize_history", "target_of"]
 
 
 def summarize_history(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,14 +68,17 @@ def summarize_history(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def history(
-    execution_arn: str = typer.Argument(..., help="The rollout execution's ARN."),
+    execution_arn: str = typer.Argument(..., help="The rollout execution's ARN (`cert-rollout rollouts` lists them)."),
+    states_table: bool = typer.Option(False, "--history", help="Also list each state entered, with start and duration."),
     events_table: bool = typer.Option(False, "--events", help="Also list every history event as the console does."),
     region: Region = None,
     endpoint_url: EndpointUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """The execution's history as an auditor reads it: each state entered/exited with start and
-    duration, each target's outcome, the execution's status and error. Exit 1 unless SUCCEEDED."""
+    """The execution as an auditor reads it: what triggered it, the serial, the outcome and
+    targets verified/failed (the facts `rollouts` lists), each target's outcome and reason,
+    every failure. The states table (each state entered and exited, start, duration) is added
+    on request; the JSON holds all of it. Exit 1 unless SUCCEEDED."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     sfn = aws_client("stepfunctions", region, endpoint_url)
@@ -94,43 +88,43 @@ def history(
     except (ClientError, BotoCoreError) as e:
         fail(aws_error(e), 2, as_json)
     summary = summarize_history(events)
-    result = {"executionArn": execution_arn, "status": desc["status"], "startDate": iso(desc.get("startDate")),
-              "stopDate": iso(desc.get("stopDate")), "error": desc.get("error"), "cause": desc.get("cause"),
+    result = {**execution_facts(desc, events),
               "states": [{k: iso(v) if k in ("entered", "exited") else v for k, v in s.items()}
                          for s in summary["states"]],
               "targets": summary["targets"], "failures": summary["failures"], "eventCount": len(events)}
     if as_json:
         emit_json(result)
     else:
-        _render_history(out_console(), result, events if events_table else None)
+        _render_history(out_console(), result, states_table, events if events_table else None)
     raise typer.Exit(0 if desc["status"] == "SUCCEEDED" else 1)
 
 
-def _render_history(out: Console, result: dict[str, Any], events: list[dict[str, Any]] | None) -> None:
-    color = {"SUCCEEDED": "green", "RUNNING": "cyan"}.get(result["status"], "red")
-    out.print(f"Execution [bold]{result['executionArn']}[/]")
-    out.print(f"Status [bold {color}]{result['status']}[/]  started {result['startDate']}  "
-              f"stopped {result['stopDate'] or '-'}  ({result['eventCount']} events)")
-    if result.get("error"):
-        out.print(f"Error [red]{result['error']}[/]: {(result.get('cause') or '')[:400]}", highlight=False)
-    t = Table(title="States", title_justify="left")
-    for col in ("State", "Type", "Target", "Entered", "Duration (ms)"):
-        t.add_column(col, no_wrap=True)
-    for s in result["states"]:
-        entered = (s["entered"] or "")[11:23]
-        t.add_row(s["state"] or "", s["type"], s["target"] or "", entered,
-                  "-" if s["durationMs"] is None else str(s["durationMs"]))
-    out.print(t)
+def _render_history(out: Console, result: dict[str, Any], states: bool, events: list[dict[str, Any]] | None) -> None:
+    """The facts (render.facts_lines), each target's outcome, every failure (one line each);
+    the states table when ``states``, the events table when ``events`` is given."""
+    for line in facts_lines(result):
+        out.print(escape(line), soft_wrap=True, highlight=False)
+    if states:
+        t = Table(title=f"States ({result['eventCount']} events)", title_justify="left")
+        for col in ("State", "Type", "Target", "Entered", "Duration (ms)"):
+            t.add_column(col, no_wrap=True)
+        for s in result["states"]:
+            entered = (s["entered"] or "")[11:23]
+            t.add_row(escape(s["state"] or ""), s["type"], escape(s["target"] or ""), entered,
+                      "-" if s["durationMs"] is None else str(s["durationMs"]))
+        out.print(t)
     if result["targets"]:
         tt = Table(title="Targets", title_justify="left")
         for col in ("Target", "Outcome", "Reason"):
-            tt.add_column(col)
+            tt.add_column(col, overflow="fold")
         colors = {"VERIFIED": "green", "ROLLED_BACK": "yellow", "FAILED": "red"}
         for o in result["targets"]:
-            tt.add_row(o["targetId"] or "", f"[{colors.get(o['outcome'], 'white')}]{o['outcome']}[/]", o["reason"] or "")
+            tt.add_row(escape(o["targetId"] or ""), f"[{colors.get(o['outcome'], 'white')}]{o['outcome']}[/]",
+                       escape(o["reason"] or ""))
         out.print(tt)
     for f in result["failures"]:
-        out.print(f"[red]{f['type']}[/] (event {f['id']}): {f['error']}: {f['cause'][:300]}", highlight=False)
+        out.print(escape(one_line(f"{f['type']} (event {f['id']}): {f['error']}: {f['cause']}")),
+                  soft_wrap=True, highlight=False)
     if events is not None:
         out.print(history_table(events, "Execution history"))
 

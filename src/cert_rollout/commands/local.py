@@ -4,8 +4,7 @@ runner `cert-rollout demo` shares (run_scenario)."""
 
 from __future__ import annotations
 
-import json
-import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,47 +13,57 @@ from rich.console import Console
 from rich.markup import escape
 
 from cert_rollout.commands.common import ReportPath, require_local
+from cert_rollout.render import PhaseGroups, console_for
 
 if TYPE_CHECKING:
     from cert_rollout.localcloud.scenario import Scenario
 
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local cloud (no AWS account): run a scenario, or keep one up for the operator commands.")
-# emoji=False: serials such as "fe:ab:b6" must never render as ":ab:" emoji.
-console = Console(width=None if sys.stdout.isatty() else 160, emoji=False)
+# The terminal's width, or render.PIPE_WIDTH through a pipe; no emoji (render.console_for).
+console = console_for()
 err = Console(stderr=True, emoji=False, soft_wrap=True)  # an error is one line, whatever the width
 
 
-class _Progress:
-    """Live per-target progress, read from the execution history as events appear."""
+def print_step(out: Console, message: str) -> None:
+    """A scenario step's line ("> ACM renewed web: new serial ..."), wrapped at spaces only: a
+    serial moves whole to the next line rather than break."""
+    out.print(f"[cyan]>[/] {escape(message)}", highlight=False)
 
-    def __init__(self) -> None:
-        self.last: dict[str, str] = {}
+
+class Progress:
+    """Live per-target progress on ``out``, read from the execution history as events appear:
+    one line each time targets' phase in words changes, the targets that reach it together on
+    one line (cert_rollout.render.PhaseGroups). A group is printed when the next change does
+    not join it, or ``window`` seconds after it began (a timer: an install can be quiet for a
+    while); call ``flush`` at the end."""
+
+    def __init__(self, out: Console, window: float = 2.0) -> None:
+        self.out = out
+        self.groups = PhaseGroups(width=12, window=window)
+        self.window = window
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
+
+    def _print(self, lines: list[str]) -> None:
+        for line in lines:
+            self.out.print("  " + escape(line), soft_wrap=True, highlight=False)
 
     def __call__(self, arn: str, event: dict[str, Any]) -> None:
-        entered = event.get("stateEnteredEventDetails")
-        if entered:
-            try:
-                data = json.loads(entered.get("input") or "{}")
-            except json.JSONDecodeError:
-                data = {}
-            target = data.get("targetId") if isinstance(data, dict) else None
-            name = entered.get("name", "")
-            if target:
-                if self.last.get(target) != name:
-                    self.last[target] = name
-                    console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {target:<12} {name}")
-            else:
-                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {name}")
-        exited = event.get("stateExitedEventDetails")
-        if exited and exited.get("name") == "RecordTargetOutcome":
-            try:
-                out = json.loads(exited.get("output") or "{}")
-                console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {escape(str(out.get('targetId', ''))):<12} "
-                              f"[bold]{escape(str(out.get('outcome')))}[/] {escape(out.get('reason') or '')}")
-            except json.JSONDecodeError:
-                pass
-        if event["type"] in ("ExecutionSucceeded", "ExecutionFailed"):
-            console.print(f"  [dim]{event['timestamp']:%H:%M:%S}[/] {'execution':<12} {event['type']}")
+        """Show what ``event`` (of execution ``arn``) changes."""
+        with self.lock:
+            self._print(self.groups.add(event))
+            if self.groups.pending and self.timer is None:
+                self.timer = threading.Timer(self.window + 0.25, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def flush(self) -> None:
+        """Print the pending group now."""
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()  # a no-op when the timer itself calls
+            self.timer = None
+            self._print(self.groups.flush())
 
 
 def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) -> int:
@@ -65,8 +74,8 @@ def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) ->
     from cert_rollout.localcloud.deploy import DeployError
     from cert_rollout.localcloud.scenario import ScenarioError, ScenarioRunner, step_as_expected
 
-    runner = ScenarioRunner(scenario, on_event=_Progress(),
-                            on_step=lambda m: console.print(f"[cyan]>[/] {escape(m)}"))
+    progress = Progress(console)
+    runner = ScenarioRunner(scenario, on_event=progress, on_step=lambda m: print_step(console, m))
     try:
         result = runner.run(keep_running=True)
         reporting.finalize(result, runner.cloud)
@@ -74,11 +83,11 @@ def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) ->
         err.print(f"[red]scenario error:[/] {escape(str(e))}")
         return 2
     finally:
+        progress.flush()
         runner.close()
-    reporting.render(result, console, show_history=history)
     if report_path:
         reporting.write(result, report_path)
-        console.print(f"Report written to {report_path}")
+    reporting.render(result, console, show_history=history, written_to=report_path)
     unexpected = [step for step in result["events"] if not step_as_expected(step)]
     for step in unexpected:
         err.print(escape(f"step {step['step']}: outcome {step['outcome']}, expected {step.get('expect') or 'ROLLED_OUT'}"))
@@ -88,8 +97,9 @@ def run_scenario(scenario: Scenario, report_path: Path | None, history: bool) ->
 @local_app.command("run")
 def local_run(scenario: Path = typer.Argument(..., exists=True, dir_okay=False, help="Scenario YAML file."),
               report: ReportPath = None,
-              history: bool = typer.Option(True, "--history/--no-history",
-                                           help="Print each execution's history table before the summary.")) -> None:
+              history: bool = typer.Option(False, "--history",
+                                           help="Also print each execution's history table (every event) "
+                                                "before the summary.")) -> None:
     """Run a scenario file on the local cloud. Exit 0 when every event step ends as its
     `expect:` says (default: ROLLED_OUT for a rollout) and the leak check is clean.
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from cert_rollout.commands.common import (
@@ -28,7 +29,8 @@ from cert_rollout.commands.common import (
     progress_bar,
     resolve,
 )
-from cert_rollout.commands.history import json_or_none, summarize_history, target_of
+from cert_rollout.commands.history import summarize_history
+from cert_rollout.render import PhaseGroups, execution_facts, json_or_none, one_line, targets_text
 from cert_rollout.sfn import fetch_history
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -59,27 +61,21 @@ def _find_execution(sfn: Any, sm_arn: str, after: datetime, wait: float, progres
 
 def follow_execution(sfn: Any, arn: str, timeout: float, progress: Progress | None,
                      on_line: Any = None) -> dict[str, Any]:
-    """Poll (bounded) until the execution ends; show each state entered and target outcome."""
+    """Poll (bounded) until the execution ends; ``on_line`` gets a line each time a target's (or
+    the execution's) phase in words changes (installing, verifying, waiting for reload, rolling
+    back, done: OUTCOME), the targets of one poll that reach a phase together on one line
+    (render.PhaseGroups)."""
     deadline = time.monotonic() + timeout
     seen = 0
+    phases = PhaseGroups()
     task = progress.add_task("rollout RUNNING", total=None) if progress else None
     try:
         while True:
             desc = sfn.describe_execution(executionArn=arn)
             events = fetch_history(sfn, arn)
-            for e in events[seen:]:
-                entered = e.get("stateEnteredEventDetails")
-                exited = e.get("stateExitedEventDetails")
-                line = None
-                if entered:
-                    target = target_of(json_or_none(entered.get("input")))
-                    line = f"{e['timestamp']:%H:%M:%S} {target or 'execution':<14} {entered.get('name')}"
-                elif exited and exited.get("name") == "RecordTargetOutcome":
-                    out = json_or_none(exited.get("output")) or {}
-                    line = (f"{e['timestamp']:%H:%M:%S} {out.get('targetId', ''):<14} "
-                            f"{out.get('outcome')} {out.get('reason') or ''}")
-                if line and on_line:
-                    on_line(line)
+            lines = [line for e in events[seen:] for line in phases.add(e)] + phases.flush()
+            for line in lines if on_line else []:
+                on_line(line)
             seen = len(events)
             if progress is not None and task is not None:
                 progress.update(task, description=f"rollout {desc['status']} ({seen} events)")
@@ -146,7 +142,7 @@ def _follow_rollout(sfn: Any, sm_arn: str, started: datetime, wait: float, timeo
     with progress_bar(err) as progress:
         def show(line: str) -> None:
             if not as_json:
-                progress.console.print(line, highlight=False, markup=False)
+                progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
         try:
             arn = _find_execution(sfn, sm_arn, started, wait, progress)
             if arn is None:
@@ -154,7 +150,7 @@ def _follow_rollout(sfn: Any, sm_arn: str, started: datetime, wait: float, timeo
                     err.print(f"[red]no rollout execution started within {wait:.0f} s[/]")
                 return None, 1
             if not as_json:
-                progress.console.print(f"Following {arn}", highlight=False)
+                progress.console.print(f"Following {arn}", highlight=False, soft_wrap=True)
             desc = follow_execution(sfn, arn, timeout, progress, show)
             events = fetch_history(sfn, arn)
             holder = duplicate_of(arn, events)
@@ -166,9 +162,7 @@ def _follow_rollout(sfn: Any, sm_arn: str, started: datetime, wait: float, timeo
                 arn = holder
                 desc = follow_execution(sfn, arn, timeout, progress, show)
                 events = fetch_history(sfn, arn)
-            summary = summarize_history(events)
-            execution = {"executionArn": arn, "status": desc["status"], "error": desc.get("error"),
-                         "cause": desc.get("cause"), "targets": summary["targets"]}
+            execution = {**execution_facts(desc, events), "targets": summarize_history(events)["targets"]}
             return execution, 0 if desc["status"] == "SUCCEEDED" else 1
         except TimeoutError as e:
             if not as_json:
@@ -180,10 +174,14 @@ def _follow_rollout(sfn: Any, sm_arn: str, started: datetime, wait: float, timeo
 
 def _print_execution(out: Console, execution: dict[str, Any]) -> None:
     """The followed execution's status (and error) and each target's outcome and reason."""
-    error = f": {execution['error']}" if execution.get("error") else ""
-    out.print(f"Execution [bold]{execution['status']}[/]" + error)
+    out.print(f"Execution [bold]{execution['status']}[/], outcome [bold]{execution.get('outcome') or '-'}[/], "
+              f"targets {targets_text(execution)}")
+    if execution.get("error"):
+        out.print(escape(one_line(f"error {execution['error']}: {execution.get('cause') or ''}")),
+                  soft_wrap=True, highlight=False)
     for t in execution["targets"]:
-        out.print(f"  {t['targetId']}: {t['outcome']} {t.get('reason') or ''}", highlight=False)
+        out.print(escape(f"  {t['targetId']}: {t['outcome']} {t.get('reason') or ''}"), soft_wrap=True, highlight=False)
+    out.print(escape(f"History: cert-rollout history {execution['executionArn']}"), soft_wrap=True, highlight=False)
 
 
 def renew(

@@ -520,8 +520,9 @@ class ScenarioRunner:
         for name, spec in self.scenario.certificates.items():
             self.certificate_arns[name] = pca.request_certificate(spec.domain, spec.sans, spec.key_algorithm,
                                                                   managed=spec.managed)
-            self.on_step(f"certificate {name}: {self.certificate_arns[name]} ({spec.key_algorithm}), "
-                         f"serial {self._serial(self.certificate_arns[name])}")
+            # serial first: printed wrapped at spaces, it and the ARN each keep a line of 100 columns
+            self.on_step(f"certificate {name} ({spec.key_algorithm}): serial {self._serial(self.certificate_arns[name])}, "
+                         f"{self.certificate_arns[name]}")
 
     def close(self) -> None:
         if self.targets:
