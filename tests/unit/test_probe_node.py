@@ -25,7 +25,7 @@ from tests.unit.test_commands_with_fakes import SECRET_ARN, SETTINGS
 from tests.unit.test_installer import Node, node, pki  # noqa: F401 - fixtures
 from tests.unit.test_installer_node_verify import SNI, chain_serials, node_target
 from tests.unit.test_target_server import HOST, free_ports, servers, wait_for_serial  # noqa: F401 - fixture
-from tests.unit.test_verify_node import NEW_SERIAL, OLD_SERIAL, evidence, judge
+from tests.unit.test_verify_node import NEW_SERIAL, evidence, judge
 
 PROBE_NODE = "i-0fedcba9876543210"
 OWN_NODE = "mi-0123456789abcdef0"  # tests.fakes.world.target's instanceId
@@ -122,7 +122,9 @@ def test_a_probe_command_never_changed_files_and_fails_by_its_own_name() -> None
 
 def test_the_verdict_names_the_probe_node() -> None:
     from rollout_core.logic.verify_node import verify_from_node_evidence
-    from tests.unit.test_verify_node import NEW_PKI, NOW, SETTINGS as VERIFY_SETTINGS, SINCE
+
+    from tests.unit.test_verify_node import NEW_PKI, NOW, SINCE
+    from tests.unit.test_verify_node import SETTINGS as VERIFY_SETTINGS
 
     def judge_probed(served):
         return verify_from_node_evidence(served, NEW_SERIAL, since=SINCE, target=probed(), settings=VERIFY_SETTINGS,

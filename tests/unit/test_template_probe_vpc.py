@@ -13,7 +13,6 @@ VpcConfig and ENIs are not emulated (README, local-cloud table)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
