@@ -10,7 +10,8 @@ botocore when this python can import it, else its own standard-library client fo
 section gives the order, the credential sources and the endpoint).
 
 Parameters (environment variables, exported by the SSM document):
-    ROLLOUT_ACTION            install | rollback | check (the read-only preflight: "check" below)
+    ROLLOUT_ACTION            install | rollback | check (the read-only preflight: "check" below) |
+                              probe (this node probes another target: do_probe, "verifyFrom: node")
     ROLLOUT_SECRET_ARN        Secrets Manager secret holding the bundle (install)
     ROLLOUT_SECRET_VERSION_ID version id of that secret (install; empty = AWSCURRENT)
     ROLLOUT_TARGET            base64 of the target config JSON (below)
@@ -2417,6 +2418,8 @@ def check_not_older(target: Target, bundle: Bundle, allow_older: int | None, res
 # only gathers evidence: what was served (the chain, certificates are public), which serials,
 # how many handshakes in a row showed the wanted one; VerifyTarget decides on it in the Lambda
 # (rollout_core/logic/verify_node.py). Never raises: an unreachable target is an error text.
+# A target with a probeNode is probed the same way (node_evidence) by that other node, through
+# the read-only "probe" action (do_probe), after its install succeeded; its own node does not.
 #
 # Time: the probe after the reload uses the slot the document's time split keeps for the
 # reload after a restore (rollout_core/domain/command_timeouts.py): at most one
@@ -2545,22 +2548,42 @@ def verify_on_node(target: Target, action: str, timeout: float, result: dict[str
     """After a successful install (or rollback) of a verifyFrom-node target: probe until the
     expected serial (ROLLOUT_EXPECTED_SERIAL; after a rollback: any other serial) is served
     ``probes`` times in a row, or the deadline; the evidence goes to result["served"]."""
-    spec = target.verify
-    if spec is None:
-        return
+    if target.verify is not None:
+        result["served"] = node_evidence(target.verify, action, timeout)
+
+
+def node_evidence(spec: VerifySpec, action: str, timeout: float) -> dict[str, Any]:
+    """The one node-side probe (verifyFrom node, and a probe node's "probe" action): probe_served
+    until the serial ROLLOUT_EXPECTED_SERIAL is served (after a "rollback": any other serial)
+    ``spec.probes`` times in a row, within node_probe_deadline(``timeout``). Never raises: a
+    failure is the evidence's error."""
     expected = parse_expected_serial(os.environ.get("ROLLOUT_EXPECTED_SERIAL", ""))
-    if action == "install":
-        def want(serial: int) -> bool:
-            return expected is None or serial == expected
-    else:
+    if action == "rollback":
         def want(serial: int) -> bool:
             return expected is None or serial != expected
+    else:
+        def want(serial: int) -> bool:
+            return expected is None or serial == expected
     try:
-        result["served"] = probe_served(spec, node_probe_deadline(timeout), want)
+        return probe_served(spec, node_probe_deadline(timeout), want)
     except Exception as exc:  # never fail the command for its evidence
-        result["served"] = {"chain": [], "chainComplete": False, "serialsSeen": [], "probes": 0,
-                            "required": spec.probes, "attempts": 0, "at": _utc_now(),
-                            "error": f"node probe failed: {type(exc).__name__}"}
+        return {"chain": [], "chainComplete": False, "serialsSeen": [], "probes": 0, "required": spec.probes,
+                "attempts": 0, "at": _utc_now(), "error": f"node probe failed: {type(exc).__name__}"}
+
+
+def do_probe(raw: dict[str, Any], runner: Runner, result: dict[str, Any]) -> int:
+    """ROLLOUT_ACTION "probe": this node is another target's probe node (its inventory item's
+    probeNode), sent after that target's install succeeded. Read-only: the target config carries
+    only "verify" (no files, no commands are run), nothing is fetched (ROLLOUT_SECRET_ARN is
+    ignored: this node is no target of the certificate, the staged bundle's policy denies it),
+    no lock or state is touched, the node policy is not needed. result["served"] is the same
+    evidence verifyFrom node reports (node_evidence). Exit 0 with the evidence, whatever it
+    shows (VerifyTarget decides); exit 2 for a config without "verify"."""
+    if raw.get("files") or raw.get("testCommand") or raw.get("reloadCommand"):
+        raise RolloutFailure("probe", EXIT_PARAMS, "a probe's target config carries no files or commands")
+    spec = VerifySpec(raw.get("verify"))
+    result["served"] = node_evidence(spec, "probe", runner.timeout)
+    return EXIT_OK
 
 
 def probe_before_install(target: Target, timeout: float, result: dict[str, Any]) -> None:
@@ -2929,9 +2952,9 @@ def main() -> int:
     }
     code = EXIT_PARAMS
     try:
-        if action not in ("install", "rollback", "check"):
+        if action not in ("install", "rollback", "check", "probe"):
             raise RolloutFailure(str(result["stage"]), EXIT_PARAMS,
-                                 "ROLLOUT_ACTION must be install, rollback or check")
+                                 "ROLLOUT_ACTION must be install, rollback, check or probe")
         raw = decode_target(os.environ.get("ROLLOUT_TARGET", ""))
         result["targetId"] = raw.get("targetId")
         files = raw.get("files")
@@ -2942,6 +2965,11 @@ def main() -> int:
             runner.timeout = command_timeout("check")
             code = do_check(raw, runner, result)
             result["status"] = "ok" if code == EXIT_OK else "failed"
+        elif action == "probe":  # another target's probe node: read-only
+            result["stage"] = "probe"
+            runner.timeout = command_timeout("probe")
+            code = do_probe(raw, runner, result)
+            result["status"] = "ok"
         else:
             target = Target(raw)
             result["files"] = [f.path for f in target.files]
@@ -2957,7 +2985,7 @@ def main() -> int:
             verify_on_node(target, action, runner.timeout, result)  # verifyFrom: node
     except RolloutFailure as exc:
         code = exc.code
-        result["stage"] = {"rollback": "rollback", "check": "check"}.get(action, exc.stage)
+        result["stage"] = {"rollback": "rollback", "check": "check", "probe": "probe"}.get(action, exc.stage)
         result["error"] = str(exc)
         if exc.reason:
             result["reason"] = exc.reason

@@ -1,4 +1,5 @@
-"""InstallOnTarget / RollbackTarget: send the install document to one target's managed node;
+"""InstallOnTarget / RollbackTarget: send the install document to one target's managed node
+(ProbeOnProbeNode: its read-only probe action to the target's probe node, models.Target.probeNode);
 the task then waits on its token until CommandCallback reports the command's final status.
 First the certificate's lease is renewed (logic/lease.py fence_target_command): a rollout
 superseded by a newer request sends nothing (the task fails with Superseded, and the

@@ -19,10 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def policy_documents(resource: dict[str, Any]) -> list[dict[str, Any]]:
     """The policy documents a template resource grants: a SAM function's or state machine's
-    inline Policies items (not SAM policy templates), or an IAM policy's PolicyDocument."""
+    inline Policies items (not SAM policy templates), an IAM role's inline policies, or an IAM
+    policy's PolicyDocument."""
     props = resource.get("Properties", {})
     if resource.get("Type") in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
         return [props["PolicyDocument"]]
+    if resource.get("Type") == "AWS::IAM::Role":
+        return [p["PolicyDocument"] for p in props.get("Policies", [])]
     policies = props.get("Policies", [])
     return [p for p in policies if isinstance(p, dict) and "Statement" in p] if isinstance(policies, list) else []
 
@@ -53,7 +56,8 @@ def without_action(template: dict[str, Any], logical_id: str, action: str) -> in
         document["Statement"] = kept
     props = resource["Properties"]
     if isinstance(props.get("Policies"), list):
-        props["Policies"] = [p for p in props["Policies"] if not (isinstance(p, dict) and p.get("Statement") == [])]
+        props["Policies"] = [p for p in props["Policies"] if not (isinstance(p, dict) and (
+            p.get("Statement") == [] or p.get("PolicyDocument", {}).get("Statement") == []))]
     if not removed:
         raise LookupError(f"no Allow statement of {logical_id} names {action}")
     return removed

@@ -35,16 +35,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800),
 
 #: (role logical id, action) patterns whose removal the two rollouts cannot show, and why.
 #: Not swept at all: the ENI actions (ec2:CreateNetworkInterface ...) of the probing functions' VpcConfig
-#: (ProbeSubnetIds): they come from AWSLambdaVPCAccessExecutionRole, an AWS managed policy SAM attaches
-#: and the local cloud does not load (deploy.py), and the local cloud has no VPC;
-#: tests/unit/test_template_probe_vpc.py checks the template instead.
+#: (ProbeSubnetIds): they come from AWSLambdaVPCAccessExecutionRole, an AWS managed policy the probing
+#: roles attach only under ProbesInVpc, which the local cloud neither deploys nor loads (deploy.py; no
+#: VPC here); tests/unit/test_template_probe_vpc.py checks the template instead.
 NOT_SHOWN: dict[tuple[str, str], str] = {
     ("*", "kms:*"): "moto's Secrets Manager and SQS do not call KMS: kms:ViaService grants are never requested "
                     "locally (policy test: test_local_iam_policy.py evaluates the kms:ViaService condition)",
     ("RolloutStateMachineRole", "logs:*"): "the local cloud does not deliver Step Functions logs to CloudWatch Logs",
     ("RolloutStateMachineRole", "xray:*"): "tracing is off in the local cloud (no X-Ray daemon)",
-    ("*", "dynamodb:*"): "SAM's DynamoDB policy templates grant a fixed action set (Scan, BatchGetItem, "
-                         "DescribeTable, ...) wider than the calls the code makes; the calls made are swept",
+    ("*", "dynamodb:*"): "SAM's DynamoDB policy templates (and the probing roles' copies of their action sets, "
+                         "template.yaml) grant a fixed action set (Scan, BatchGetItem, DescribeTable, ...) wider "
+                         "than the calls the code makes; the calls made are swept",
     ("*", "sqs:SendMessage"): "the dead-letter queue: only after an asynchronous invocation failed three times",
     ("CommandCallbackFunctionRole", "ssm:CancelCommand"): "reconcile of a timed-out task only (test_faults.py)",
     ("CommandCallbackFunctionRole", "ssm:GetCommandInvocation"): "reconcile of a timed-out task only",
@@ -71,8 +72,8 @@ NOT_SHOWN: dict[tuple[str, str], str] = {
 TOLERATED: dict[tuple[str, str], str] = {
     ("NotifyFunctionRole", "dynamodb:PutItem"): "the notification marker: a failure is logged, not raised "
                                                 "(logic/notify.py); it matters only if the execution then fails",
-    ("InstallTargetFunctionRole", "dynamodb:UpdateItem"): "granted twice: DynamoDBWritePolicy and the lease "
-                                                          "statement both allow it on RolloutTable",
+    ("InstallTargetFunctionRole", "dynamodb:UpdateItem"): "granted twice: the DynamoDBWritePolicy action set and "
+                                                          "the lease statement both allow it on RolloutTable",
 }
 
 

@@ -83,7 +83,7 @@ def test_unreachable_target_before_install_is_no_error(w: World) -> None:
     ref = send(w)  # nothing scripted on 127.0.0.1:8443: connection refused
     assert ref.servedSerialBefore is None
     assert json.loads(w.waiting_tasks.records[waiting_task_key(ROLLOUT_ID, "web-1", "install")]["context"]) == {
-        "endpoint": "127.0.0.1:8443", "servedSerialBefore": None, "action": "install"}
+        "endpoint": "127.0.0.1:8443", "servedSerialBefore": None, "action": "install", "probeNode": None}
 
 
 def test_rollback_does_not_probe(w: World) -> None:
@@ -127,7 +127,7 @@ def test_send_then_status_change_completes_the_waiting_task(w: World) -> None:
     [(token, output)] = w.callbacks.succeeded
     assert token == "token-1"
     assert output == {"endpoint": "127.0.0.1:8443", "servedSerialBefore": format_serial_hex(OLD.serial_number),
-                      "action": "install", "state": "SUCCEEDED", "reason": None, "detail": None, "stage": None, "filesChanged": "yes",
+                      "action": "install", "probeNode": None, "state": "SUCCEEDED", "reason": None, "detail": None, "stage": None, "filesChanged": "yes",
                       "served": None,
                       "commandId": ref.commandId, "instanceId": "mi-0123456789abcdef0"}
 

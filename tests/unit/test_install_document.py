@@ -118,7 +118,9 @@ def test_template_includes_the_document_file_and_ships_the_installer_as_a_layer(
     assert (ROOT / layer["Properties"]["ContentUri"] / "install_bundle.py").is_file()
     install = resources["InstallTargetFunction"]["Properties"]
     assert install["Environment"]["Variables"]["INSTALLER_LAYER_ARN"] == {"Ref": "InstallerLayer"}
-    statements = [s for p in install["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])]
+    role = resources["InstallTargetFunctionRole"]["Properties"]  # its own role (template.yaml "probing roles")
+    assert install["Role"] == {"Fn::GetAtt": ["InstallTargetFunctionRole", "Arn"]}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     grants = [s for s in statements if s.get("Action") == "lambda:GetLayerVersion"]
     assert grants and all(s["Resource"] == {"Ref": "InstallerLayer"} for s in grants)
 

@@ -107,8 +107,9 @@ def test_target_not_in_rollout_fails_only_that_target_with_its_own_reason() -> N
 
 def send_command_statements() -> list[dict[str, Any]]:
     template = yaml_parse((ROOT / "template.yaml").read_text())
-    policies = template["Resources"]["InstallTargetFunction"]["Properties"]["Policies"]
-    return [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]
+    # InstallTargetFunction's own role (template.yaml "probing roles")
+    policies = template["Resources"]["InstallTargetFunctionRole"]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]
             if "ssm:SendCommand" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
 
 

@@ -34,6 +34,7 @@ from rollout_core.contracts import (
     ReconcileInput,
     RecordInput,
     RolloutState,
+    ServedEvidence,
     StateError,
     TargetCommandInput,
     TargetItem,
@@ -269,7 +270,7 @@ def test_no_lambda_task_passes_the_whole_lambda_response(asl: dict[str, Any]) ->
 
 def test_waiting_tasks_are_bounded_and_handle_their_timeout(asl: dict[str, Any]) -> None:
     waiting = [(w, n, s) for w, n, s in lambda_tasks(asl) if s["Resource"].endswith(".waitForTaskToken")]
-    assert {n for _, n, _ in waiting} == {"InstallOnTarget", "RollbackTarget"}
+    assert {n for _, n, _ in waiting} == {"InstallOnTarget", "RollbackTarget", "ProbeOnProbeNode"}
     for _, name, state in waiting:
         assert state.get("TimeoutSecondsPath") or state.get("TimeoutSeconds"), f"{name}: unbounded wait"
         assert state["Parameters"]["Payload"]["taskToken.$"] == "$$.Task.Token"
@@ -482,6 +483,7 @@ CONTRACTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "ReleaseLease": (LeaseInput, LeaseReleaseResult),
     "InstallOnTarget": (TargetCommandInput, CommandResult),
     "RollbackTarget": (TargetCommandInput, CommandResult),
+    "ProbeOnProbeNode": (TargetCommandInput, CommandResult),  # action probe, to the probe node
     "ReconcileInstall": (ReconcileInput, CommandResult),
     "ReconcileRollback": (ReconcileInput, CommandResult),
     "VerifyTarget": (VerifyInput, VerifyResult),
@@ -497,6 +499,7 @@ STAND_INS: dict[str, type[BaseModel]] = {
     "LeaseFailed": RolloutState,
     "LeaseNotAcquired": RolloutState,
     "BeginVerification": VerificationStart,
+    "UseProbeNodeEvidence": ServedEvidence,  # $.probeCommand.served into $.installCommand.served
     "OutcomeNotRecorded": OutcomeSummary,
 }
 # Fields of a state's JSON that hold one JSONPath read from the state (or from the task's raw
@@ -737,7 +740,7 @@ def test_the_iteration_state_model_is_the_item_and_every_result_before_the_outco
     """IterationState (what RecordTargetOutcome parses) refuses unknown fields: a new step
     writing a new field before RecordTargetOutcome needs a field here."""
     iteration = asl["States"]["InstallTargets"]["ItemProcessor"]["States"]
-    written = {state["ResultPath"].removeprefix("$.") for name, state in iteration.items()
+    written = {state["ResultPath"].removeprefix("$.").split(".")[0] for name, state in iteration.items()
                if isinstance(state.get("ResultPath"), str) and name != "RecordTargetOutcome"}
     written |= {c["ResultPath"].removeprefix("$.") for state in iteration.values() for c in state.get("Catch", [])}
     assert set(IterationState.model_fields) == set(TargetItem.model_fields) | written

@@ -63,6 +63,7 @@ RESOURCE_PROPERTY_UNITS = {("AWS::Logs::LogGroup", "RetentionInDays"): "days",
                            ("AWS::SNS::Subscription", "Endpoint"): "text",
                            # IAM reads a function's policies: a tag value in a Condition (TargetNodeTag).
                            ("AWS::Serverless::Function", "Policies"): "text",
+                           ("AWS::IAM::Role", "Policies"): "text",  # the probing roles (template.yaml)
                            # Lambda places the function's ENIs (ProbeSubnetIds, ProbeSecurityGroupIds).
                            ("AWS::Serverless::Function", "VpcConfig"): "text"}
 # Environment variables read by libraries, not by our settings models.

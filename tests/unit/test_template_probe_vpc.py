@@ -1,9 +1,11 @@
 """template.yaml's optional VPC for the functions that probe targets (issue 12, item 3): with
 ProbeSubnetIds and ProbeSecurityGroupIds set, exactly the functions whose code opens TLS
 connections (SocketTlsProbe) carry VpcConfig with those ids and their roles the ENI actions
-Lambda needs; with the defaults no function is in a VPC and the translated template differs
-from the one without VpcConfig only by the managed policy SAM attaches for any VpcConfig; one
-of the two set without the other fails the template's Rules assertion at deploy time.
+Lambda needs; with the defaults no function is in a VPC, no role has the VPC policy, and the
+translated template is the one without VpcConfig; one of the two set without the other fails
+the template's Rules assertion at deploy time. The probing functions have their own roles
+(template.yaml "probing roles"): SAM would attach AWSLambdaVPCAccessExecutionRole to a
+generated role for any VpcConfig, even under a false Fn::If (SAM issue #3502).
 
 Conditions and Fn::If are evaluated here as CloudFormation does (a CommaDelimitedList's Ref is
 a list, [""] for an empty default), not by the local cloud, which deploys the defaults only:
@@ -11,7 +13,6 @@ VpcConfig and ENIs are not emulated (README, local-cloud table)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from pathlib import Path
@@ -30,7 +31,8 @@ SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0f1e2d3c4b5a69788"]
 GROUPS = ["sg-0123456789abcdef0"]
 VPC = {"ProbeSubnetIds": ",".join(SUBNETS), "ProbeSecurityGroupIds": ",".join(GROUPS)}
 # SAM adds it to a function's generated role whenever the function has VpcConfig, even one under a
-# false Fn::If (samtranslator model/sam_resources.py _construct_role; SAM issue #3502).
+# false Fn::If (samtranslator model/sam_resources.py _construct_role; SAM issue #3502); the
+# probing roles attach it themselves, under ProbesInVpc.
 VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 # What Lambda needs on the execution role to create and remove a function's ENIs (Lambda developer
 # guide, "Giving Lambda functions access to resources in an Amazon VPC"; AWSLambdaENIManagementAccess).
@@ -66,7 +68,8 @@ _NO_VALUE = object()
 
 
 class Evaluator:
-    """Ref (parameters), Fn::Join/Equals/Not/And/Or, Condition, Fn::If with AWS::NoValue, and the
+    """Ref (parameters), Fn::Join/Equals/Not/And/Or, Condition, Fn::If with AWS::NoValue, a Fn::Sub
+    naming AWS::Partition alone (as "aws"), and the
     rule functions Fn::EachMemberEquals, as the CloudFormation intrinsic function reference and
     "Rules" reference define them. Anything else is left as it is."""
 
@@ -102,6 +105,8 @@ class Evaluator:
                 return all(self(a) for a in arg)
             if key == "Fn::Or":
                 return any(self(a) for a in arg)
+            if key == "Fn::Sub" and isinstance(arg, str) and "${" not in arg.replace("${AWS::Partition}", ""):
+                return arg.replace("${AWS::Partition}", "aws")  # the managed policies' ARNs
             if key == "Fn::EachMemberEquals":
                 return all(member == self(arg[1]) for member in self(arg[0]))
         return {k: v for k, v in ((k, self(v)) for k, v in value.items()) if v is not _NO_VALUE}
@@ -162,19 +167,55 @@ def _template_without_vpcconfig(tmp_path: Path) -> Path:
     return path
 
 
-def test_with_the_defaults_no_function_is_in_a_vpc_and_only_sams_managed_policy_differs(tmp_path):
+def _policy_arns(resources: dict[str, Any]) -> dict[str, list[str]]:
+    """Each (evaluated) role's managed policy ARNs."""
+    return {lid: r["Properties"].get("ManagedPolicyArns", []) for lid, r in resources.items()
+            if r["Type"] == "AWS::IAM::Role"}
+
+
+def test_with_the_defaults_no_function_is_in_a_vpc_and_no_role_has_the_vpc_policy(tmp_path):
     today = deployed({}, _template_without_vpcconfig(tmp_path))
     now = deployed({})
     assert set(now) == set(today)
     for lid, props in functions(now).items():
         assert "VpcConfig" not in props, lid
-    probing_roles = {f + "Role" for f in probing_functions()}
+    for lid, arns in _policy_arns(now).items():
+        assert VPC_ACCESS_POLICY not in arns, lid
     for lid, resource in now.items():
-        expected = copy.deepcopy(today[lid])
+        assert resource == today[lid], lid
+
+
+def test_the_translated_template_has_the_vpc_policy_exactly_on_the_probing_roles_with_the_parameters():
+    # translated only (SAM's output, before CloudFormation evaluates Fn::If): with the defaults
+    # no role names the policy outside a Fn::If on ProbesInVpc
+    cfn, _, _ = translate(TEMPLATE, {}, REGION)
+    probing_roles = {f + "Role" for f in probing_functions()}
+    for lid, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        text = json.dumps(resource)
         if lid in probing_roles:
-            # SAM issue #3502: attached although the Fn::If drops VpcConfig; not evaluated locally
-            expected["Properties"]["ManagedPolicyArns"].append(VPC_ACCESS_POLICY)
-        assert resource == expected, lid
+            conditional = [a for a in resource["Properties"]["ManagedPolicyArns"] if "Fn::If" in a]
+            assert len(conditional) == 1 and conditional[0]["Fn::If"][0] == "ProbesInVpc", lid
+            assert text.count("AWSLambdaVPCAccessExecutionRole") == 1, lid
+        else:
+            assert "AWSLambdaVPCAccessExecutionRole" not in text, lid
+    with_vpc = _policy_arns(deployed(VPC))
+    assert {lid for lid, arns in with_vpc.items() if VPC_ACCESS_POLICY in arns} == probing_roles
+
+
+def test_each_probing_role_is_its_functions_alone_and_has_the_basic_and_xray_policies_sam_would_add():
+    resources = deployed({})
+    sam = sam_template()
+    for lid in probing_functions():
+        assert sam["Resources"][lid]["Properties"]["Role"] == {"Fn::GetAtt": [lid + "Role", "Arn"]}
+        assert "Policies" not in sam["Resources"][lid]["Properties"], lid  # the statements live in the role
+        others = [f for f, p in functions(resources).items() if f != lid and p["Role"] == {"Fn::GetAtt": [lid + "Role", "Arn"]}]
+        assert others == [], lid
+        arns = _policy_arns(resources)[lid + "Role"]
+        assert arns == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+                        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"], lid
+    assert sam["Globals"]["Function"]["Tracing"] == "Active"  # why the X-Ray policy is there
 
 
 @pytest.mark.parametrize(("given", "valid", "in_vpc"), [

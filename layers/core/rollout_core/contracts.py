@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollout_core.models import Decision, RolloutOutcome, TargetOutcome
 
-Action = Literal["install", "rollback"]
+Action = Literal["install", "rollback", "probe"]  # probe: the probe node's read-only probe (models.Target.probeNode)
 # Did the command change the target's files? (logic.commands.files_changed, from the installer's
 # ROLLOUT_RESULT stage): "no" (it stopped before the swap, or never ran), "restored" (it reached
 # the swap and put the previous files back itself), "yes" (the swap happened and stands),
@@ -259,6 +259,7 @@ class WaitingTaskContext(_State):
     endpoint: str | None = None
     servedSerialBefore: str | None = None
     action: Action | None = None
+    probeNode: str | None = None  # the install's: the node ProbeOnProbeNode sends the probe to
 
 
 class ServedEvidence(BaseModel):
@@ -308,6 +309,7 @@ class CommandResult(CommandStatus):
     endpoint: str | None = None
     servedSerialBefore: str | None = None
     action: Action | None = None
+    probeNode: str | None = None  # set: InstallFinished sends a successful install's probe there
     commandId: str | None = None
     instanceId: str | None = None
 
@@ -387,6 +389,8 @@ class IterationState(TargetItem):
 
     installCommand: CommandResult | None = None
     installTimeout: StateError | None = None
+    probeCommand: CommandResult | None = None  # ProbeOnProbeNode (a target with a probeNode)
+    probeError: StateError | None = None
     verify: VerifyResult | VerificationStart | None = None
     verifyError: StateError | None = None
     rollbackCommand: CommandResult | None = None

@@ -379,7 +379,8 @@ class Target(BaseModel):
     verification (a reloading server answers some handshakes from old workers for a while).
     ``backends``: "host:port" (IPv6 as "[addr]:port") of each server behind a load-balanced
     endpoint, each probed on its own with the target's SNI name; at most MAX_BACKENDS, unique,
-    port 1-65535. Unknown fields are
+    port 1-65535. ``probeNode`` (verifyFrom "node" only, not the target's own instanceId): the
+    managed node that probes it instead of its own. Unknown fields are
     refused (a "testcommand" typo is not silently dropped); the state the rollout writes on
     the item (lastDeployedSerial, lastDeployedAt, lastOutcome) is accepted.
 
@@ -405,6 +406,11 @@ class Target(BaseModel):
     #: install command's result; VerifyTarget judges that evidence: logic/verify_node.py), for
     #: targets the Lambda cannot reach (on-premises, another network).
     verifyFrom: Literal["lambda", "node"] = "lambda"
+    #: With verifyFrom "node": another managed node probes host:port instead of the target's own
+    #: (an appliance with no agent of its own, a node that cannot reach its own listener): after
+    #: the install succeeded, the install document's read-only "probe" action goes to this node
+    #: (logic/commands.py); it gets the probe settings only, never the target's files or key.
+    probeNode: str | None = None
     # state written by the rollout (not part of the settings; adapters.dynamo.mark_deployed)
     lastDeployedSerial: str | None = None
     lastDeployedAt: str | None = None
@@ -443,6 +449,14 @@ class Target(BaseModel):
             raise ValueError(
                 f"instanceId {_show(value)} is not an SSM managed node id (i-/mi- and 8-17 lowercase hex digits)"
             )
+        return value
+
+    @field_validator("probeNode")
+    @classmethod
+    def _probe_node_id(cls, value: str | None) -> str | None:
+        if value is not None and not _INSTANCE_ID.fullmatch(value):
+            raise ValueError(
+                f"probeNode {_show(value)} is not an SSM managed node id (i-/mi- and 8-17 lowercase hex digits)")
         return value
 
     @field_validator("port", mode="before")
@@ -523,6 +537,12 @@ class Target(BaseModel):
         self._files_are_distinct()
         if self.server == "generic" and self.reloadCommand is None:
             raise ValueError(f"target {self.targetId}: a generic target needs a reloadCommand")
+        if self.probeNode is not None and self.verifyFrom != "node":
+            raise ValueError(f"target {self.targetId}: probeNode {self.probeNode} needs verifyFrom: node "
+                             "(the Lambda probes a verifyFrom lambda target)")
+        if self.probeNode is not None and self.probeNode == self.instanceId:
+            raise ValueError(f"target {self.targetId}: probeNode {self.probeNode} is the target's own node "
+                             "(instanceId): leave probeNode out for verifyFrom: node")
         encoded = len(self.install_settings_b64())
         if encoded > INSTALL_SETTINGS_MAX_B64:
             raise ValueError(
@@ -570,10 +590,29 @@ class Target(BaseModel):
             "files": [f.model_dump(exclude_none=True) for f in self.files],  # small: SSM parameter cap
             "testCommand": self.testCommand,
             "reloadCommand": self.reloadCommand,
-            # verifyFrom node: where the node probes (installer/install_bundle.py VerifySpec)
-            **({"verify": {"host": self.host, "port": self.port, "sni": self.sni,
-                           "probes": self.probes}} if self.verifyFrom == "node" else {}),
+            # verifyFrom node: where the node probes (installer/install_bundle.py VerifySpec);
+            # with a probeNode that node probes instead (probe_settings), the target's own does not
+            **({"verify": self._verify_spec()} if self.verifyFrom == "node" and self.probeNode is None else {}),
         }
+
+    def _verify_spec(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "sni": self.sni, "probes": self.probes}
+
+    def probe_settings(self) -> dict[str, Any]:
+        """What the probe node (``probeNode``) is sent for the install document's read-only
+        "probe" action: the target's id and where and how to probe, no files, no commands
+        (installer/install_bundle.py do_probe). Raises ValueError without a probeNode."""
+        if self.probeNode is None:
+            raise ValueError(f"target {self.targetId}: no probeNode to send a probe to")
+        return {"targetId": self.targetId, "server": self.server, "files": [], "testCommand": None,
+                "reloadCommand": None, "verify": self._verify_spec()}
+
+    def probe_settings_b64(self) -> str:
+        """probe_settings() as the SSM document's TargetConfig parameter (base64 of compact JSON)."""
+        import base64
+        import json
+
+        return base64.b64encode(json.dumps(self.probe_settings(), separators=(",", ":")).encode()).decode()
 
 
 def _is_ip(value: str) -> bool:

@@ -10,6 +10,7 @@ Format (YAML):
     - {id: web-1, certificate: web, server: embedded, sni: ..., port: ..., fault: stale}
     - {id: wild-1, certificate: wild, sni: a.svc.example.internal}
     - {id: web-2, certificate: web, verifyFrom: node}   # its node probes it, not the Lambda
+    - {id: web-3, certificate: web, verifyFrom: node, probeNode: true}   # another node probes it
   steps:
     - renew: web                                  # ACM managed renewal (new key, new serial)
     - fail_renewal: web                           # ACM renewal failed (RenewalSummary FAILED)
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -163,6 +165,9 @@ class TargetSpec(StrictKeys):
     # "node": the target's own local node probes it after the reload (models.Target.verifyFrom);
     # the Lambda then sends it no handshake.
     verify_from: Literal["lambda", "node"] | None = Field(default=None, alias="verifyFrom")
+    # true: a local managed node of its own (no target on it) probes this target instead of the
+    # target's node (models.Target.probeNode); needs verifyFrom: node.
+    probe_node: bool = Field(default=False, alias="probeNode")
     # Written over the registered inventory item as is (not validated): a misconfigured target.
     inventory_overrides: dict[str, Any] | None = None
     # The node installer's fetch path (CERT_ROLLOUT_FETCH; localcloud/cloud.py node_env): the
@@ -183,6 +188,12 @@ class TargetSpec(StrictKeys):
         if value is not None and (type(value) is not int or not 1 <= value <= 65535):  # noqa: E721 - no bool
             raise ValueError(f"port must be 1-65535, got {value!r}"[:120])
         return value
+
+    @model_validator(mode="after")
+    def _probe_node_needs_node_verification(self) -> TargetSpec:
+        if self.probe_node and self.verify_from != "node":
+            raise ValueError(f"target {self.id}: probeNode: true needs verifyFrom: node")
+        return self
 
     @field_validator("sni")
     @classmethod
@@ -568,14 +579,25 @@ class ScenarioRunner:
             else:
                 target = self.targets.add_embedded(t.id, self.certificate_arns[t.certificate],
                                                    t.sni or spec.domain, port=t.port, fault=t.fault, fetch=t.fetch)
+            probe_node = self._add_probe_node() if t.probe_node else None
             if t.verify_from or t.inventory_overrides:
                 target.inventory_item.update({"verifyFrom": t.verify_from} if t.verify_from else {})
+                target.inventory_item.update({"probeNode": probe_node} if probe_node else {})
                 target.inventory_item.update(t.inventory_overrides or {})
                 self.targets.register(target)
             self.on_step(f"target {t.id}: {target.endpoint} SNI {target.sni} on node {target.instance_id}"
                          + (f" (fault: {t.fault})" if t.fault else "")
                          + (f", backends {', '.join(target.backends)}" if target.backends else "")
-                         + (f" (verified from {t.verify_from})" if t.verify_from else ""))
+                         + (f" (verified from {t.verify_from})" if t.verify_from else "")
+                         + (f", probed from node {probe_node}" if probe_node else ""))
+
+    def _add_probe_node(self) -> str:
+        """A managed node with no target of its own (a probe node): the node role's session like
+        every local node; the staged bundle's policy names only the targets' nodes."""
+        assert self.cloud
+        instance_id = "mi-" + secrets.token_hex(8) + "b"
+        self.cloud.add_node(instance_id)
+        return instance_id
 
     def _run_steps(self, report: dict[str, Any]) -> None:
         """Every step in order; executions started with ``wait: false`` are finished at the end

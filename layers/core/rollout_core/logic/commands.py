@@ -43,6 +43,7 @@ def rollout_instance_id(action: Action, target: Target, certificate_arn: str, ta
     """The one managed node a command for (``certificate_arn``, ``target_id``) may go to: the
     ``instanceId`` of the inventory item read for that certificate and target (issue 11, item 4).
 
+    A "probe" goes to the item's ``probeNode`` instead (models.Target.probeNode).
     ``target``: the item as Inventory.get returned it; for a rollback, the install's waiting-task
     record (logic.waiting) names the node the install went to, and the rollback must go there.
     Raises TargetNotInRollout when the item belongs to another certificate or target, or the
@@ -53,6 +54,11 @@ def rollout_instance_id(action: Action, target: Target, certificate_arn: str, ta
     if target.certificateArn != certificate_arn or target.targetId != target_id:
         raise TargetNotInRollout(f"the inventory item read for target {target_id} of {certificate_arn} is target "
                                  f"{target.targetId} of {target.certificateArn}: no command sent")
+    if action == "probe":  # read-only, to the node the inventory names as the target's probe node
+        if target.probeNode is None:
+            raise TargetNotInRollout(f"target {target_id} names no probeNode (the inventory changed during the "
+                                     "rollout?): no probe sent")
+        return target.probeNode
     if action == "rollback":
         install = waiting_tasks.find(waiting_task_key(rollout_id, target_id, "install"))
         if install is not None and install.instance_id and install.instance_id != target.instanceId:
@@ -70,7 +76,8 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
                         settings: InstallSettings, inventory: ports.Inventory, commands: ports.Commands,
                         waiting_tasks: ports.WaitingTasks, probe: ports.TlsProbe, installer: ports.InstallerSource,
                         task_token: str | None = None) -> CommandRef:
-    """Send the install (or rollback) document to the target's managed node.
+    """Send the install (or rollback) document to the target's managed node; "probe" (the
+    read-only probe of a target with a probeNode, after its install succeeded) to its probe node.
 
     Before an install, probes what the target serves (served_serial_before; None when it
     cannot be reached), except for a verifyFrom-node target, whose node probes it itself
@@ -94,11 +101,13 @@ def send_target_command(action: Action, certificate_arn: str, target_id: str,
         before = seen.served_serial_hex
         if seen.error is not None:
             logger.info("target not reachable before install", extra={"target_id": target_id, "error": str(seen.error)})
-    config = target.install_settings_b64()
+    # a probe node gets where to probe, never the target's files or commands (models.Target.probe_settings)
+    config = target.probe_settings_b64() if action == "probe" else target.install_settings_b64()
     wait_key = waiting_task_key(rollout_id, target_id, action)
     if task_token:
         # Stored BEFORE the command is sent: a fast node's status event can never arrive first.
-        context = WaitingTaskContext(endpoint=target.endpoint, servedSerialBefore=before, action=action)
+        context = WaitingTaskContext(endpoint=target.endpoint, servedSerialBefore=before, action=action,
+                                     probeNode=target.probeNode if action == "install" else None)
         waiting_tasks.remember(wait_key, task_token, context.model_dump(mode="json"),
                                ttl_seconds=settings.command_timeout_seconds + 86400)
     command_id = commands.send(
@@ -178,6 +187,8 @@ def files_changed(action: Action, state: CommandState, result: dict[str, Any] | 
     rollback is "yes" (files restored), or "no" when its result says ``restored: false``
     (nothing to restore). Everything else is "unknown": the iteration then attempts the rollback.
     """
+    if action == "probe":  # read-only (installer/install_bundle.py do_probe)
+        return "no"
     detail = "".join(ch for ch in (status_details or "").casefold() if ch.isalnum())
     if state == CommandState.UNDELIVERABLE or detail in NOT_DELIVERED_DETAILS:
         return "no"
@@ -248,5 +259,5 @@ def command_status(command_id: str, instance_id: str, *, event_status: str | Non
     # An install refused for a named cause (node-policy-denied, older-than-installed, ...: ssm_status
     # INSTALLER_REASONS) is reported by that name; any other failure as install-failed.
     named = installer_reason(parsed)[0] if action == "install" else None
-    return CommandStatus(state="FAILED", reason=named or ("install-failed" if action == "install" else "rollback-failed"),
+    return CommandStatus(state="FAILED", reason=named or f"{action}-failed",
                          detail=detail or "command failed", stage=stage, filesChanged=changed)

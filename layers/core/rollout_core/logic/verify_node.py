@@ -17,6 +17,12 @@ The node already waited for the reload, so there is no WAITING answer:
     chain-invalid, hostname-mismatch), or the node could not read the whole chain
     (chainComplete false: Python < 3.10 on the node; chainTruncated)  -> NOT_SERVING, that reason
 
+A target with a ``probeNode`` (models.Target) is probed the same way by that other node: after
+its install succeeded, the state machine's ProbeOnProbeNode sends the install document's
+read-only "probe" action there (logic.commands.send_target_command; installer do_probe, the
+same probe_served), and UseProbeNodeEvidence puts its "served" where the target's own node's
+would be ($.installCommand.served); the target's own node then does not probe.
+
 The checks are the Lambda-verified targets' own (domain.tls_checks.check_served_chain, the same
 trust anchor and name), run here on the node's DER chain.
 """
@@ -82,10 +88,13 @@ def verify_from_node_evidence(served: ServedEvidence | None, expected_serial: st
     """
     expected = parse_serial(expected_serial)
     common: dict[str, Any] = {"since": since, "pollIntervalSeconds": settings.poll_interval_seconds}
-    where = f"from node {target.instanceId} to {target.endpoint} (SNI {target.sni})"
+    node = f"probe node {target.probeNode}" if target.probeNode else f"node {target.instanceId}"
+    where = f"from {node} to {target.endpoint} (SNI {target.sni})"
     if served is None:
-        return VerifyResult(state="UNREACHABLE", reason="unreachable", detail=f"the node reported no probe evidence {where} "
-                                                        "(an installer without verifyFrom node?)", **common)
+        why = ("its probe command did not succeed: ProbeOnProbeNode in the execution history" if target.probeNode
+               else "an installer without verifyFrom node?")
+        return VerifyResult(state="UNREACHABLE", reason="unreachable", detail=f"the {node} reported no probe evidence {where} "
+                                                        f"({why})", **common)
     if not served.chain and not served.serialsSeen:
         return VerifyResult(state="UNREACHABLE", reason="unreachable", detail=f"{where}: {served.error or 'no certificate served'}"[:800],
                             **common)
@@ -119,7 +128,11 @@ def verify_from_node_evidence(served: ServedEvidence | None, expected_serial: st
 def node_served_after(state: IterationState) -> str | None:
     """What a verifyFrom-node target served at the end (RecordTargetOutcome's servedSerialAfter,
     in place of the Lambda's after-probe): the last serial the node saw after the rollback's
-    reload, else after the install's; None when the node saw none."""
+    reload, else after the install's; None when the node saw none. A target whose probe node
+    probed it (state.probeCommand) and was then rolled back: None (no node probed it after the
+    rollback; what was seen before it is not what it serves now)."""
+    if state.rollbackCommand is not None and state.probeCommand is not None:
+        return None
     for command in (state.rollbackCommand, state.installCommand):
         if command is not None and command.served is not None and command.served.serialsSeen:
             last = command.served.serialsSeen[-1]
