@@ -33,6 +33,8 @@ TARGET_PHASES: dict[str, str | None] = {
     "VerifyTarget": "verifying",
     "Verified": None,
     "WaitForReload": "waiting for reload",
+    "ProbeOnProbeNode": "verifying (probe node)",
+    "UseProbeNodeEvidence": None,
     "RollbackTarget": "rolling back",
     "ReconcileRollback": "rolling back (asking SSM for the final status)",
     "RollbackStatusUnknown": "rollback status unknown",
