@@ -34,7 +34,7 @@ TARGET_PHASES: dict[str, str | None] = {
     "Verified": None,
     "WaitForReload": "waiting for reload",
     "ProbeOnProbeNode": "verifying (probe node)",
-    "UseProbeNodeEvidence": None,
+    "UseProbeNodeEvidence": "verifying (probe node evidence)",
     "RollbackTarget": "rolling back",
     "ReconcileRollback": "rolling back (asking SSM for the final status)",
     "RollbackStatusUnknown": "rollback status unknown",
