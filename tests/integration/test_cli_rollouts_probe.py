@@ -7,40 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from cert_rollout.cli import app
-from cert_rollout.localcloud.cloud import LocalCloud, free_port
+from cert_rollout.localcloud.cloud import free_port
 from cert_rollout.localcloud.target_server import start_server, stop_server
+from tests.integration.cli_local import aws, cloud, run, runner, table_opts  # noqa: F401 (cloud: fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AWS_ACCESS_KEY_ID", "localcloud")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "localcloud")
-    mp.delenv("AWS_PROFILE", raising=False)
-    try:
-        with LocalCloud(lambda_workers=2) as c:
-            yield c
-    finally:
-        mp.undo()
-
-
-def aws(cloud: LocalCloud) -> list[str]:
-    return ["--region", cloud.region, "--endpoint-url", cloud.endpoint]
-
-
-def table_opts(cloud: LocalCloud) -> list[str]:
-    return ["--inventory-table", cloud.outputs["InventoryTableName"], *aws(cloud)]
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def _health_event(arn: str) -> dict:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cert_rollout.commands.common import require_local
+from cert_rollout.processes import process_alive
 
 if TYPE_CHECKING:
     from cert_rollout.localcloud.cloud import LocalCloud
@@ -93,25 +94,12 @@ def _write_atomically(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- the pid file
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (ended, not yet reaped) is no running cloud
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _is_local_up(pid: int) -> bool:
     """Is ``pid`` a `cert-rollout local up` (not another process that reused the pid)?"""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return _alive(pid)
+        return process_alive(pid)
     text = b" ".join(args)
     return b"cert_rollout" in text or b"cert-rollout" in text
 
@@ -122,7 +110,7 @@ def running_pid(state_dir: Path) -> int | None:
         pid = int((state_dir / "pid").read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) and _is_local_up(pid) else None
+    return pid if process_alive(pid) and _is_local_up(pid) else None
 
 
 # --------------------------------------------------------------------------- up
@@ -235,9 +223,9 @@ def stop_local_cloud(state_dir: Path, timeout: float) -> int | None:
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if process_alive(pid):
             if os.getpgid(pid) == pid:
                 os.killpg(pid, signal.SIGKILL)
             else:
@@ -245,7 +233,7 @@ def stop_local_cloud(state_dir: Path, timeout: float) -> int | None:
             time.sleep(0.5)
     except ProcessLookupError:
         pass  # it ended meanwhile
-    if _alive(pid):
+    if process_alive(pid):
         raise LocalUpError(f"local up (pid {pid}) is still alive after SIGTERM and SIGKILL")
     (state_dir / "pid").unlink(missing_ok=True)
     return pid

@@ -72,6 +72,7 @@ from rollout_core.target_defaults import default_files
 
 from cert_rollout.localcloud.cloud import free_port
 from cert_rollout.localcloud.targets import NODE_FAULTS, LocalTarget, LocalTargets
+from cert_rollout.processes import process_alive
 
 REAL_FAULTS = {None, "down", "agent-offline", "stale", "reload-fails", "crash-mid-swap"}
 BROKEN_DIRECTIVE = "    this_directive_is_a_typo on;  # an operator's unfinished edit\n"
@@ -128,23 +129,6 @@ def available(name: str) -> bool:
 # --------------------------------------------------------------------------- process handles
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        if state in ("Z", "X"):
-            return False
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class PidFileProcess:
     """A daemon known by its pid file (HAProxy: the pid changes at each -sf reload), with the
     Popen methods stop_server calls."""
@@ -166,7 +150,7 @@ class PidFileProcess:
         if self.returncode is None or not self.sticky:
             self.returncode = None
             pid = self.pid()
-            if pid is None or not _alive(pid):
+            if pid is None or not process_alive(pid):
                 self.returncode = 0
         return self.returncode
 
@@ -279,7 +263,7 @@ def children(pid: int) -> set[int]:
 def wait_gone(pids: set[int], timeout: float = 10.0) -> None:
     """Wait until none of ``pids`` is alive (nginx's old workers after a reload)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(process_alive(p) for p in pids):
         time.sleep(0.02)
 
 
